@@ -1,0 +1,210 @@
+"""Streaming semi-supervised propagation: the one inference path of the project.
+
+Validation, `eval.py` and the demo all call `VideoPropagator.propagate`. It follows
+`SAM2VideoPredictor.propagate_in_video` (built with the same settings) step for step:
+prompted frames are encoded into memory from their low-resolution mask, memory features
+are stored in bfloat16, and objects that share a prompt frame are tracked as a batch.
+Unlike the reference it reads frames lazily and keeps only the memory entries a later
+frame can still use, so memory stays flat however long the video is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sam2.modeling.sam2_base import NO_OBJ_SCORE
+
+from mosam_train.models.video_sam import OutputDict, VideoSAM, new_output_dict
+
+MemoryMode = Literal["full", "cond_only"]
+
+
+class FrameSource(Protocol):
+    """Frames of one video, preprocessed for the model on demand."""
+
+    num_frames: int
+    height: int
+    width: int
+
+    def image(self, t: int) -> torch.Tensor:
+        """Frame `t` as a normalised float tensor [3, S, S]."""
+        ...
+
+
+@dataclass
+class FrameResult:
+    """Mask logits of every object on one frame, at the video's resolution.
+
+    logits: [O, H, W] in `object_ids` order; objects not yet started are NO_OBJ_SCORE.
+    """
+
+    frame_idx: int
+    object_ids: list[int]
+    logits: torch.Tensor
+    object_scores: torch.Tensor
+
+
+@dataclass
+class _Group:
+    """Objects prompted on the same frame: tracked together as one batch."""
+
+    start: int
+    object_ids: list[int]
+    mask_inputs: torch.Tensor
+    output_dict: OutputDict = field(default_factory=new_output_dict)
+
+
+def _num_stored_tensors_bytes(entry: Mapping[str, Any]) -> int:
+    total = 0
+    for v in entry.values():
+        if isinstance(v, torch.Tensor):
+            total += v.numel() * v.element_size()
+    return total
+
+
+class VideoPropagator:
+    """Propagates first-frame (or first-appearance) masks through a video.
+
+    memory="cond_only" keeps only the prompted frames in memory (a baseline that shows
+    what SAM 2's memory of past predictions buys).
+    """
+
+    def __init__(
+        self,
+        model: VideoSAM,
+        memory: MemoryMode = "full",
+        memory_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        if memory not in ("full", "cond_only"):
+            raise ValueError(f"memory must be 'full' or 'cond_only', got {memory!r}")
+        self.model = model
+        self.memory = memory
+        self.memory_dtype = memory_dtype
+        self.groups: list[_Group] = []
+
+    # ------------------------------------------------------------------ memory window
+    def _prune(self, group: _Group, frame_idx: int, num_frames: int) -> None:
+        """Drop what no later frame can use: old entries, and memory of pointer-only frames."""
+        sam2 = self.model.sam2
+        stride = 1 if sam2.training else sam2.memory_temporal_stride_for_eval
+        nxt = frame_idx + 1
+        # Oldest non-conditioning frame whose spatial memory frame `nxt` (or later) reads.
+        oldest_mem = min(nxt - 1, ((nxt - 2) // stride) * stride - (sam2.num_maskmem - 3) * stride)
+        oldest_ptr = nxt
+        if sam2.use_obj_ptrs_in_encoder:
+            oldest_ptr = nxt - (min(num_frames, sam2.max_obj_ptrs_in_encoder) - 1)
+        non_cond = group.output_dict["non_cond_frame_outputs"]
+        for t in list(non_cond):
+            if t < oldest_mem and t < oldest_ptr:
+                del non_cond[t]
+            elif t < oldest_mem and "maskmem_features" in non_cond[t]:
+                non_cond[t] = {"obj_ptr": non_cond[t]["obj_ptr"]}
+
+    def memory_entries(self) -> int:
+        """Number of frame entries held across all groups (for flat-memory checks)."""
+        return sum(
+            len(g.output_dict["cond_frame_outputs"]) + len(g.output_dict["non_cond_frame_outputs"])
+            for g in self.groups
+        )
+
+    def memory_bytes(self) -> int:
+        return sum(
+            _num_stored_tensors_bytes(e)
+            for g in self.groups
+            for d in g.output_dict.values()
+            for e in d.values()
+        )
+
+    # ------------------------------------------------------------------ propagation
+    def _compact(self, out: dict[str, Any]) -> dict[str, Any]:
+        """What the memory bank keeps of a frame (as SAM2VideoPredictor keeps it)."""
+        maskmem = out["maskmem_features"]
+        if maskmem is not None:
+            maskmem = maskmem.to(self.memory_dtype)
+        return {
+            "maskmem_features": maskmem,
+            "maskmem_pos_enc": out["maskmem_pos_enc"],
+            "pred_masks": out["pred_masks"],
+            "obj_ptr": out["obj_ptr"],
+            "object_score_logits": out["object_score_logits"],
+        }
+
+    def _prepare_mask_inputs(self, masks: list[np.ndarray], device: torch.device) -> torch.Tensor:
+        """Prompt masks at video resolution -> [N, 1, S, S] as SAM2VideoPredictor.add_new_mask."""
+        size = self.model.image_size
+        m = torch.as_tensor(np.stack(masks), dtype=torch.float32, device=device)[:, None]
+        if m.shape[-2:] != (size, size):
+            m = F.interpolate(
+                m, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
+            m = (m >= 0.5).float()
+        return m
+
+    @torch.inference_mode()
+    def propagate(
+        self,
+        frames: FrameSource,
+        prompts: Mapping[int, Mapping[int, np.ndarray]],
+    ) -> Iterator[FrameResult]:
+        """Yield every frame's logits, from the first prompted frame to the end of the video.
+
+        prompts: {frame_idx: {object_id: bool mask [H, W] at video resolution}}. An object
+        joins tracking at its first prompted frame (YouTube-VOS style mid-video objects).
+        """
+        if not prompts:
+            raise ValueError("propagate needs at least one prompted object")
+        device = next(self.model.parameters()).device
+        num_frames = frames.num_frames
+        seen: set[int] = set()
+        self.groups = []
+        for t in sorted(prompts):
+            new = [(oid, m) for oid, m in sorted(prompts[t].items()) if oid not in seen]
+            if new:
+                seen.update(oid for oid, _ in new)
+                ids, masks = zip(*new, strict=True)
+                self.groups.append(
+                    _Group(t, list(ids), self._prepare_mask_inputs(list(masks), device))
+                )
+        object_ids = [oid for g in self.groups for oid in g.object_ids]
+        start = self.groups[0].start
+        video_size = (frames.height, frames.width)
+        for t in range(start, num_frames):
+            active = [g for g in self.groups if g.start <= t]
+            image = frames.image(t).to(device, torch.float32)[None]
+            feats = self.model.encode_images(image)
+            low_res = []
+            scores = []
+            for g in active:
+                n = len(g.object_ids)
+                g_feats = feats.expand(n)
+                if t == g.start:
+                    out = self.model.track(
+                        t,
+                        g_feats,
+                        g.output_dict,
+                        num_frames,
+                        is_init_cond_frame=True,
+                        mask_inputs=g.mask_inputs,
+                        memory_from_low_res=True,
+                    )
+                    g.output_dict["cond_frame_outputs"][t] = self._compact(out)
+                else:
+                    out = self.model.track(t, g_feats, g.output_dict, num_frames)
+                    if self.memory == "full":
+                        g.output_dict["non_cond_frame_outputs"][t] = self._compact(out)
+                        self._prune(g, t, num_frames)
+                low_res.append(out["pred_masks"])
+                scores.append(out["object_score_logits"].view(n))
+            size = low_res[0].shape[-2:]
+            waiting = sum(len(g.object_ids) for g in self.groups if g.start > t)
+            if waiting:
+                low_res.append(torch.full((waiting, 1, *size), NO_OBJ_SCORE, device=device))
+                scores.append(torch.full((waiting,), NO_OBJ_SCORE, device=device))
+            logits = torch.cat(low_res)
+            logits = F.interpolate(logits, size=video_size, mode="bilinear", align_corners=False)
+            yield FrameResult(t, object_ids, logits[:, 0], torch.cat(scores))

@@ -1,0 +1,67 @@
+"""SAM 2's video training loss, used as upstream defines it.
+
+`training.loss_fns.MultiStepMultiMasksAndIous` (shipped with `sam2`) is the reference
+implementation: focal x20, dice x1, IoU-prediction L1 x1, object-score BCE x1, each divided
+by the number of objects and summed over frames; with several masks only the one with the
+lowest 20*focal+dice back-propagates; mask terms count only where the object is present.
+This module adapts our per-frame outputs to its input format.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+LOSS_TERMS = ("loss_mask", "loss_dice", "loss_iou", "loss_class")
+
+
+class SAM2VideoLoss(nn.Module):
+    """Weights default to the SAM 2.1 fine-tuning recipe."""
+
+    def __init__(
+        self,
+        weight_mask: float = 20.0,
+        weight_dice: float = 1.0,
+        weight_iou: float = 1.0,
+        weight_class: float = 1.0,
+        supervise_all_iou: bool = True,
+    ) -> None:
+        super().__init__()
+        # Imported here: the module pulls in tensorboard and tensordict (seconds of import).
+        from training.loss_fns import MultiStepMultiMasksAndIous
+
+        self.loss = MultiStepMultiMasksAndIous(
+            weight_dict={
+                "loss_mask": weight_mask,
+                "loss_dice": weight_dice,
+                "loss_iou": weight_iou,
+                "loss_class": weight_class,
+            },
+            supervise_all_iou=supervise_all_iou,
+            iou_use_l1_loss=True,
+            pred_obj_scores=True,
+            focal_gamma_obj_score=0.0,
+            focal_alpha_obj_score=-1.0,
+        )
+
+    def forward(
+        self, outputs: list[dict[str, Any]], targets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """outputs: one dict per frame from `VideoSAM.forward_clip`; targets: bool [T, N, S, S].
+
+        Returns the weighted total under "loss" and every unweighted term.
+        """
+        outs = [
+            {
+                "multistep_pred_multimasks_high_res": [o["multimasks_high_res"]],
+                "multistep_pred_ious": [o["ious"]],
+                "multistep_object_score_logits": [o["object_score_logits"]],
+            }
+            for o in outputs
+        ]
+        losses = self.loss(outs, targets.float())
+        result = {k: losses[k] for k in LOSS_TERMS}
+        result["loss"] = losses["core_loss"]
+        return result
