@@ -1,10 +1,8 @@
 """Build SAM 2 models from the `sam2` package's own yaml files, and load their weights.
 
-`import sam2` initialises Hydra globally on the `sam2` config module, which makes a later
-`@hydra.main` refuse to start, and `sam2.build_sam.build_sam2` composes through that global
-state, which a running Hydra app has replaced. So the yaml files are read directly with
-OmegaConf and the `model` node is instantiated, and Hydra's global state is cleared again
-right after `sam2` is first imported.
+`sam2.build_sam.build_sam2` composes through Hydra's global state, which a running Hydra
+app has replaced; so the yaml files are read directly with OmegaConf and the `model` node
+is instantiated (see also `mosam_train/__init__.py`).
 """
 
 from __future__ import annotations
@@ -15,18 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from hydra.core.global_hydra import GlobalHydra
-
-_hydra_was_initialized = GlobalHydra.instance().is_initialized()
-import sam2  # noqa: E402,F401  (initialises Hydra globally; undone below)
-
-if not _hydra_was_initialized:
-    GlobalHydra.instance().clear()
-
-import torch  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from sam2.modeling.sam2_base import SAM2Base  # noqa: E402
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from sam2.modeling.sam2_base import SAM2Base
 
 OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything_2"
 # Where MoSAMModule keeps SAM 2 in its state_dict (module.model.sam2).

@@ -1,0 +1,332 @@
+"""Training clips and validation videos as a LightningDataModule.
+
+Training: `ClipDataset` draws a clip per index from a generator seeded by
+(seed, epoch, index), so a sample does not depend on worker count or order, and a broken
+file is skipped (logged, counted) instead of crashing the epoch. Validation/test: whole
+`VideoRecord`s, one per batch, for the streaming inference engine (which reads frames
+lazily itself).
+
+Epochs: the train sampler's `set_epoch` (called by Lightning each epoch on a single
+device) forwards the epoch to the dataset through shared memory, so persistent workers see
+it. Under DDP Lightning wraps the sampler and does not forward `set_epoch`; call
+`datamodule.set_epoch(trainer.current_epoch)` from an `on_train_epoch_start` hook there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mosam_train.data.errors import DataError
+from mosam_train.data.formats.davis import missing_root_message, read_davis
+from mosam_train.data.sampling import choose_objects, sample_clip
+from mosam_train.data.transforms import ClipTransform, build_eval_transform, build_train_transform
+from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
+
+log = logging.getLogger(__name__)
+
+
+class ClipDataset(Dataset):
+    """Clips of `clip_len` frames with up to `max_objects` objects present in frame 0.
+
+    Index i of epoch e reads video (i + e * len(self)) % num_videos, so a
+    `samples_per_epoch` smaller than the video count still visits every video over epochs.
+    Objects that the augmentation pushes out of the clip's first frame are dropped; if
+    none is left the draw is retried (`max_retries`) and finally done without
+    augmentation. A `DataError` makes the dataset skip to another, deterministically drawn
+    video (`max_bad` times at most); `skipped` counts those across workers, and each
+    sample's `meta["skipped"]` says how many it needed.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[VideoRecord],
+        clip_len: int,
+        max_skip: int,
+        max_objects: int,
+        transform: ClipTransform,
+        seed: int = 0,
+        samples_per_epoch: int | None = None,
+        reverse_prob: float = 0.0,
+        max_retries: int = 10,
+        max_bad: int = 50,
+    ) -> None:
+        if not records:
+            raise ValueError("ClipDataset needs at least one video")
+        self.records = list(records)
+        self.clip_len, self.max_skip, self.max_objects = clip_len, max_skip, max_objects
+        self.transform = transform
+        self.fallback = build_eval_transform(transform.image_size)
+        self.seed = int(seed or 0)
+        self.samples_per_epoch = samples_per_epoch or len(self.records)
+        self.reverse_prob = reverse_prob
+        self.max_retries, self.max_bad = max_retries, max_bad
+        # shared memory: visible to (persistent) DataLoader workers and the main process
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._skipped = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._bad: set[str] = set()  # per process: videos already reported
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @property
+    def skipped(self) -> int:
+        """Bad samples skipped so far (all workers)."""
+        return int(self._skipped)
+
+    def __getitem__(self, index: int) -> ClipSample:
+        epoch = self.epoch
+        n = len(self.records)
+        for bad in range(self.max_bad + 1):
+            rng = np.random.default_rng([self.seed, epoch, int(index), bad])
+            # first the scheduled video, then deterministic random replacements
+            v = (int(index) + epoch * len(self)) % n if bad == 0 else int(rng.integers(n))
+            record = self.records[v]
+            try:
+                sample = self._make(record, rng)
+            except DataError as e:
+                self._skipped += 1
+                level = logging.DEBUG if record.name in self._bad else logging.WARNING
+                self._bad.add(record.name)
+                log.log(level, "skipping video %s (sample %d): %s", record.name, index, e)
+                continue
+            sample.meta.update(skipped=bad, epoch=epoch, index=int(index))
+            return sample
+        raise DataError(
+            f"{self.max_bad + 1} consecutive bad samples (last: {record.name}); the dataset "
+            f"looks broken. Fix: check the warnings above and the files they name."
+        )
+
+    def _choose(self, record: VideoRecord, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+        """Clip frame indices and positions (in record.object_ids) of the chosen objects."""
+        annotated = record.annotated_frames
+        for _ in range(self.max_retries):
+            clip = sample_clip(
+                record.num_frames, annotated, self.clip_len, self.max_skip, rng, self.reverse_prob
+            )
+            present = np.flatnonzero(record.load_masks(clip[0]).any(axis=(1, 2))).tolist()
+            if present:
+                return clip, choose_objects(present, self.max_objects, rng)
+        # fall back to the first annotated frame, where semi-supervised sets label everything
+        clip = [annotated[min(k, len(annotated) - 1)] for k in range(self.clip_len)]
+        present = np.flatnonzero(record.load_masks(clip[0]).any(axis=(1, 2))).tolist()
+        if not present:
+            raise DataError(
+                f"video {record.name}: no object present in its first annotated frame "
+                f"{clip[0]}. Fix: label the objects in the first frame."
+            )
+        return clip, choose_objects(present, self.max_objects, rng)
+
+    def _make(self, record: VideoRecord, rng: np.random.Generator) -> ClipSample:
+        clip, chosen = self._choose(record, rng)
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for t in clip:  # padded clips repeat frames: read each once
+            if t not in cache:
+                cache[t] = (record.load_frame(t), record.load_masks(t)[chosen])
+        frames = [cache[t][0] for t in clip]
+        masks = [cache[t][1] for t in clip]
+        retries = 0
+        for retries in range(1, self.max_retries + 1):  # noqa: B007
+            x, m = self.transform(frames, masks, seed=int(rng.integers(2**31 - 2)))
+            keep = m[0].flatten(1).any(1)
+            if keep.any():
+                break
+        else:
+            x, m = self.fallback(frames, masks)
+            keep = m[0].flatten(1).any(1)
+            if not keep.any():
+                raise DataError(
+                    f"video {record.name}: objects {[record.object_ids[k] for k in chosen]} "
+                    f"vanish at image size {self.transform.image_size}. Fix: a larger "
+                    f"image_size or drop the video."
+                )
+        ids = [record.object_ids[k] for k, kept in zip(chosen, keep.tolist(), strict=True) if kept]
+        return ClipSample(
+            frames=x,
+            masks=m[:, keep],
+            video=record.name,
+            frame_indices=clip,
+            object_ids=ids,
+            meta={"tags": tuple(record.tags), "aug_tries": retries},
+        )
+
+
+def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
+    """Stack clips; objects are padded with empty masks and `object_valid=False`."""
+    if not samples:
+        raise ValueError("empty batch")
+    shapes = {tuple(s.frames.shape) for s in samples}
+    if len(shapes) != 1:
+        raise ValueError(f"clips differ in shape: {shapes}")
+    B = len(samples)
+    T, _, H, W = samples[0].frames.shape
+    num_obj = max(s.masks.shape[1] for s in samples)
+    masks = torch.zeros(B, T, num_obj, H, W, dtype=torch.bool)
+    valid = torch.zeros(B, num_obj, dtype=torch.bool)
+    for b, s in enumerate(samples):
+        k = s.masks.shape[1]
+        masks[b, :, :k] = s.masks
+        valid[b, :k] = True
+    return ClipBatch(
+        frames=torch.stack([s.frames for s in samples]),
+        masks=masks,
+        object_valid=valid,
+        videos=[s.video for s in samples],
+        frame_indices=[list(s.frame_indices) for s in samples],
+        object_ids=[list(s.object_ids) for s in samples],
+        meta=[dict(s.meta) for s in samples],
+    )
+
+
+def _single(batch: list[VideoRecord]) -> VideoRecord:
+    """Collate for whole-video loaders (batch_size=1): the record itself."""
+    return batch[0]
+
+
+def _worker_init(_: int) -> None:
+    cv2.setNumThreads(1)  # the loader already runs one process per worker
+
+
+class EpochRandomSampler(Sampler[int]):
+    """Shuffles with a (seed, epoch) generator and forwards `set_epoch` to the dataset."""
+
+    def __init__(self, dataset: ClipDataset, seed: int = 0) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(len(self.dataset), generator=g).tolist())
+
+
+class VOSDataModule(L.LightningDataModule):
+    """DAVIS-layout data (real DAVIS 2017 or the synthetic set) for train/val/test.
+
+    `augment` holds `build_train_transform` keyword arguments (SAM 2's MOSE recipe when
+    empty). `val_max_videos` keeps the first N validation videos (quick checks).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str | None = None,
+        resolution: str = "480p",
+        image_size: int = 1024,
+        clip_len: int = 8,
+        max_skip: int = 3,
+        max_objects: int = 3,
+        reverse_prob: float = 0.0,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        samples_per_epoch: int | None = None,
+        seed: int = 0,
+        augment: Mapping[str, Any] | None = None,
+        synthetic: bool = False,
+        synthetic_seed: int = 0,
+        val_max_videos: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.root = Path(root)
+        self.augment = dict(augment or {})
+        self.train_dataset: ClipDataset | None = None
+        self._val_records: list[VideoRecord] | None = None
+        self._test_records: list[VideoRecord] | None = None
+
+    def prepare_data(self) -> None:
+        """Generate the synthetic set if asked for and missing (one process per node)."""
+        if self.hparams.synthetic:
+            from mosam_train.data.synthetic import ensure_synthetic
+
+            ensure_synthetic(self.root, seed=self.hparams.synthetic_seed)
+
+    def _read(self, split: str) -> list[VideoRecord]:
+        if not self.root.is_dir():
+            raise DataError(missing_root_message(self.root), self.root)
+        return list(read_davis(self.root, split, self.hparams.resolution))
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if stage in (None, "fit") and self.train_dataset is None:
+            self.train_dataset = ClipDataset(
+                self._read(hp.train_split),
+                clip_len=hp.clip_len,
+                max_skip=hp.max_skip,
+                max_objects=hp.max_objects,
+                transform=build_train_transform(hp.image_size, **self.augment),
+                seed=hp.seed,
+                samples_per_epoch=hp.samples_per_epoch,
+                reverse_prob=hp.reverse_prob,
+            )
+        if stage in (None, "fit", "validate") and self._val_records is None:
+            self._val_records = self._read(hp.val_split)[: hp.val_max_videos]
+        if stage in (None, "test") and self._test_records is None:
+            self._test_records = self._read(hp.test_split or hp.val_split)
+
+    @property
+    def val_records(self) -> list[VideoRecord]:
+        if self._val_records is None:
+            raise RuntimeError("call setup('fit') or setup('validate') first")
+        return self._val_records
+
+    @property
+    def test_records(self) -> list[VideoRecord]:
+        if self._test_records is None:
+            raise RuntimeError("call setup('test') first")
+        return self._test_records
+
+    @property
+    def skipped(self) -> int:
+        """Bad training samples skipped so far."""
+        return 0 if self.train_dataset is None else self.train_dataset.skipped
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.train_dataset is not None:
+            self.train_dataset.set_epoch(epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise RuntimeError("call setup('fit') first")
+        workers = self.hparams.num_workers
+        return DataLoader(
+            self.train_dataset,
+            batch_size=self.hparams.batch_size,
+            sampler=EpochRandomSampler(self.train_dataset, self.hparams.seed),
+            num_workers=workers,
+            collate_fn=collate_clips,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            worker_init_fn=_worker_init if workers > 0 else None,
+        )
+
+    def _video_loader(self, records: list[VideoRecord]) -> DataLoader:
+        return DataLoader(records, batch_size=1, shuffle=False, num_workers=0, collate_fn=_single)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._video_loader(self.val_records)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._video_loader(self.test_records)

@@ -1,0 +1,313 @@
+"""DAVIS 2017 reader (also reads the synthetic set, which is written in this layout).
+
+Layout::
+
+    <root>/JPEGImages/<resolution>/<seq>/00000.jpg ...
+    <root>/Annotations/<resolution>/<seq>/00000.png ...   8-bit palette PNGs
+    <root>/ImageSets/2017/<split>.txt                       one sequence name per line
+    <root>/tags.json                                        optional {seq: [tag, ...]}
+
+Rules (kept simple on purpose, see `DavisVideo`):
+
+- frame index = position in the sorted JPEG list; `frame_stems[t]` is its file stem;
+- annotated frames = the frames that have a PNG; a PNG without a JPEG is an error;
+- the first frame must be annotated; its labels (minus 0 and void 255) are the objects;
+- `dense=True` (every split except ``test*``) requires a PNG for every frame;
+  ``test-dev`` style splits with only the first PNG are read with ``dense=False``;
+- a later frame may not introduce a label absent from the first frame.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mosam_train.data.errors import DataError
+from mosam_train.data.video import VideoRecord
+
+VOID_LABEL = 255
+IMAGE_SUFFIXES = (".jpg", ".jpeg")
+DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
+
+
+@cache
+def voc_palette() -> tuple[int, ...]:
+    """The PASCAL VOC colormap (DAVIS palette) as a flat 768-long list for `putpalette`."""
+    cmap = np.zeros((256, 3), np.uint8)
+    for i in range(256):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return tuple(int(v) for v in cmap.reshape(-1))
+
+
+def missing_root_message(root: Path) -> str:
+    return (
+        f"Dataset root not found: {root}. Fix: put DAVIS 2017 there "
+        f"(JPEGImages/480p/<seq>/00000.jpg, Annotations/480p/<seq>/00000.png, "
+        f"ImageSets/2017/{{train,val}}.txt; download from {DAVIS_URL}), or generate the "
+        f"built-in synthetic set with `python -m mosam_train.data.synthetic --root {root}` "
+        f"(see data/README.md)."
+    )
+
+
+def _frame_sort_key(stem: str) -> tuple:
+    return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(
+            f"{path}: cannot read image ({e}). Fix: re-extract or replace this frame.", path
+        ) from e
+    return h, w
+
+
+class DavisVideo(VideoRecord):
+    """One DAVIS sequence; frames and masks are read from disk on each call (no cache).
+
+    Listing the folders and reading the first PNG happen at construction, so layout
+    errors surface when the split is read, while a corrupt file surfaces when it is
+    loaded (and a training loader can skip it).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        name: str,
+        resolution: str = "480p",
+        tags: Sequence[str] = (),
+        dense: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.name = name
+        self.resolution = resolution
+        self.tags = tuple(tags)
+        self.image_dir = self.root / "JPEGImages" / resolution / name
+        self.mask_dir = self.root / "Annotations" / resolution / name
+        if not self.image_dir.is_dir():
+            raise DataError(
+                f"{self.image_dir}: frame folder of sequence '{name}' is missing. Fix: add "
+                f"the JPEG frames or remove '{name}' from the split file.",
+                self.image_dir,
+            )
+        if not self.mask_dir.is_dir():
+            raise DataError(
+                f"{self.mask_dir}: annotation folder of sequence '{name}' is missing. Fix: "
+                f"add at least the first frame's palette PNG.",
+                self.mask_dir,
+            )
+        images = {p.stem: p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        if not images:
+            raise DataError(
+                f"{self.image_dir}: no .jpg frames. Fix: extract the frames as 00000.jpg, "
+                f"00001.jpg, ...",
+                self.image_dir,
+            )
+        pngs = {p.stem: p for p in self.mask_dir.iterdir() if p.suffix.lower() == ".png"}
+        self.frame_stems: tuple[str, ...] = tuple(sorted(images, key=_frame_sort_key))
+        self._image_paths = tuple(images[s] for s in self.frame_stems)
+        self._stem_to_index = {s: i for i, s in enumerate(self.frame_stems)}
+        orphans = sorted(set(pngs) - set(images), key=_frame_sort_key)
+        if orphans:
+            raise DataError(
+                f"{pngs[orphans[0]]}: annotation has no matching frame "
+                f"{self.image_dir / (orphans[0] + '.jpg')} ({len(orphans)} such PNG(s), "
+                f"{len(pngs)} PNGs vs {len(images)} JPEGs). Fix: add the frames or remove "
+                f"the stray PNGs.",
+                pngs[orphans[0]],
+            )
+        first = self.frame_stems[0]
+        if first not in pngs:
+            raise DataError(
+                f"{self.mask_dir / (first + '.png')}: the first frame has no annotation; "
+                f"semi-supervised VOS needs the first frame's mask. Fix: add it.",
+                self.mask_dir,
+            )
+        if dense and len(pngs) != len(images):
+            missing = [s for s in self.frame_stems if s not in pngs]
+            raise DataError(
+                f"{self.mask_dir / (missing[0] + '.png')}: missing; this split requires "
+                f"every frame annotated but {len(missing)} of {len(images)} frames have no "
+                f"PNG. Fix: add them, or read the split with dense=False (test-dev style, "
+                f"first-frame annotation only).",
+                self.mask_dir,
+            )
+        self._mask_paths = {self._stem_to_index[s]: p for s, p in pngs.items()}
+        self.annotated_frames = tuple(sorted(self._mask_paths))
+        self.num_frames = len(self.frame_stems)
+        self.height, self.width = _image_size(self._image_paths[0])
+        first_label = self._read_label(self.annotated_frames[0], check_ids=False)
+        ids = np.unique(first_label)
+        self.object_ids = tuple(int(v) for v in ids if v not in (0, VOID_LABEL))
+        if not self.object_ids:
+            raise DataError(
+                f"{self._mask_paths[self.annotated_frames[0]]}: no object labelled in the "
+                f"first frame (only background/void). Fix: label the objects to track, or "
+                f"drop '{name}' from the split.",
+                self._mask_paths[self.annotated_frames[0]],
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"DavisVideo({self.name!r}, frames={self.num_frames}, "
+            f"annotated={len(self.annotated_frames)}, objects={self.object_ids}, "
+            f"size={self.height}x{self.width}, tags={self.tags})"
+        )
+
+    def frame_index(self, stem: str) -> int:
+        """Frame index of a file stem (e.g. '00042')."""
+        return self._stem_to_index[stem]
+
+    def frame_name(self, t: int) -> str:
+        return self.frame_stems[t]
+
+    def frame_path(self, t: int) -> Path:
+        return self._image_paths[t]
+
+    def mask_path(self, t: int) -> Path:
+        if t not in self._mask_paths:
+            raise KeyError(f"{self.name}: frame {t} is not annotated")
+        return self._mask_paths[t]
+
+    def load_frame(self, t: int) -> np.ndarray:
+        path = self._image_paths[t]
+        try:
+            with Image.open(path) as im:
+                rgb = np.array(im.convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as e:
+            raise DataError(
+                f"{path}: cannot read image ({e}). Fix: re-extract or replace this frame.",
+                path,
+            ) from e
+        if rgb.shape[:2] != (self.height, self.width):
+            raise DataError(
+                f"{path}: frame is {rgb.shape[0]}x{rgb.shape[1]} but the sequence's first "
+                f"frame is {self.height}x{self.width}. Fix: resize the frames consistently.",
+                path,
+            )
+        return rgb
+
+    def load_label(self, t: int) -> np.ndarray:
+        """Raw label map of annotated frame `t` (uint8 [H, W]: 0 bg, ids, 255 void)."""
+        return self._read_label(t, check_ids=True)
+
+    def _read_label(self, t: int, check_ids: bool) -> np.ndarray:
+        path = self.mask_path(t)
+        try:
+            with Image.open(path) as im:
+                mode = im.mode
+                label = np.array(im)
+        except (OSError, SyntaxError, ValueError) as e:
+            raise DataError(
+                f"{path}: cannot read annotation ({e}). Fix: re-export it as an 8-bit palette PNG.",
+                path,
+            ) from e
+        if mode not in ("P", "L") or label.ndim != 2:
+            raise DataError(
+                f"{path}: annotation has PIL mode {mode!r}; expected an 8-bit palette ('P') "
+                f"or grey ('L') PNG of object ids. Fix: re-export with ids as pixel values "
+                f"(never as RGB colours).",
+                path,
+            )
+        if label.shape != (self.height, self.width):
+            raise DataError(
+                f"{path}: mask is {label.shape[0]}x{label.shape[1]} but the frames are "
+                f"{self.height}x{self.width}. Fix: export masks at the frame resolution "
+                f"('{self.resolution}').",
+                path,
+            )
+        if check_ids:
+            extra = set(np.unique(label).tolist()) - {0, VOID_LABEL, *self.object_ids}
+            if extra:
+                raise DataError(
+                    f"{path}: label(s) {sorted(extra)} are not in the first annotated frame "
+                    f"{self._mask_paths[self.annotated_frames[0]].name} (objects "
+                    f"{list(self.object_ids)}). Fix: every object must be labelled in the "
+                    f"first frame; relabel or remove it.",
+                    path,
+                )
+        return label.astype(np.uint8, copy=False)
+
+    def load_masks(self, t: int) -> np.ndarray:
+        label = self.load_label(t)
+        ids = np.asarray(self.object_ids, dtype=np.uint8)
+        return label[None] == ids[:, None, None]
+
+    def load_void(self, t: int) -> np.ndarray | None:
+        if t not in self._mask_paths:
+            return None
+        return self.load_label(t) == VOID_LABEL
+
+
+def read_tags(root: Path) -> dict[str, tuple[str, ...]]:
+    """Optional `<root>/tags.json` ({video: [tags]}); {} when absent."""
+    path = root / "tags.json"
+    if not path.exists():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+        if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
+            raise ValueError("expected an object {video: [tag, ...]}")
+        return {str(k): tuple(str(t) for t in v) for k, v in raw.items()}
+    except (OSError, ValueError) as e:
+        raise DataError(
+            f'{path}: cannot parse tags ({e}). Fix: write {{"<video>": ["tag", ...]}} or '
+            f"delete the file.",
+            path,
+        ) from e
+
+
+def read_davis(
+    root: str | Path,
+    split: str,
+    resolution: str = "480p",
+    dense: bool | None = None,
+) -> list[DavisVideo]:
+    """Read the sequences listed in `ImageSets/2017/<split>.txt`.
+
+    `dense=None` requires every frame annotated unless the split name starts with
+    ``test`` (test-dev / test-challenge ship only the first frame's PNG).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(missing_root_message(root), root)
+    split_file = root / "ImageSets" / "2017" / f"{split}.txt"
+    if not split_file.is_file():
+        sets = root / "ImageSets" / "2017"
+        have = sorted(p.stem for p in sets.glob("*.txt")) if sets.is_dir() else []
+        raise DataError(
+            f"{split_file}: split file not found (available: {have or 'none'}). Fix: use "
+            f"one of the available splits, or complete the DAVIS 2017 layout "
+            f"({DAVIS_URL}); for the synthetic set run `python -m mosam_train.data.synthetic "
+            f"--root {root} --force`.",
+            split_file,
+        )
+    res_dir = root / "JPEGImages" / resolution
+    if not res_dir.is_dir():
+        have = sorted(p.name for p in (root / "JPEGImages").glob("*") if p.is_dir())
+        raise DataError(
+            f"{res_dir}: resolution folder not found (available: {have or 'none'}). Fix: "
+            f"set resolution to one of those, or put the frames there.",
+            res_dir,
+        )
+    names = list(dict.fromkeys(ln.strip() for ln in split_file.read_text().splitlines()))
+    names = [n for n in names if n and not n.startswith("#")]
+    if not names:
+        raise DataError(f"{split_file}: the split lists no sequence. Fix: add names.", split_file)
+    if dense is None:
+        dense = not split.startswith("test")
+    tags = read_tags(root)
+    return [DavisVideo(root, n, resolution, tags.get(n, ()), dense=dense) for n in names]

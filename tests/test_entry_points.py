@@ -1,0 +1,110 @@
+"""train.py and eval.py end to end as users run them (Hydra apps in subprocesses)."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mosam_train.lit.module import MoSAMModule
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(script: str, *overrides: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, script, *overrides],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
+
+
+def data_overrides(root: Path) -> list[str]:
+    return [
+        f"data.root={root}",
+        "data.synthetic=false",
+        "data.num_workers=0",
+        "data.samples_per_epoch=4",
+        "data.clip_len=4",
+        "data.val_max_videos=2",
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained(small_synthetic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    export = out / "exported.pt"
+    run(
+        "train.py",
+        *data_overrides(small_synthetic),
+        "trainer.max_steps=4",
+        "trainer.log_every_n_steps=1",
+        "trainer.val_check_interval=2",
+        f"hydra.run.dir={out}",
+        f"export_sam2_weights={export}",
+        "callbacks.rich_progress_bar=null",
+    )
+    best = next((out / "checkpoints").glob("step*.ckpt"))
+    return out, best, export
+
+
+@pytest.mark.slow
+def test_train_writes_checkpoints_and_plain_hparams(trained):
+    out, best, export = trained
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)  # no OmegaConf inside
+    assert ckpt["hyper_parameters"]["sam2"]["variant"] == "sam2.1_micro"
+    module = MoSAMModule.load_from_checkpoint(best, map_location="cpu")
+    exported = torch.load(export, weights_only=True)["model"]
+    for k, v in module.model.sam2.state_dict().items():
+        assert torch.equal(exported[k], v), k
+    metrics = list(csv.DictReader((out / "csv" / "version_0" / "metrics.csv").open()))
+    assert any(r.get("val/jf") for r in metrics)
+    assert any(r.get("train/loss") for r in metrics)
+
+
+@pytest.mark.slow
+def test_eval_writes_outputs_and_matches_exported_weights(trained, small_synthetic, tmp_path):
+    _, best, export = trained
+    a, b = tmp_path / "a", tmp_path / "b"
+    run("eval.py", f"ckpt={best}", *data_overrides(small_synthetic), f"hydra.run.dir={a}")
+    run(
+        "eval.py",
+        f"ckpt={export}",
+        "sam2=micro",
+        *data_overrides(small_synthetic),
+        f"hydra.run.dir={b}",
+    )
+    ma = json.loads((a / "metrics.json").read_text())
+    mb = json.loads((b / "metrics.json").read_text())
+    assert ma["num_objects"] > 0 and 0 <= ma["JF"] <= 100
+    assert ma["JF"] == pytest.approx(mb["JF"], abs=1e-9)
+    rows = list(csv.DictReader((a / "per_object.csv").open()))
+    assert len(rows) == ma["num_objects"]
+    pngs = sorted((a / "predictions").rglob("*.png"))
+    assert len(pngs) == 2 * 32  # two val videos, every frame
+
+    # A rerun in the same directory resumes: nothing is recomputed, same numbers.
+    (a / "predictions").rename(a / "old_predictions")
+    run("eval.py", f"ckpt={best}", *data_overrides(small_synthetic), f"hydra.run.dir={a}")
+    assert json.loads((a / "metrics.json").read_text())["JF"] == ma["JF"]
+    assert not (a / "predictions").exists()
+
+
+@pytest.mark.slow
+def test_copy_first_baseline_needs_no_checkpoint(small_synthetic, tmp_path):
+    run(
+        "eval.py",
+        "baseline=copy_first",
+        *data_overrides(small_synthetic),
+        f"hydra.run.dir={tmp_path}",
+    )
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["baseline"] == "copy_first" and m["JF"] < 60

@@ -1,0 +1,15 @@
+"""Train: `python train.py [experiment=...] [key=value ...]` (see README)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from mosam_train import tasks
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return tasks.train(cfg)
+
+
+if __name__ == "__main__":
+    main()
