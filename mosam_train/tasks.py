@@ -133,6 +133,23 @@ def _append_rows(path: Path, rows: list[ObjectScore]) -> None:
             writer.writerow(d)
 
 
+def _check_resume(out_dir: Path, cfg: DictConfig) -> None:
+    """Refuse to resume rows that another model, dataset or setting produced."""
+    job = OmegaConf.to_container(cfg, resolve=True)
+    job.pop("paths", None)
+    job.pop("hydra", None)
+    path = out_dir / "eval_config.json"
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != json.loads(json.dumps(job)):
+            raise ValueError(
+                f"{out_dir} holds results of another evaluation ({path} differs from this "
+                f"run's settings). Fix: evaluate into a new directory (hydra.run.dir=...)."
+            )
+    else:
+        path.write_text(json.dumps(job, indent=2))
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Segment every video of the split, write PNGs, per-object rows and metrics.json.
 
@@ -144,6 +161,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     predictor, image_size = _predictor(cfg)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
     records = _records(datamodule, cfg.split)
+    _check_resume(out_dir, cfg)
     rows_path = out_dir / "per_object.csv"
     rows = _read_rows(rows_path)
     done = {r.video for r in rows}

@@ -6,11 +6,11 @@ import pytest
 
 from mosam_train.data.synthetic import ensure_synthetic
 
+SMALL = dict(num_train=8, num_val=8, train_frames=16, val_frames=32)
+
 
 @pytest.fixture(scope="session")
 def small_synthetic(tmp_path_factory) -> Path:
-    """4 train videos of 16 frames, 3 val videos of 32 frames (one per tag)."""
-    root = tmp_path_factory.mktemp("data") / "synthetic"
-    return ensure_synthetic(
-        root, num_train=4, num_val=3, train_frames=16, val_frames=32, progress=False, workers=1
-    )
+    """8 train videos x 16 frames, 8 val videos x 32 frames (2 per tag), seed 0."""
+    root = tmp_path_factory.mktemp("syn") / "synthetic"
+    return ensure_synthetic(root, seed=0, progress=False, workers=1, **SMALL)

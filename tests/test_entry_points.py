@@ -14,7 +14,7 @@ from mosam_train.lit.module import MoSAMModule
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(script: str, *overrides: str) -> subprocess.CompletedProcess:
+def run(script: str, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, script, *overrides],
         cwd=REPO,
@@ -22,7 +22,8 @@ def run(script: str, *overrides: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    if ok:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
 
 
@@ -96,6 +97,15 @@ def test_eval_writes_outputs_and_matches_exported_weights(trained, small_synthet
     run("eval.py", f"ckpt={best}", *data_overrides(small_synthetic), f"hydra.run.dir={a}")
     assert json.loads((a / "metrics.json").read_text())["JF"] == ma["JF"]
     assert not (a / "predictions").exists()
+    # Rows of another evaluation are never mixed in.
+    other = run(
+        "eval.py",
+        "baseline=copy_first",
+        *data_overrides(small_synthetic),
+        f"hydra.run.dir={a}",
+        ok=False,
+    )
+    assert other.returncode != 0 and "holds results of another evaluation" in other.stderr
 
 
 @pytest.mark.slow

@@ -320,6 +320,9 @@ class VOSDataModule(L.LightningDataModule):
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
             worker_init_fn=_worker_init if workers > 0 else None,
+            # Forked workers inherit OpenCV's thread pool from a parent that has already used
+            # it (J&F, generation) and can deadlock on their first cv2 call.
+            multiprocessing_context="forkserver" if workers > 0 else None,
         )
 
     def _video_loader(self, records: list[VideoRecord]) -> DataLoader:
