@@ -118,3 +118,33 @@ def test_copy_first_baseline_needs_no_checkpoint(small_synthetic, tmp_path):
     )
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["baseline"] == "copy_first" and m["JF"] < 60
+
+
+@pytest.fixture(scope="module")
+def mosam_trained(trained, small_synthetic, tmp_path_factory):
+    _, _, export = trained
+    out = tmp_path_factory.mktemp("mosam")
+    run(
+        "train.py",
+        "experiment=mosam_synthetic",
+        *data_overrides(small_synthetic),
+        f"model.sam2.weights={export}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        f"hydra.run.dir={out}",
+        "callbacks.rich_progress_bar=null",
+    )
+    return out, next((out / "checkpoints").glob("step*.ckpt")), export
+
+
+@pytest.mark.slow
+def test_mosam_experiment_trains_and_its_checkpoint_evaluates(
+    mosam_trained, small_synthetic, tmp_path
+):
+    _, best, export = mosam_trained
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    assert ckpt["sam2_base"]["path"] == str(export)
+    assert not any(k.startswith("model.sam2.") for k in ckpt["state_dict"])
+    run("eval.py", f"ckpt={best}", *data_overrides(small_synthetic), f"hydra.run.dir={tmp_path}")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["num_objects"] > 0 and 0 <= metrics["JF"] <= 100

@@ -15,7 +15,8 @@ it. Under DDP Lightning wraps the sampler and does not forward `set_epoch`; call
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ class ClipDataset(Dataset):
     none is left the draw is retried (`max_retries`) and finally done without
     augmentation. A `DataError` makes the dataset skip to another, deterministically drawn
     video (`max_bad` times at most); `skipped` counts those across workers, and each
-    sample's `meta["skipped"]` says how many it needed.
+    sample's `meta["skipped"]` says how many it needed. With a `flow` provider each clip
+    carries the optical flow of its augmented frames (computed here, in the workers, where
+    it overlaps the model's step); `meta["flow_seconds"]` records what it cost.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class ClipDataset(Dataset):
         reverse_prob: float = 0.0,
         max_retries: int = 10,
         max_bad: int = 50,
+        flow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         if not records:
             raise ValueError("ClipDataset needs at least one video")
@@ -69,6 +73,7 @@ class ClipDataset(Dataset):
         self.samples_per_epoch = samples_per_epoch or len(self.records)
         self.reverse_prob = reverse_prob
         self.max_retries, self.max_bad = max_retries, max_bad
+        self.flow = flow
         # shared memory: visible to (persistent) DataLoader workers and the main process
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._skipped = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -156,13 +161,21 @@ class ClipDataset(Dataset):
                     f"image_size or drop the video."
                 )
         ids = [record.object_ids[k] for k, kept in zip(chosen, keep.tolist(), strict=True) if kept]
+        meta = {"tags": tuple(record.tags), "aug_tries": retries}
+        flows = None
+        if self.flow is not None:
+            start = time.perf_counter()
+            flows = torch.zeros(x.shape[0], 2, *x.shape[-2:])
+            flows[1:] = self.flow(x[1:], x[:-1])
+            meta["flow_seconds"] = time.perf_counter() - start
         return ClipSample(
             frames=x,
             masks=m[:, keep],
             video=record.name,
             frame_indices=clip,
             object_ids=ids,
-            meta={"tags": tuple(record.tags), "aug_tries": retries},
+            meta=meta,
+            flows=flows,
         )
 
 
@@ -190,6 +203,7 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
         frame_indices=[list(s.frame_indices) for s in samples],
         object_ids=[list(s.object_ids) for s in samples],
         meta=[dict(s.meta) for s in samples],
+        flows=torch.stack([s.flows for s in samples]) if samples[0].flows is not None else None,
     )
 
 
@@ -224,7 +238,8 @@ class VOSDataModule(L.LightningDataModule):
     """DAVIS-layout data (real DAVIS 2017 or the synthetic set) for train/val/test.
 
     `augment` holds `build_train_transform` keyword arguments (SAM 2's MOSE recipe when
-    empty). `val_max_videos` keeps the first N validation videos (quick checks).
+    empty). `val_max_videos` keeps the first N validation videos (quick checks). `flow`:
+    `build_flow_provider` arguments when the model wants optical flow with its clips.
     """
 
     def __init__(
@@ -247,8 +262,10 @@ class VOSDataModule(L.LightningDataModule):
         synthetic: bool = False,
         synthetic_seed: int = 0,
         val_max_videos: int | None = None,
+        flow: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        root = str(root)  # plain types in checkpoints (they load with weights_only=True)
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
         self.augment = dict(augment or {})
@@ -280,11 +297,20 @@ class VOSDataModule(L.LightningDataModule):
                 seed=hp.seed,
                 samples_per_epoch=hp.samples_per_epoch,
                 reverse_prob=hp.reverse_prob,
+                flow=self._flow_provider(),
             )
         if stage in (None, "fit", "validate") and self._val_records is None:
             self._val_records = self._read(hp.val_split)[: hp.val_max_videos]
         if stage in (None, "test") and self._test_records is None:
             self._test_records = self._read(hp.test_split or hp.val_split)
+
+    def _flow_provider(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        """`flow` (build_flow_provider arguments) -> a provider for the workers, or None."""
+        if not self.hparams.flow:
+            return None
+        from mosam_train.models.motion.flow import build_flow_provider
+
+        return build_flow_provider(**self.hparams.flow)
 
     @property
     def val_records(self) -> list[VideoRecord]:

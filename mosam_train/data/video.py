@@ -65,6 +65,8 @@ class ClipSample:
     frames: float [T, 3, S, S], normalised with ImageNet mean/std.
     masks: bool [T, O, S, S] for the O sampled objects.
     video: name of the source video; frame_indices: source frame of each clip step.
+    flows: optional float [T, 2, S, S], each frame's optical flow to the frame before it
+    (zeros for frame 0), computed on the augmented frames.
     """
 
     frames: torch.Tensor
@@ -73,6 +75,7 @@ class ClipSample:
     frame_indices: list[int]
     object_ids: list[int]
     meta: dict = field(default_factory=dict)
+    flows: torch.Tensor | None = None
 
 
 @dataclass
@@ -81,6 +84,7 @@ class ClipBatch:
 
     frames: [B, T, 3, S, S]; masks: bool [B, T, O, S, S]; object_valid: bool [B, O].
     meta: each clip's `ClipSample.meta` (e.g. "skipped": bad samples skipped to make it).
+    flows: [B, T, 2, S, S] when the clips carry optical flow.
     """
 
     frames: torch.Tensor
@@ -90,6 +94,7 @@ class ClipBatch:
     frame_indices: list[list[int]]
     object_ids: list[list[int]]
     meta: list[dict] = field(default_factory=list)
+    flows: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> ClipBatch:
         return ClipBatch(
@@ -100,6 +105,7 @@ class ClipBatch:
             frame_indices=self.frame_indices,
             object_ids=self.object_ids,
             meta=self.meta,
+            flows=None if self.flows is None else self.flows.to(device),
         )
 
     def __len__(self) -> int:

@@ -90,14 +90,7 @@ class VideoPropagator:
     # ------------------------------------------------------------------ memory window
     def _prune(self, group: _Group, frame_idx: int, num_frames: int) -> None:
         """Drop what no later frame can use: old entries, and memory of pointer-only frames."""
-        sam2 = self.model.sam2
-        stride = 1 if sam2.training else sam2.memory_temporal_stride_for_eval
-        nxt = frame_idx + 1
-        # Oldest non-conditioning frame whose spatial memory frame `nxt` (or later) reads.
-        oldest_mem = min(nxt - 1, ((nxt - 2) // stride) * stride - (sam2.num_maskmem - 3) * stride)
-        oldest_ptr = nxt
-        if sam2.use_obj_ptrs_in_encoder:
-            oldest_ptr = nxt - (min(num_frames, sam2.max_obj_ptrs_in_encoder) - 1)
+        oldest_mem, oldest_ptr = self.model.memory_horizon(frame_idx + 1, num_frames)
         non_cond = group.output_dict["non_cond_frame_outputs"]
         for t in list(non_cond):
             if t < oldest_mem and t < oldest_ptr:
@@ -122,17 +115,7 @@ class VideoPropagator:
 
     # ------------------------------------------------------------------ propagation
     def _compact(self, out: dict[str, Any]) -> dict[str, Any]:
-        """What the memory bank keeps of a frame (as SAM2VideoPredictor keeps it)."""
-        maskmem = out["maskmem_features"]
-        if maskmem is not None:
-            maskmem = maskmem.to(self.memory_dtype)
-        return {
-            "maskmem_features": maskmem,
-            "maskmem_pos_enc": out["maskmem_pos_enc"],
-            "pred_masks": out["pred_masks"],
-            "obj_ptr": out["obj_ptr"],
-            "object_score_logits": out["object_score_logits"],
-        }
+        return self.model.memory_entry(out, self.memory_dtype)
 
     def _prepare_mask_inputs(self, masks: list[np.ndarray], device: torch.device) -> torch.Tensor:
         """Prompt masks at video resolution -> [N, 1, S, S] as SAM2VideoPredictor.add_new_mask."""
@@ -173,10 +156,15 @@ class VideoPropagator:
         object_ids = [oid for g in self.groups for oid in g.object_ids]
         start = self.groups[0].start
         video_size = (frames.height, frames.width)
+        previous = None
         for t in range(start, num_frames):
             active = [g for g in self.groups if g.start <= t]
             image = frames.image(t).to(device, torch.float32)[None]
             feats = self.model.encode_images(image)
+            flow = None
+            if self.model.needs_flow and previous is not None:
+                flow = self.model.flow_provider(image, previous)
+            previous = image
             low_res = []
             scores = []
             for g in active:
@@ -194,7 +182,8 @@ class VideoPropagator:
                     )
                     g.output_dict["cond_frame_outputs"][t] = self._compact(out)
                 else:
-                    out = self.model.track(t, g_feats, g.output_dict, num_frames)
+                    g_flow = flow.expand(n, -1, -1, -1) if flow is not None else None
+                    out = self.model.track(t, g_feats, g.output_dict, num_frames, flow=g_flow)
                     if self.memory == "full":
                         g.output_dict["non_cond_frame_outputs"][t] = self._compact(out)
                         self._prune(g, t, num_frames)

@@ -18,9 +18,10 @@ from mosam_train.data.video import ClipBatch, VideoRecord
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.vos import run_record
 from mosam_train.metrics.metric import VideoJF
-from mosam_train.models.losses import LOSS_TERMS, SAM2VideoLoss
+from mosam_train.models.losses import LOSS_TERMS, SAM2VideoLoss, memory_confidence_losses
+from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.models.prompts import PromptSimulation
-from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights
+from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights, sha256_of
 from mosam_train.models.video_sam import VideoSAM
 
 DEFAULT_OPTIM = {
@@ -39,10 +40,12 @@ def _no_decay(name: str, p: torch.Tensor) -> bool:
 
 
 class MoSAMModule(L.LightningModule):
-    """SAM 2 fine-tuning with SAM 2's prompt simulation and loss (the baseline MoSAM builds on).
+    """SAM 2 trained on clips: fine-tuned itself (`model=sam2`), or frozen under MoSAM's
+    learnable parts (`model=mosam`: `mgp` and/or `stms` set, `freeze_sam2: true`).
 
     sam2: {variant, image_size, weights, overrides}; prompts: PromptSimulation fields;
-    loss: SAM2VideoLoss fields; optim: see DEFAULT_OPTIM; inference: {memory}.
+    loss: SAM2VideoLoss fields plus `weight_frame_conf` / `weight_pixel_conf` for the memory
+    heads; optim: see DEFAULT_OPTIM; inference: {memory}; mgp / stms / flow: MoSAMTracker.
     """
 
     def __init__(
@@ -52,18 +55,32 @@ class MoSAMModule(L.LightningModule):
         loss: dict[str, Any] | None = None,
         optim: dict[str, Any] | None = None,
         inference: dict[str, Any] | None = None,
+        mgp: dict[str, Any] | None = None,
+        stms: dict[str, Any] | None = None,
+        flow: dict[str, Any] | None = None,
+        freeze_sam2: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = VideoSAM(
-            build_sam2(
-                sam2["variant"],
-                overrides=sam2.get("overrides") or {},
-                image_size=sam2.get("image_size"),
-            )
+        base = build_sam2(
+            sam2["variant"],
+            overrides=sam2.get("overrides") or {},
+            image_size=sam2.get("image_size"),
         )
+        self.model = MoSAMTracker(base, mgp, stms, flow) if (mgp or stms) else VideoSAM(base)
+        self.freeze_sam2 = bool(freeze_sam2)
+        if self.freeze_sam2:
+            if not isinstance(self.model, MoSAMTracker):
+                raise ValueError("freeze_sam2 needs MoSAM parts to train (mgp and/or stms)")
+            self.model.sam2.requires_grad_(False)
+            self.model.sam2.eval()
+        loss = dict(loss or {})
+        self.aux_weights = {
+            "frame_conf": float(loss.pop("weight_frame_conf", 1.0)),
+            "pixel_conf": float(loss.pop("weight_pixel_conf", 1.0)),
+        }
         self.prompt_sim = PromptSimulation(**(prompts or {}))
-        self.criterion = SAM2VideoLoss(**(loss or {}))
+        self.criterion = SAM2VideoLoss(**loss)
         self.optim_cfg = {**DEFAULT_OPTIM, **(optim or {})}
         self.inference_cfg = {"memory": "full", **(inference or {})}
         self.val_jf = VideoJF()
@@ -82,6 +99,69 @@ class MoSAMModule(L.LightningModule):
         if stage == "fit":
             self.load_initial_weights()
 
+    def train(self, mode: bool = True) -> MoSAMModule:
+        """A frozen SAM 2 stays in eval mode: its dropout and its train-time memory stride
+        must not switch on (Lightning 2.2+ restores each submodule's mode after validation
+        and never switches modules to train mode for us, so this is the one place)."""
+        super().train(mode)
+        if self.freeze_sam2:
+            self.model.sam2.eval()
+        return self
+
+    # ------------------------------------------------------------------ checkpoints
+    def _base_record(self) -> dict[str, str]:
+        """The frozen SAM 2 a MoSAM checkpoint is trained on: variant, file, sha256."""
+        weights = self.hparams.sam2.get("weights")
+        if not weights:
+            raise ValueError(
+                "model=mosam trains on a frozen SAM 2 and its checkpoints name that base: "
+                "set model.sam2.weights=PATH (e.g. checkpoints/sam2_micro_synthetic.pt)."
+            )
+        if getattr(self, "_base_sha", None) is None:
+            self._base_sha = sha256_of(weights)
+        return {
+            "variant": self.hparams.sam2["variant"],
+            "path": str(weights),
+            "sha256": self._base_sha,
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A MoSAM checkpoint holds what it trained and names its frozen base.
+        if self.freeze_sam2:
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if not k.startswith(("model.mgp.", "model.stms."))]:
+                if key.startswith("model."):
+                    del state[key]
+            checkpoint["sam2_base"] = self._base_record()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        base = checkpoint.get("sam2_base")
+        if base is None:
+            return
+        path = Path(base["path"])
+        hint = (
+            f"This MoSAM checkpoint was trained on the frozen SAM 2 {base['variant']} weights "
+            f"{path} (sha256 {base['sha256']})."
+        )
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{hint} That file does not exist here. Fix: put that file at {path} (the "
+                f"default job writes checkpoints/sam2_micro_synthetic.pt; official weights: "
+                f"python -m mosam_train.models.download)."
+            )
+        found = sha256_of(path)
+        if found != base["sha256"]:
+            raise ValueError(
+                f"{hint} {path} now has sha256 {found}: a different SAM 2. Fix: restore "
+                f"the base it was trained on; MoSAM weights do not transfer to another base."
+            )
+        load_sam2_weights(self.model.sam2, path, variant=base["variant"])
+        self._base_sha = found
+        state = checkpoint["state_dict"]
+        for key, value in self.state_dict().items():
+            if key.startswith("model.") and key not in state:
+                state[key] = value
+
     def export_sam2_weights(self, path: str | Path) -> Path:
         """Write SAM 2's weights in the official format ({"model": state_dict})."""
         path = Path(path)
@@ -92,15 +172,33 @@ class MoSAMModule(L.LightningModule):
         return path
 
     # ------------------------------------------------------------------ training
+    def _clip_flows(self, batch: ClipBatch) -> torch.Tensor | None:
+        """The clips' optical flow: from the data workers, else computed here."""
+        if not self.model.needs_flow:
+            return None
+        if batch.flows is not None:
+            return batch.flows
+        b, t = batch.frames.shape[:2]
+        flows = torch.zeros(b, t, 2, *batch.frames.shape[-2:], device=batch.frames.device)
+        cur, prev = batch.frames[:, 1:].flatten(0, 1), batch.frames[:, :-1].flatten(0, 1)
+        flows[:, 1:] = self.model.flow_provider(cur, prev).view(b, t - 1, 2, *flows.shape[-2:])
+        return flows
+
     def training_step(self, batch: ClipBatch, batch_idx: int) -> torch.Tensor:
         clip_idx, obj_idx = batch.object_valid.nonzero(as_tuple=True)
         # [B, T, O, S, S] -> [T, N, S, S] for the N valid objects.
         targets = batch.masks[clip_idx, :, obj_idx].transpose(0, 1)
         prompt = self.prompt_sim.sample(targets[0])
-        outputs = self.model.forward_clip(batch.frames, clip_idx, prompt)
+        outputs = self.model.forward_clip(
+            batch.frames, clip_idx, prompt, flows=self._clip_flows(batch)
+        )
         losses = self.criterion(outputs, targets)
         n = float(len(clip_idx))
-        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=n)
+        total = losses["loss"]
+        for name, value in memory_confidence_losses(outputs, targets).items():
+            total = total + self.aux_weights[name] * value
+            self.log(f"train/loss_{name}", value, batch_size=n)
+        self.log("train/loss", total, prog_bar=True, batch_size=n)
         for k in LOSS_TERMS:
             self.log(f"train/{k}", losses[k], batch_size=n)
         with torch.no_grad():
@@ -110,7 +208,10 @@ class MoSAMModule(L.LightningModule):
             union = (pred | gt).flatten(2).sum(-1).float()
             iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
         self.log("train/iou", iou.mean() * 100, prog_bar=True, batch_size=n)
-        return losses["loss"]
+        flow_seconds = [m["flow_seconds"] for m in batch.meta if "flow_seconds" in m]
+        if flow_seconds:  # optical flow computed in the data workers for this batch
+            self.log("train/flow_seconds", float(sum(flow_seconds)), batch_size=n)
+        return total
 
     def on_train_epoch_start(self) -> None:
         # Under DDP Lightning wraps the sampler and does not forward set_epoch to it.
@@ -145,10 +246,10 @@ class MoSAMModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         cfg = self.optim_cfg
         groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-        for name, p in self.model.sam2.named_parameters():
+        for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
-            key = (name.startswith("image_encoder."), _no_decay(name, p))
+            key = (name.startswith("sam2.image_encoder."), _no_decay(name, p))
             groups.setdefault(key, []).append(p)
         param_groups = [
             {

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LOSS_TERMS = ("loss_mask", "loss_dice", "loss_iou", "loss_class")
@@ -65,3 +66,33 @@ class SAM2VideoLoss(nn.Module):
         result = {k: losses[k] for k in LOSS_TERMS}
         result["loss"] = losses["core_loss"]
         return result
+
+
+def memory_confidence_losses(
+    outputs: list[dict[str, Any]], targets: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Supervision of MoSAM's memory heads on the tracked frames (frame 0 is prompted).
+
+    frame_conf: BCE of the frame score against the IoU of the frame's predicted mask with
+    the ground truth (both empty counts as 1). pixel_conf: BCE of the pixel map against the
+    fraction of correctly predicted pixels under each memory token. Only the terms whose
+    head ran are returned.
+    """
+    frame, pixel = [], []
+    for out, gt in zip(outputs[1:], targets[1:], strict=True):
+        pred = out["pred_masks_high_res"][:, 0].detach() > 0
+        if "frame_score" in out:
+            inter = (pred & gt).flatten(1).sum(1).float()
+            union = (pred | gt).flatten(1).sum(1).float()
+            iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+            frame.append(F.binary_cross_entropy_with_logits(out["frame_score"], iou))
+        if "pixel_logits" in out:
+            z = out["pixel_logits"]
+            correct = F.adaptive_avg_pool2d((pred == gt).float()[:, None], z.shape[-2:])
+            pixel.append(F.binary_cross_entropy_with_logits(z, correct))
+    losses = {}
+    if frame:
+        losses["frame_conf"] = torch.stack(frame).mean()
+    if pixel:
+        losses["pixel_conf"] = torch.stack(pixel).mean()
+    return losses

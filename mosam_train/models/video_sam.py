@@ -81,25 +81,27 @@ class VideoSAM(nn.Module):
         mask_inputs: torch.Tensor | None = None,
         run_mem_encoder: bool = True,
         memory_from_low_res: bool = False,
+        flow: torch.Tensor | None = None,
+        frame_step: int = 1,
     ) -> dict[str, Any]:
         """One frame for a batch of objects; the result is ready to be stored in `output_dict`.
 
         `memory_from_low_res` encodes memory from the low-resolution mask upsampled to the
-        image size, which is what `SAM2VideoPredictor` does for prompted frames.
+        image size, which is what `SAM2VideoPredictor` does for prompted frames. `flow`
+        (current -> previous, [N, 2, S, S]) and `frame_step` (engine frames per processed
+        frame) are for models that use motion and strided memory; SAM 2 ignores them.
         """
         sam2 = self.sam2
-        current_out, sam_outputs, _, _ = sam2._track_step(
+        current_out, sam_outputs = self._heads(
             frame_idx,
             is_init_cond_frame,
-            feats.vision_feats,
-            feats.vision_pos,
-            feats.feat_sizes,
-            point_inputs,
-            mask_inputs,
+            feats,
             output_dict,
             num_frames,
-            False,
-            None,
+            point_inputs,
+            mask_inputs,
+            flow,
+            frame_step,
         )
         (
             _low_res_multimasks,
@@ -138,16 +140,80 @@ class VideoSAM(nn.Module):
             current_out["maskmem_pos_enc"] = pos_mem
         return current_out
 
+    def _heads(
+        self,
+        frame_idx: int,
+        is_init_cond_frame: bool,
+        feats: FrameFeatures,
+        output_dict: OutputDict,
+        num_frames: int,
+        point_inputs: dict[str, torch.Tensor] | None,
+        mask_inputs: torch.Tensor | None,
+        flow: torch.Tensor | None,
+        frame_step: int,
+    ) -> tuple[dict[str, Any], tuple]:
+        """SAM 2's own step: memory attention and SAM heads (the override point)."""
+        current_out, sam_outputs, _, _ = self.sam2._track_step(
+            frame_idx,
+            is_init_cond_frame,
+            feats.vision_feats,
+            feats.vision_pos,
+            feats.feat_sizes,
+            point_inputs,
+            mask_inputs,
+            output_dict,
+            num_frames,
+            False,
+            None,
+        )
+        return current_out, sam_outputs
+
+    # ------------------------------------------------------------------ memory bank
+    @property
+    def needs_flow(self) -> bool:
+        return False
+
+    def memory_entry(self, out: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+        """What the streaming memory bank keeps of a frame (what SAM2VideoPredictor keeps)."""
+        maskmem = out["maskmem_features"]
+        if maskmem is not None:
+            maskmem = maskmem.to(dtype)
+        return {
+            "maskmem_features": maskmem,
+            "maskmem_pos_enc": out["maskmem_pos_enc"],
+            "pred_masks": out["pred_masks"],
+            "obj_ptr": out["obj_ptr"],
+            "object_score_logits": out["object_score_logits"],
+        }
+
+    def memory_horizon(
+        self, next_frame: int, num_frames: int, frame_step: int = 1
+    ) -> tuple[int, int]:
+        """(oldest frame whose memory features, oldest whose object pointer) frame
+        `next_frame` or any later frame can still read; older entries can be dropped."""
+        sam2 = self.sam2
+        stride = 1 if sam2.training else sam2.memory_temporal_stride_for_eval
+        nxt = next_frame
+        oldest_mem = min(nxt - 1, ((nxt - 2) // stride) * stride - (sam2.num_maskmem - 3) * stride)
+        oldest_ptr = nxt
+        if sam2.use_obj_ptrs_in_encoder:
+            oldest_ptr = nxt - (min(num_frames, sam2.max_obj_ptrs_in_encoder) - 1)
+        return oldest_mem, oldest_ptr
+
+    # ------------------------------------------------------------------ training clips
     def forward_clip(
         self,
         frames: torch.Tensor,
         object_clip: torch.Tensor,
         first_frame_prompt: dict[str, Any],
+        flows: torch.Tensor | None = None,
+        frame_step: int = 1,
     ) -> list[dict[str, Any]]:
         """Track N objects through their clips, prompted on frame 0; nothing is detached.
 
         frames: [B, T, 3, S, S]; object_clip: [N] clip index of each object;
-        first_frame_prompt: {"point_inputs": ...} or {"mask_inputs": [N, 1, S, S]}.
+        first_frame_prompt: {"point_inputs": ...} or {"mask_inputs": [N, 1, S, S]};
+        flows: optional [B, T, 2, S, S], flow of each frame to the one before it.
         Returns one output dict per frame ([N, ...] tensors).
         """
         t = frames.shape[1]
@@ -156,6 +222,7 @@ class VideoSAM(nn.Module):
         outputs = []
         for i in range(t):
             feats = all_feats.select(object_clip * t + i)
+            flow = flows[object_clip, i] if flows is not None and i > 0 else None
             if i == 0:
                 out = self.track(
                     i,
@@ -168,7 +235,7 @@ class VideoSAM(nn.Module):
                 )
                 output_dict["cond_frame_outputs"][i] = out
             else:
-                out = self.track(i, feats, output_dict, t)
+                out = self.track(i, feats, output_dict, t, flow=flow, frame_step=frame_step)
                 output_dict["non_cond_frame_outputs"][i] = out
             outputs.append(out)
         return outputs

@@ -1,0 +1,265 @@
+"""MoSAM: SAM 2 with Motion-Guided Prompting and Spatial-Temporal Memory Selection.
+
+SAM 2 runs its own `_track_step` on every frame; MoSAM changes two inputs at SAM 2's hook
+points, through hooks this tracker registers on SAM 2's modules:
+
+- the prompt encoder's output (`sam_prompt_encoder`): MGP's sparse tokens and dense map are
+  added to it on tracked frames (see `motion/prompting.py` for why added, not appended);
+- the memory attention's input (`memory_attention`): SAM 2 assembles prompted frames, its
+  last six frames and the object pointers; the spatial part (everything but the pointers)
+  is replaced by the prompted frames plus the ST-MS selection, with the pixel filter as an
+  attention bias. Object pointers follow SAM 2's own rule (every prompted frame's plus up to
+  `max_obj_ptrs_in_encoder - 1` recent frames'): they are 4 tokens a frame, SAM 2 learned
+  their temporal encoding on consecutive frames, and leaving them alone keeps MoSAM exactly
+  SAM 2 when its selection is SAM 2's window.
+
+Motion and memory state live in the per-video output dict (SAM 2's memory bank), per
+object, so a new video starts clean and training clips and the streaming engine share one
+path (`VideoSAM.track`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from sam2.modeling.sam2_base import SAM2Base
+from sam2.modeling.sam2_utils import select_closest_cond_frames
+from torch import nn
+
+from mosam_train.models.memory.attention import enable_key_bias, set_key_bias
+from mosam_train.models.memory.selection import MemorySelection
+from mosam_train.models.motion.flow import build_flow_provider
+from mosam_train.models.motion.prompting import MotionGuidedPrompting, MotionPrompt
+from mosam_train.models.motion.sparse import KEYPOINTS, mask_keypoints
+from mosam_train.models.video_sam import FrameFeatures, OutputDict, VideoSAM
+
+MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
+
+
+def _soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """[N, 1, H, W] probabilities -> [N]."""
+    inter = (a * b).flatten(1).sum(1)
+    union = (a + b - a * b).flatten(1).sum(1)
+    return inter / union.clamp(min=1e-6)
+
+
+class MoSAMTracker(VideoSAM):
+    """mgp: MotionGuidedPrompting kwargs or None; stms: MemorySelection kwargs or None;
+    flow: `build_flow_provider` kwargs (used when the dense branch is on)."""
+
+    def __init__(
+        self,
+        sam2: SAM2Base,
+        mgp: dict[str, Any] | None = None,
+        stms: dict[str, Any] | None = None,
+        flow: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(sam2)
+        embed = sam2.sam_image_embedding_size
+        self.mgp = (
+            MotionGuidedPrompting(sam2.sam_prompt_embed_dim, (embed, embed), sam2.image_size, **mgp)
+            if mgp
+            else None
+        )
+        self.stms = MemorySelection(sam2.num_maskmem, sam2.mem_dim, **stms) if stms else None
+        if self.stms is not None and self.stms.pixel_head is not None:
+            enable_key_bias(sam2.memory_attention)
+        self.flow_provider = build_flow_provider(**(flow or {})) if self.needs_flow else None
+        self._motion: MotionPrompt | None = None
+        self._memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        sam2.sam_prompt_encoder.register_forward_hook(self._add_motion_prompt)
+        sam2.memory_attention.register_forward_pre_hook(self._replace_memory, with_kwargs=True)
+
+    @property
+    def needs_flow(self) -> bool:
+        return self.mgp is not None and self.mgp.needs_flow
+
+    # ------------------------------------------------------------------ hooks
+    def _add_motion_prompt(self, module: nn.Module, args: Any, output: Any) -> Any:
+        motion = self._motion
+        if motion is None:
+            return output
+        sparse, dense = output
+        if motion.sparse is not None:
+            k = motion.sparse.shape[1]
+            sparse = torch.cat([sparse[:, :-k], sparse[:, -k:] + motion.sparse], 1)
+        if motion.dense is not None:
+            dense = dense + motion.dense
+        return sparse, dense
+
+    def _replace_memory(self, module: nn.Module, args: Any, kwargs: dict) -> Any:
+        if self._memory is None:
+            return None
+        spatial, spatial_pos, bias = self._memory
+        n_ptr = kwargs.get("num_obj_ptr_tokens", 0)
+        memory, memory_pos = kwargs["memory"], kwargs["memory_pos"]
+        ptr = memory[memory.shape[0] - n_ptr :]
+        ptr_pos = memory_pos[memory_pos.shape[0] - n_ptr :]
+        kwargs = dict(kwargs)
+        kwargs["memory"] = torch.cat([spatial.to(memory.dtype), ptr])
+        kwargs["memory_pos"] = torch.cat([spatial_pos.to(memory_pos.dtype), ptr_pos])
+        if bias is not None:
+            # for this call only: `_heads` clears it when the step ends
+            set_key_bias(module, torch.cat([bias, bias.new_zeros(bias.shape[0], n_ptr)], 1))
+        return args, kwargs
+
+    # ------------------------------------------------------------------ per frame
+    def _heads(
+        self,
+        frame_idx: int,
+        is_init_cond_frame: bool,
+        feats: FrameFeatures,
+        output_dict: OutputDict,
+        num_frames: int,
+        point_inputs: dict[str, torch.Tensor] | None,
+        mask_inputs: torch.Tensor | None,
+        flow: torch.Tensor | None,
+        frame_step: int,
+    ) -> tuple[dict[str, Any], tuple]:
+        sam2 = self.sam2
+        tracked = not is_init_cond_frame and not (
+            mask_inputs is not None and sam2.use_mask_input_as_output_without_sam
+        )
+        motion = None
+        if tracked and self.mgp is not None and point_inputs is None:
+            motion = self._motion_prompt(frame_idx, output_dict, flow)
+        if tracked and self.stms is not None:
+            self._memory = self._selected_memory(frame_idx, output_dict, feats, frame_step)
+        self._motion = motion
+        try:
+            current_out, sam_outputs = super()._heads(
+                frame_idx,
+                is_init_cond_frame,
+                feats,
+                output_dict,
+                num_frames,
+                point_inputs,
+                mask_inputs,
+                flow,
+                frame_step,
+            )
+        finally:
+            self._motion = None
+            self._memory = None
+            if self.stms is not None and self.stms.pixel_head is not None:
+                set_key_bias(sam2.memory_attention, None)
+        if motion is not None and motion.region is not None:
+            current_out["motion_region"] = motion.region
+        return current_out, sam_outputs
+
+    def track(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        out = super().track(*args, **kwargs)
+        if self.mgp is not None:
+            out["keypoints"], out["present"] = mask_keypoints(out["pred_masks"])
+        maskmem = out.get("maskmem_features")
+        if self.stms is not None and maskmem is not None:
+            if self.stms.frame_head is not None:
+                region = out.get("motion_region")
+                agreement = None
+                if region is not None:
+                    agreement = _soft_iou(region, torch.sigmoid(out["pred_masks_high_res"]))
+                out["frame_score"] = self.stms.frame_head(
+                    out["ious"].amax(1), out["object_score_logits"][:, 0], agreement, maskmem
+                )
+            if self.stms.pixel_head is not None:
+                out["pixel_logits"] = self.stms.pixel_head(maskmem, out["pred_masks"])
+        return out
+
+    # ------------------------------------------------------------------ motion
+    def _motion_prompt(
+        self, frame_idx: int, output_dict: OutputDict, flow: torch.Tensor | None
+    ) -> MotionPrompt:
+        mgp = self.mgp
+        past = {**output_dict["cond_frame_outputs"], **output_dict["non_cond_frame_outputs"]}
+        prev = past.get(frame_idx - 1)
+        n = next(iter(output_dict["cond_frame_outputs"].values()))["obj_ptr"].shape[0]
+        device = self.sam2.no_mem_embed.device
+        kp, present = [], []
+        for t in range(frame_idx - mgp.history, frame_idx):
+            e = past.get(t)
+            if e is not None and "keypoints" in e:
+                kp.append(e["keypoints"])
+                present.append(e["present"])
+            else:
+                kp.append(torch.zeros(n, len(KEYPOINTS), 2, device=device))
+                present.append(torch.zeros(n, dtype=torch.bool, device=device))
+        prev_logits = None
+        if prev is not None and "pred_masks" in prev:
+            size = (self.sam2.image_size, self.sam2.image_size)
+            prev_logits = F.interpolate(
+                prev["pred_masks"].float(), size=size, mode="bilinear", align_corners=False
+            )
+        return mgp(
+            torch.stack(kp, 1),
+            torch.stack(present, 1),
+            prev_logits,
+            flow,
+            self.sam2.sam_prompt_encoder,
+        )
+
+    # ------------------------------------------------------------------ memory
+    def _selected_memory(
+        self, frame_idx: int, output_dict: OutputDict, feats: FrameFeatures, frame_step: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Spatial memory tokens [M, N, C], their position encodings and the key bias [N, M]
+        (prompted frames first, then the kept frames oldest first, as SAM 2 orders them)."""
+        sam2, stms = self.sam2, self.stms
+        device = feats.vision_feats[-1].device
+        n = feats.vision_feats[-1].shape[1]
+        selected_cond, unselected_cond = select_closest_cond_frames(
+            frame_idx, output_dict["cond_frame_outputs"], sam2.max_cond_frames_in_attn
+        )
+        # As in SAM 2, an unselected prompted frame competes as an ordinary past frame.
+        pool = {**unselected_cond, **output_dict["non_cond_frame_outputs"]}
+        entries, index = stms.select(frame_idx, pool, frame_step)
+        slots: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]] = [
+            (0, e["maskmem_features"], e["maskmem_pos_enc"][-1], None)
+            for e in selected_cond.values()
+        ]
+        use_pixel = stms.pixel_head is not None
+        if index is None:  # every object keeps the same frames
+            kept = [
+                (e["maskmem_features"], e["maskmem_pos_enc"][-1], e.get("pixel_logits"))
+                for e in entries
+            ]
+        else:  # each object its own: gather row r of `index` from the stacked candidates
+            rows = torch.arange(n, device=index.device)
+            mem = torch.stack([e["maskmem_features"] for e in entries])
+            pos = torch.stack([e["maskmem_pos_enc"][-1] for e in entries])
+            z = torch.stack([e["pixel_logits"] for e in entries]) if use_pixel else None
+            kept = [
+                (mem[pick, rows], pos[pick, rows], z[pick, rows] if use_pixel else None)
+                for pick in index
+            ]
+        # oldest kept frame first; the r-th most recent takes SAM 2's slot for t-r
+        for r in range(len(kept), 0, -1):
+            slots.append((sam2.num_maskmem - r, *kept[r - 1]))
+        memory, memory_pos, bias = [], [], []
+        for t_pos, mem, pos, z in slots:
+            memory.append(mem.to(device).flatten(2).permute(2, 0, 1))
+            tpos = sam2.maskmem_tpos_enc[sam2.num_maskmem - t_pos - 1]
+            memory_pos.append(pos.to(device).flatten(2).permute(2, 0, 1) + tpos)
+            if z is not None:
+                bias.append(stms.pixel_head.bias(z.to(device)).flatten(1))
+            else:
+                bias.append(torch.zeros(n, memory[-1].shape[0], device=device))
+        key = torch.cat(bias, 1) if use_pixel else None
+        return torch.cat(memory), torch.cat(memory_pos), key
+
+    # ------------------------------------------------------------------ memory bank
+    def memory_entry(self, out: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+        entry = super().memory_entry(out, dtype)
+        entry.update({k: out[k] for k in MOSAM_ENTRY_KEYS if k in out})
+        return entry
+
+    def memory_horizon(
+        self, next_frame: int, num_frames: int, frame_step: int = 1
+    ) -> tuple[int, int]:
+        oldest_mem, oldest_ptr = super().memory_horizon(next_frame, num_frames, frame_step)
+        if self.stms is not None:
+            oldest_mem = min(oldest_mem, next_frame - self.stms.horizon(frame_step))
+        if self.mgp is not None:
+            oldest_mem = min(oldest_mem, next_frame - self.mgp.history)
+        return oldest_mem, oldest_ptr

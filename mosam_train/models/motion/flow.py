@@ -1,0 +1,158 @@
+"""Optical flow for the dense motion branch, and the warp that uses it.
+
+Direction, everywhere in this project: a flow field maps the **current** frame back to the
+**previous** one. `flow[:, 0/1, y, x] = (dx, dy)` means the content at pixel (x, y) of the
+current frame was at (x + dx, y + dy) in the previous frame. Warping the previous mask into
+the current frame is then a plain lookup, `warped(x, y) = previous(x + dx, y + dy)`
+(`warp_backward`), with no flow inversion and no holes.
+
+Providers take frames as the model sees them (normalised [N, 3, S, S], after any
+augmentation) and return float [N, 2, S, S] in pixels. `FarnebackFlow` (OpenCV, no weights)
+is cheap enough to run in the training data workers; `RaftFlow` (torchvision RAFT, from a
+weights file) is a module meant to run on the model's device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mosam_train.data.transforms import IMAGE_MEAN, IMAGE_STD
+
+
+class FlowProvider(Protocol):
+    def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """Flow current -> previous, float [N, 2, S, S] in pixels."""
+        ...
+
+
+def denormalize(frames: torch.Tensor) -> torch.Tensor:
+    """Normalised [N, 3, S, S] -> RGB in [0, 1]."""
+    mean = frames.new_tensor(IMAGE_MEAN)[:, None, None]
+    std = frames.new_tensor(IMAGE_STD)[:, None, None]
+    return (frames * std + mean).clamp(0, 1)
+
+
+def _gray_uint8(frames: torch.Tensor) -> np.ndarray:
+    rgb = (denormalize(frames.detach().float().cpu()) * 255).round().to(torch.uint8)
+    rgb = rgb.permute(0, 2, 3, 1).numpy()
+    return np.stack([cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2GRAY) for x in rgb])
+
+
+class FarnebackFlow:
+    """Dense flow by OpenCV's Farneback polynomial expansion: no weights, about 1 ms per
+    128 px frame pair on one core. Parameters are `cv2.calcOpticalFlowFarneback`'s."""
+
+    def __init__(
+        self,
+        pyr_scale: float = 0.5,
+        levels: int = 3,
+        winsize: int = 15,
+        iterations: int = 3,
+        poly_n: int = 5,
+        poly_sigma: float = 1.2,
+    ) -> None:
+        self.params = (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0)
+
+    def __repr__(self) -> str:
+        return f"FarnebackFlow{self.params[:-1]}"
+
+    def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        cur, prev = _gray_uint8(current), _gray_uint8(previous)
+        # calcOpticalFlowFarneback(a, b) returns f with a(y, x) ~ b(y + f_y, x + f_x): a is
+        # the frame the field lives on, so (current, previous) gives current -> previous.
+        flows = [
+            cv2.calcOpticalFlowFarneback(c, p, None, *self.params)
+            for c, p in zip(cur, prev, strict=True)
+        ]
+        out = torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2)
+        return out.to(device=current.device, dtype=torch.float32)
+
+
+class RaftFlow(nn.Module):
+    """torchvision RAFT (small or large) from a weights file (torchvision's state dict).
+
+    Frames are resized to what RAFT accepts (sides multiples of 8, at least 128) and the
+    flow is scaled back to the frames' size.
+    """
+
+    def __init__(self, weights: str | Path, size: str = "small", num_flow_updates: int = 12):
+        super().__init__()
+        from torchvision.models.optical_flow import raft_large, raft_small
+
+        builders = {"small": raft_small, "large": raft_large}
+        if size not in builders:
+            raise ValueError(f"RAFT size must be one of {sorted(builders)}, got {size!r}")
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"RAFT weights {path}: no such file. Fix: download torchvision's "
+                f"raft_{size} weights (torchvision.models.optical_flow.Raft_"
+                f"{size.capitalize()}_Weights) and pass their path, or use flow=farneback."
+            )
+        self.raft = builders[size](weights=None)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            self.raft.load_state_dict(state)
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"{path} is not a torchvision raft_{size} state dict ({e}). Fix: pass "
+                f"weights for raft_{size}, or the other `size`."
+            ) from None
+        self.raft.eval().requires_grad_(False)
+        self.num_flow_updates = num_flow_updates
+
+    def train(self, mode: bool = True) -> RaftFlow:
+        # A fixed estimator: never switches to training behaviour.
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        h, w = current.shape[-2:]
+        # RAFT needs sides that are multiples of 8 and at least 128 (its correlation pyramid)
+        size = (max(128, -(-h // 8) * 8), max(128, -(-w // 8) * 8))
+        a, b = (
+            F.interpolate(denormalize(x) * 2 - 1, size=size, mode="bilinear", align_corners=False)
+            for x in (current, previous)
+        )
+        # RAFT's flow maps its first image onto its second: current -> previous.
+        flow = self.raft(a, b, num_flow_updates=self.num_flow_updates)[-1].float()
+        if size != (h, w):
+            flow = F.interpolate(flow, size=(h, w), mode="bilinear", align_corners=False)
+            flow = flow * flow.new_tensor([w / size[1], h / size[0]])[None, :, None, None]
+        return flow
+
+
+def build_flow_provider(name: str = "farneback", **kwargs) -> FlowProvider:
+    """`farneback` (default, no weights) or `raft` (needs `weights=PATH`, optional `size`)."""
+    if name == "farneback":
+        return FarnebackFlow(**kwargs)
+    if name == "raft":
+        return RaftFlow(**kwargs)
+    raise ValueError(f"unknown flow provider {name!r}: use 'farneback' or 'raft'")
+
+
+def warp_backward(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Move `x` [N, C, H, W] (on the previous frame) onto the current frame.
+
+    flow: current -> previous [N, 2, H, W] in pixels. Pixels that come from outside the
+    previous frame read zero.
+    """
+    h, w = flow.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=flow.device, dtype=flow.dtype),
+        torch.arange(w, device=flow.device, dtype=flow.dtype),
+        indexing="ij",
+    )
+    sx = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
+    sy = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
+    grid = torch.stack([sx, sy], dim=-1)
+    return F.grid_sample(
+        x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+    )

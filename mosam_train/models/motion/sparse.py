@@ -1,0 +1,136 @@
+"""Sparse motion: keypoints of each object's past masks, forecast into the current frame.
+
+Keypoints (normalised (x, y) in [0, 1], pixel edges for the box): the centroid, the two box
+corners and the centroids of the four quadrants around the centroid, which follow shape and
+rotation as well as position. A trajectory is the last L frames' keypoints plus a presence
+flag. The forecast is constant-velocity extrapolation plus a learned correction whose last
+layer starts at zero, so a fresh encoder forecasts by constant velocity.
+
+The forecast becomes prompt tokens the way a user's prompt would: box corners and points
+through SAM 2's own (frozen) prompt encoder, plus a learnable embedding per keypoint type.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+KEYPOINTS = ("centroid", "box_top_left", "box_bottom_right", "q_tl", "q_tr", "q_bl", "q_br")
+# SAM prompt labels: 1 positive click, 2 / 3 box corners.
+KEYPOINT_LABELS = (1, 2, 3, 1, 1, 1, 1)
+
+
+def mask_keypoints(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keypoints of masks `logits > 0` [N, 1, h, w] -> ([N, K, 2] in [0, 1], present [N]).
+
+    Absent objects get zeros. No gradient: keypoints of past predictions are inputs.
+    """
+    with torch.no_grad():
+        m = (logits[:, 0] > 0).float()
+        h, w = m.shape[-2:]
+        xs = (torch.arange(w, device=m.device, dtype=torch.float32) + 0.5) / w
+        ys = (torch.arange(h, device=m.device, dtype=torch.float32) + 0.5) / h
+        gx, gy = xs.expand(h, w), ys[:, None].expand(h, w)
+        area = m.sum((1, 2))
+        present = area > 0
+        safe = area.clamp(min=1)
+        cx = (m * gx).sum((1, 2)) / safe
+        cy = (m * gy).sum((1, 2)) / safe
+        inf = torch.tensor(float("inf"), device=m.device)
+        on = m > 0
+        x0 = torch.where(on, gx, inf).amin((1, 2)) - 0.5 / w
+        y0 = torch.where(on, gy, inf).amin((1, 2)) - 0.5 / h
+        x1 = torch.where(on, gx, -inf).amax((1, 2)) + 0.5 / w
+        y1 = torch.where(on, gy, -inf).amax((1, 2)) + 0.5 / h
+        points = [torch.stack([cx, cy], -1), torch.stack([x0, y0], -1), torch.stack([x1, y1], -1)]
+        left = gx[None] < cx[:, None, None]
+        top = gy[None] < cy[:, None, None]
+        for q in (top & left, top & ~left, ~top & left, ~top & ~left):
+            mq = m * q
+            aq = mq.sum((1, 2))
+            qx = torch.where(aq > 0, (mq * gx).sum((1, 2)) / aq.clamp(min=1), cx)
+            qy = torch.where(aq > 0, (mq * gy).sum((1, 2)) / aq.clamp(min=1), cy)
+            points.append(torch.stack([qx, qy], -1))
+        kp = torch.stack(points, 1)
+        kp = torch.where(present[:, None, None], kp, torch.zeros_like(kp))
+    return kp, present
+
+
+def constant_velocity(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """Extrapolate one step from the last two frames of [N, L, K, 2] (or hold the last).
+
+    Frames must be consecutive in processing order; where the object was absent in the
+    second-to-last frame, the last position is held.
+    """
+    last = traj[:, -1]
+    if traj.shape[1] < 2:
+        return last
+    both = (present[:, -1] & present[:, -2])[:, None, None]
+    return torch.where(both, 2 * last - traj[:, -2], last)
+
+
+class SparseMotionEncoder(nn.Module):
+    """Trajectory [N, L, K, 2] + presence [N, L] -> forecast keypoints and prompt tokens.
+
+    `tokens` [N, num_tokens, D] are residuals for SAM 2's prompt tokens (zero when fresh or
+    when the object has no present frame in its history).
+    """
+
+    def __init__(self, prompt_dim: int, history: int = 4, hidden: int = 128, num_tokens: int = 2):
+        super().__init__()
+        k = len(KEYPOINTS)
+        self.history = history
+        self.num_tokens = num_tokens
+        self.correction = nn.Sequential(
+            nn.Linear(history * (k * 2 + 1), hidden), nn.GELU(), nn.Linear(hidden, k * 2)
+        )
+        self.motion_embed = nn.Parameter(torch.zeros(k, prompt_dim))
+        self.to_tokens = nn.Sequential(
+            nn.Linear(k * prompt_dim, hidden), nn.GELU(), nn.Linear(hidden, num_tokens * prompt_dim)
+        )
+        for last in (self.correction[-1], self.to_tokens[-1]):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.register_buffer("labels", torch.tensor(KEYPOINT_LABELS), persistent=False)
+
+    def forecast(self, traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Keypoints in the current frame [N, K, 2], normalised."""
+        n = traj.shape[0]
+        rel = (traj - traj[:, -1:]) * present[:, :, None, None]
+        feats = torch.cat([rel.flatten(1), present.float()], 1)
+        delta = self.correction(feats).view(n, -1, 2)
+        return constant_velocity(traj, present) + delta
+
+    def forward(
+        self,
+        traj: torch.Tensor,
+        present: torch.Tensor,
+        prompt_encoder: nn.Module,
+        image_size: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(forecast [N, K, 2] normalised, tokens [N, num_tokens, D])."""
+        n = traj.shape[0]
+        forecast = self.forecast(traj, present)
+        # SAM 2's prompt encoder embeds pixel coordinates at the model's image size; a
+        # forecast may leave the frame (an object exiting), which the embedding accepts.
+        coords = forecast * image_size - 0.5
+        labels = self.labels.expand(n, -1)
+        emb = prompt_encoder._embed_points(coords, labels, pad=False)
+        tokens = self.to_tokens((emb + self.motion_embed).flatten(1))
+        valid = present.any(1).to(tokens.dtype)[:, None]
+        return forecast, (tokens * valid).view(n, self.num_tokens, -1)
+
+
+def forecast_heatmap(forecast: torch.Tensor, size: int, sharpness: float = 1.0) -> torch.Tensor:
+    """Soft box of the forecast box corners, [N, 1, size, size] in [0, 1].
+
+    Differentiable in the forecast, so the dense branch can carry the sparse forecast into
+    the dense prompt and train it. `sharpness` is the edge width in pixels.
+    """
+    c = (torch.arange(size, device=forecast.device, dtype=forecast.dtype) + 0.5) / size
+    x0, y0 = forecast[:, 1, 0, None], forecast[:, 1, 1, None]
+    x1, y1 = forecast[:, 2, 0, None], forecast[:, 2, 1, None]
+    s = size / sharpness
+    fx = torch.sigmoid((c - x0) * s) * torch.sigmoid((x1 - c) * s)
+    fy = torch.sigmoid((c - y0) * s) * torch.sigmoid((y1 - c) * s)
+    return (fy[:, :, None] * fx[:, None, :])[:, None]

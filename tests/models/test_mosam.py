@@ -1,0 +1,297 @@
+"""MoSAM on SAM 2: exact when off or fresh, and every part changes what it should when set."""
+
+import numpy as np
+import pytest
+import torch
+
+from mosam_train.data.formats.davis import read_davis
+from mosam_train.inference.engine import VideoPropagator
+from mosam_train.inference.sources import RecordFrames
+from mosam_train.inference.vos import first_appearance_prompts
+from mosam_train.models.memory.attention import key_bias
+from mosam_train.models.memory.selection import MemorySelection
+from mosam_train.models.mosam import MoSAMTracker
+from mosam_train.models.sam2_builder import build_sam2
+from mosam_train.models.video_sam import VideoSAM, new_output_dict
+
+PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
+ALL_ON = {"sparse": True, "dense": True}
+SAM2_WINDOW = {"stride": 1, "candidates": 6, "top_k": 6, "frame": True, "pixel": True}
+
+
+def micro_sam(seed: int = 0):
+    torch.manual_seed(seed)
+    sam = build_sam2("sam2.1_micro").eval()
+    with torch.no_grad():
+        # Non-empty masks on most frames (see the foundation parity test).
+        sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    return sam
+
+
+@pytest.fixture(scope="module")
+def record(small_synthetic):
+    records = read_davis(small_synthetic, "val")
+    return max(records, key=lambda r: len(r.object_ids))
+
+
+def run_engine(model, record) -> dict[int, torch.Tensor]:
+    engine = VideoPropagator(model.eval())
+    prompts = first_appearance_prompts(record)
+    return {r.frame_idx: r.logits for r in engine.propagate(RecordFrames(record, 128), prompts)}
+
+
+def max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[t] - b[t]).abs().max().item() for t in a)
+
+
+@pytest.fixture(scope="module")
+def reference_logits(record):
+    """SAM2VideoPredictor's logits and the foundation engine's, same weights."""
+    sam = micro_sam()
+    predictor = build_sam2("sam2.1_micro", target=PREDICTOR).eval()
+    predictor.load_state_dict(sam.state_dict())
+    state = predictor.init_state(str(record.frame_path(0).parent))
+    for oid, mask in first_appearance_prompts(record)[0].items():
+        predictor.add_new_mask(state, 0, oid, mask)
+    expected = {t: lg[:, 0].clone() for t, _, lg in predictor.propagate_in_video(state)}
+    engine = run_engine(VideoSAM(sam), record)
+    assert max_diff(engine, expected) <= 1e-3
+    return expected, engine
+
+
+def test_all_parts_off_is_sam2(record, reference_logits):
+    expected, engine = reference_logits
+    logits = run_engine(MoSAMTracker(micro_sam()), record)
+    assert max_diff(logits, engine) == 0.0
+    assert max_diff(logits, expected) <= 1e-3
+
+
+def test_fresh_mosam_as_sam2_window_passes_through(record, reference_logits):
+    expected, engine = reference_logits
+    model = MoSAMTracker(micro_sam(), mgp=ALL_ON, stms=SAM2_WINDOW)
+    logits = run_engine(model, record)
+    non_empty = sum(int((v > 0).flatten(1).any(1).sum()) for v in logits.values())
+    assert non_empty > 0.8 * sum(v.shape[0] for v in logits.values())
+    diff = max_diff(logits, engine)
+    print(
+        f"fresh MoSAM vs foundation engine: {diff:.2e}; vs SAM2VideoPredictor: "
+        f"{max_diff(logits, expected):.2e}"
+    )
+    assert diff <= 1e-4
+    assert max_diff(logits, expected) <= 1e-3
+
+
+def test_top_k_above_memory_slots_is_refused():
+    with pytest.raises(ValueError, match=r"top_k=7.*6 memory slots"):
+        MoSAMTracker(micro_sam(), stms={"top_k": 7, "candidates": 8})
+
+
+def _entries(scores: list[list[float]]) -> dict[int, dict]:
+    """Fake memory entries for frames 9, 8, ... with per-object frame scores."""
+    return {
+        9 - i: {
+            "maskmem_features": torch.full((len(s), 16, 8, 8), float(9 - i)),
+            "frame_score": torch.tensor(s),
+        }
+        for i, s in enumerate(scores)
+    }
+
+
+def test_selection_follows_confidence_and_defaults_to_recency():
+    sel = MemorySelection(num_maskmem=7, mem_dim=16, stride=1, candidates=8, top_k=3, pixel=False)
+    # equal scores: the three most recent frames
+    pool = _entries([[0.0, 0.0]] * 8)
+    entries, index = sel.select(10, pool)
+    kept = [int(entries[i]["maskmem_features"][0, 0, 0, 0]) for i in index[:, 0]]
+    assert kept == [9, 8, 7]
+    # object 0 trusts frames 8, 5, 2; object 1 frames 9, 3, 2
+    scores = [[0, 5], [5, 0], [0, 0], [0, 0], [5, 0], [0, 0], [0, 5], [5, 5]]
+    entries, index = sel.select(10, _entries(scores))
+    frame = lambda i: int(entries[i]["maskmem_features"][0, 0, 0, 0])  # noqa: E731
+    assert [frame(i) for i in index[:, 0]] == [8, 5, 2]
+    assert [frame(i) for i in index[:, 1]] == [9, 3, 2]
+
+
+def test_strided_candidates_and_clip_step():
+    sel = MemorySelection(num_maskmem=7, mem_dim=16, stride=4, candidates=3, top_k=2)
+    assert sel.candidates(20) == [16, 12, 8]
+    # clips whose steps are 4 engine frames apart (SA-V annotations) use every clip step
+    assert sel.candidates(20, frame_step=4) == [19, 18, 17]
+    assert sel.candidates(5) == [1]
+
+
+def test_selected_memory_differs_from_sam2_last_six_when_confidences_differ(record):
+    sam = micro_sam()
+    model = MoSAMTracker(
+        sam, stms={"stride": 1, "candidates": 12, "top_k": 6, "frame": True, "pixel": False}
+    ).eval()
+    head = model.stms.frame_head.mlp[-1]
+    with torch.no_grad():  # rate frames by their object-score logit, strongly
+        head.weight.normal_(0, 1.0)
+        head.bias.zero_()
+    engine = VideoPropagator(model)
+    seen = []
+    original = model._selected_memory
+
+    def spy(frame_idx, output_dict, feats, frame_step):
+        pool = output_dict["non_cond_frame_outputs"]
+        entries, index = model.stms.select(frame_idx, pool, frame_step)
+        if index is not None:
+            ts = {id(e): t for t, e in pool.items()}
+            seen.append((frame_idx, sorted(ts[id(entries[i])] for i in index[:, 0].tolist())))
+        return original(frame_idx, output_dict, feats, frame_step)
+
+    model._selected_memory = spy
+    prompts = first_appearance_prompts(record)
+    for _ in engine.propagate(RecordFrames(record, 128), prompts):
+        pass
+    assert seen, "no frame had more candidates than top_k"
+    last_six = [(t, list(range(t - 6, t))) for t, _ in seen]
+    assert any(kept != sam2 for (_, kept), (_, sam2) in zip(seen, last_six, strict=True))
+
+
+def test_pixel_map_changes_memory_attention_output():
+    sam = micro_sam()
+    model = MoSAMTracker(sam, stms={"stride": 1, "candidates": 6, "top_k": 6}).eval()
+    n, hw, c = 2, 64, sam.hidden_dim
+    curr = [torch.randn(hw, n, c)]
+    pos = [torch.randn(hw, n, c)]
+    memory = torch.randn(3 * hw, n, sam.mem_dim)
+    memory_pos = torch.randn(3 * hw, n, sam.mem_dim)
+    base = sam.memory_attention(curr=curr, curr_pos=pos, memory=memory, memory_pos=memory_pos)
+    head = model.stms.pixel_head
+    z = torch.randn(n, 1, 8, 8) * 3
+    assert torch.equal(head.bias(z), torch.zeros_like(z))  # the fresh map passes everything
+    with torch.no_grad():
+        head.gate.fill_(1.0)
+    bias = torch.cat([head.bias(z).flatten(1)] * 3, 1)
+    with key_bias(sam.memory_attention, bias):
+        filtered = sam.memory_attention(
+            curr=curr, curr_pos=pos, memory=memory, memory_pos=memory_pos
+        )
+    assert (filtered - base).abs().max() > 1e-3
+    # the bias is cleared afterwards
+    again = sam.memory_attention(curr=curr, curr_pos=pos, memory=memory, memory_pos=memory_pos)
+    assert torch.equal(again, base)
+
+
+def _square(s: int, x0: int, y0: int, w: int = 30) -> np.ndarray:
+    m = np.zeros((s, s), bool)
+    m[y0 : y0 + w, x0 : x0 + w] = True
+    return m
+
+
+def assert_moved_towards(moved: torch.Tensor, still: torch.Tensor, new_x: int, old_x: int):
+    """The logits gained where the object is forecast (columns new_x.., rows 50..80), far
+    more than where it was (old_x..new_x), and the gain is centred on the forecast."""
+    gain = moved - still
+    at_new = gain[50:80, new_x : new_x + 30].mean()
+    at_old = gain[50:80, old_x:new_x].mean()
+    assert at_new > 0 and at_new > 3 * at_old.abs(), (at_new, at_old)
+    g = gain.clamp(min=0)
+    xs = torch.arange(g.shape[-1], dtype=torch.float32)
+    centre = float((g.sum(0) * xs).sum() / g.sum())
+    assert new_x <= centre <= new_x + 30, centre
+
+
+def _dense_towards_logits(model: MoSAMTracker, strength: float = 4.0) -> None:
+    """Dense encoder weights that write `prior x v` into SAM 2's dense prompt, where v is
+    the dense-embedding direction that raises the mask logits."""
+    sam = model.sam2
+    d = sam.sam_prompt_embed_dim
+    e = sam.sam_image_embedding_size
+    feats = torch.randn(1, d, e, e)
+    offset = torch.zeros(1, d, 1, 1, requires_grad=True)
+    sparse, dense = sam.sam_prompt_encoder(
+        points=(torch.zeros(1, 1, 2), -torch.ones(1, 1)), boxes=None, masks=None
+    )
+    low, *_ = sam.sam_mask_decoder(
+        feats,
+        sam.sam_prompt_encoder.get_dense_pe(),
+        sparse,
+        dense + offset,
+        False,
+        False,
+        high_res_features=[
+            torch.zeros(1, d // 8, 4 * e, 4 * e),
+            torch.zeros(1, d // 4, 2 * e, 2 * e),
+        ],
+    )
+    low.mean().backward()
+    v = offset.grad.flatten() / offset.grad.norm()
+    net = model.mgp.dense.net
+    with torch.no_grad():
+        for conv in (net[0], net[2], net[4]):
+            conv.weight.zero_()
+            conv.bias.zero_()
+        net[0].weight[0, 0] = 1 / 9  # channel 0: local mean of the warped prior
+        net[2].weight[0, 0] = 1 / 9
+        net[4].weight[:, 0, 0, 0] = strength * 8 * v
+
+
+def test_flow_forecast_moves_the_prediction_towards_it():
+    """Frame 1 shows the object 24 px right of frame 0; a flow that says so pulls the
+    prediction right, compared with the same model without motion."""
+    s = 128
+    frames = torch.randn(2, 3, s, s) * 0.2
+    model = MoSAMTracker(micro_sam(), mgp={"sparse": False, "dense": True}).eval()
+    _dense_towards_logits(model)
+    plain = VideoSAM(model.sam2)
+
+    def second_frame_logits(tracker, flow):
+        with torch.no_grad():
+            out_dict = new_output_dict()
+            f0 = tracker.encode_images(frames[:1])
+            mask = torch.from_numpy(_square(s, 20, 50))[None, None].float()
+            out_dict["cond_frame_outputs"][0] = tracker.track(
+                0, f0, out_dict, 2, is_init_cond_frame=True, mask_inputs=mask
+            )
+            f1 = tracker.encode_images(frames[1:])
+            return tracker.track(1, f1, out_dict, 2, flow=flow)["pred_masks_high_res"][0, 0]
+
+    flow = torch.zeros(1, 2, s, s)
+    flow[:, 0] = -24.0  # current -> previous: content at x came from x - 24
+    moved = second_frame_logits(model, flow)
+    still = second_frame_logits(plain, None)
+    assert_moved_towards(moved, still, new_x=44, old_x=20)
+
+
+def test_sparse_forecast_moves_the_prediction_towards_it():
+    """Keypoints moving right by 16 px a frame: the forecast (constant velocity) lies right
+    of the last mask, and carried by the dense encoder's forecast-box channel it pulls the
+    prediction right."""
+    s = 128
+    model = MoSAMTracker(micro_sam(), mgp={"sparse": True, "dense": True, "history": 3}).eval()
+    _dense_towards_logits(model)
+    with torch.no_grad():  # read the forecast-box channel instead of the warped prior
+        w = model.mgp.dense.net[0].weight
+        w[0, 1], w[0, 0] = w[0, 0].clone(), 0
+    frames = torch.randn(4, 3, s, s) * 0.2
+    with torch.no_grad():
+        out_dict = new_output_dict()
+        for t in range(3):
+            feats = model.encode_images(frames[t : t + 1])
+            mask = torch.from_numpy(_square(s, 10 + 16 * t, 50))[None, None].float()
+            out = model.track(t, feats, out_dict, 4, is_init_cond_frame=t == 0, mask_inputs=mask)
+            key = "cond_frame_outputs" if t == 0 else "non_cond_frame_outputs"
+            out_dict[key][t] = out
+        assert all(
+            out_dict[k][t]["present"].all()
+            for k, t in [
+                ("cond_frame_outputs", 0),
+                ("non_cond_frame_outputs", 1),
+                ("non_cond_frame_outputs", 2),
+            ]
+        )
+        prompt = model._motion_prompt(3, out_dict, torch.zeros(1, 2, s, s))
+        last_cx = float(out_dict["non_cond_frame_outputs"][2]["keypoints"][0, 0, 0])
+        assert float(prompt.forecast[0, 0, 0]) == pytest.approx(last_cx + 16 / s, abs=1e-5)
+        feats = model.encode_images(frames[3:])
+        moved = model.track(3, feats, out_dict, 4, flow=torch.zeros(1, 2, s, s))
+        model.mgp.dense.net[4].weight.zero_()  # the same forecast, no dense prompt
+        still = model.track(3, feats, out_dict, 4, flow=torch.zeros(1, 2, s, s))
+    # last mask at x 42..72; forecast box at x 58..88
+    assert_moved_towards(
+        moved["pred_masks_high_res"][0, 0], still["pred_masks_high_res"][0, 0], 58, 42
+    )
