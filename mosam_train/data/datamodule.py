@@ -161,7 +161,13 @@ class ClipDataset(Dataset):
                     f"image_size or drop the video."
                 )
         ids = [record.object_ids[k] for k, kept in zip(chosen, keep.tolist(), strict=True) if kept]
-        meta = {"tags": tuple(record.tags), "aug_tries": retries}
+        gaps = np.abs(np.diff(clip)) if len(clip) > 1 else np.ones(1)
+        meta = {
+            "tags": tuple(record.tags),
+            "aug_tries": retries,
+            # video frames between clip steps (see VideoRecord.frame_step)
+            "frame_step": int(record.frame_step * max(1, round(float(np.median(gaps))))),
+        }
         flows = None
         if self.flow is not None:
             start = time.perf_counter()

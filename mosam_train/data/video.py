@@ -28,6 +28,10 @@ class VideoRecord(ABC):
     height: int
     width: int
     tags: tuple[str, ...] = ()
+    # Frames of the original video between two consecutive frames of this record: 1 when the
+    # record holds every frame; e.g. 4 for SA-V's 6 fps annotations of 24 fps videos. Memory
+    # strides given in video frames are converted with it.
+    frame_step: int = 1
 
     @abstractmethod
     def load_frame(self, t: int) -> np.ndarray:

@@ -30,6 +30,7 @@ class FrameSource(Protocol):
     num_frames: int
     height: int
     width: int
+    frame_step: int  # video frames between consecutive frames here (VideoRecord.frame_step)
 
     def image(self, t: int) -> torch.Tensor:
         """Frame `t` as a normalised float tensor [3, S, S]."""
@@ -88,9 +89,9 @@ class VideoPropagator:
         self.groups: list[_Group] = []
 
     # ------------------------------------------------------------------ memory window
-    def _prune(self, group: _Group, frame_idx: int, num_frames: int) -> None:
+    def _prune(self, group: _Group, frame_idx: int, num_frames: int, frame_step: int) -> None:
         """Drop what no later frame can use: old entries, and memory of pointer-only frames."""
-        oldest_mem, oldest_ptr = self.model.memory_horizon(frame_idx + 1, num_frames)
+        oldest_mem, oldest_ptr = self.model.memory_horizon(frame_idx + 1, num_frames, frame_step)
         non_cond = group.output_dict["non_cond_frame_outputs"]
         for t in list(non_cond):
             if t < oldest_mem and t < oldest_ptr:
@@ -156,6 +157,7 @@ class VideoPropagator:
         object_ids = [oid for g in self.groups for oid in g.object_ids]
         start = self.groups[0].start
         video_size = (frames.height, frames.width)
+        frame_step = frames.frame_step
         previous = None
         for t in range(start, num_frames):
             active = [g for g in self.groups if g.start <= t]
@@ -183,10 +185,12 @@ class VideoPropagator:
                     g.output_dict["cond_frame_outputs"][t] = self._compact(out)
                 else:
                     g_flow = flow.expand(n, -1, -1, -1) if flow is not None else None
-                    out = self.model.track(t, g_feats, g.output_dict, num_frames, flow=g_flow)
+                    out = self.model.track(
+                        t, g_feats, g.output_dict, num_frames, flow=g_flow, frame_step=frame_step
+                    )
                     if self.memory == "full":
                         g.output_dict["non_cond_frame_outputs"][t] = self._compact(out)
-                        self._prune(g, t, num_frames)
+                        self._prune(g, t, num_frames, frame_step)
                 low_res.append(out["pred_masks"])
                 scores.append(out["object_score_logits"].view(n))
             size = low_res[0].shape[-2:]

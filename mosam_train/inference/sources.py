@@ -17,6 +17,7 @@ class RecordFrames:
         self.num_frames = record.num_frames
         self.height = record.height
         self.width = record.width
+        self.frame_step = record.frame_step
 
     def image(self, t: int) -> torch.Tensor:
         return preprocess_frame(self.record.load_frame(t), self.image_size)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torchmetrics import MaxMetric
 
@@ -189,8 +190,13 @@ class MoSAMModule(L.LightningModule):
         # [B, T, O, S, S] -> [T, N, S, S] for the N valid objects.
         targets = batch.masks[clip_idx, :, obj_idx].transpose(0, 1)
         prompt = self.prompt_sim.sample(targets[0])
+        steps = [m.get("frame_step", 1) for m in batch.meta] or [1]
         outputs = self.model.forward_clip(
-            batch.frames, clip_idx, prompt, flows=self._clip_flows(batch)
+            batch.frames,
+            clip_idx,
+            prompt,
+            flows=self._clip_flows(batch),
+            frame_step=int(np.median(steps)),
         )
         losses = self.criterion(outputs, targets)
         n = float(len(clip_idx))
@@ -241,6 +247,9 @@ class MoSAMModule(L.LightningModule):
         self.log("val/f", result["F"], sync_dist=True)
         self.log("val/jf", result["JF"], prog_bar=True, sync_dist=True)
         self.log("val/jf_best", self.val_jf_best.compute(), prog_bar=True, sync_dist=True)
+        for key, value in result.items():  # per tag: val/<tag>/jf
+            if key.startswith("tag/") and key.endswith("/JF"):
+                self.log(f"val/{key[4:-3]}/jf", value, sync_dist=True)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

@@ -127,3 +127,28 @@ def test_persistent_worker_sees_new_epoch(small_synthetic):
         loader.sampler.set_epoch(epoch)  # what Lightning calls at each epoch start
         epochs.append({b.meta[0]["epoch"] for b in loader})
     assert epochs == [{0}, {1}]
+
+
+def test_clips_carry_flow_of_their_augmented_frames_and_their_frame_step(small_synthetic):
+    from mosam_train.models.motion.flow import FarnebackFlow
+
+    records = read_davis(small_synthetic, "train")
+    for r in records:
+        r.frame_step = 4  # as if annotated every 4th frame of the video
+    ds = ClipDataset(
+        records,
+        clip_len=4,
+        max_skip=1,
+        max_objects=2,
+        transform=build_train_transform(64),
+        flow=FarnebackFlow(),
+    )
+    sample = ds[0]
+    assert sample.meta["frame_step"] == 4
+    assert sample.flows.shape == (4, 2, 64, 64)
+    assert (sample.flows[0] == 0).all()
+    # the flow is that of the frames as returned (after augmentation)
+    expected = FarnebackFlow()(sample.frames[1:2], sample.frames[:1])
+    assert torch.equal(sample.flows[1:2], expected)
+    batch = collate_clips([sample, ds[1]])
+    assert batch.flows.shape == (2, 4, 2, 64, 64)

@@ -15,6 +15,7 @@ class NoiseFrames:
     """Random frames made on demand, as a lazy reader would deliver them."""
 
     height, width = 64, 80
+    frame_step = 1
 
     def __init__(self, num_frames: int) -> None:
         self.num_frames = num_frames
