@@ -69,7 +69,7 @@ def table(rows: dict[str, list[dict[str, float]]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     rows: dict[str, list[dict[str, float]]] = {}
     for arg in argv if argv is not None else sys.argv[1:]:
-        label, sep, pattern = arg.partition("=")
+        label, sep, pattern = arg.rpartition("=")  # labels may hold "=", paths rarely do
         if not sep:
             raise SystemExit(f"{arg!r}: expected LABEL=GLOB")
         paths = sorted(glob.glob(pattern))

@@ -46,8 +46,9 @@ def _gray_uint8(frames: torch.Tensor) -> np.ndarray:
 
 
 class FarnebackFlow:
-    """Dense flow by OpenCV's Farneback polynomial expansion: no weights, about 1 ms per
-    128 px frame pair on one core. Parameters are `cv2.calcOpticalFlowFarneback`'s."""
+    """Dense flow by OpenCV's Farneback polynomial expansion: no weights, about 6 ms per
+    128 px frame pair on one core (measured with cv2.setNumThreads(1), as in the data
+    workers). Parameters are `cv2.calcOpticalFlowFarneback`'s."""
 
     def __init__(
         self,
