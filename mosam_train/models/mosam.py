@@ -151,7 +151,7 @@ class MoSAMTracker(VideoSAM):
 
     def track(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         out = super().track(*args, **kwargs)
-        if self.mgp is not None:
+        if self.mgp is not None and self.mgp.sparse is not None:
             out["keypoints"], out["present"] = mask_keypoints(out["pred_masks"])
         maskmem = out.get("maskmem_features")
         if self.stms is not None and maskmem is not None:
@@ -177,7 +177,7 @@ class MoSAMTracker(VideoSAM):
         n = next(iter(output_dict["cond_frame_outputs"].values()))["obj_ptr"].shape[0]
         device = self.sam2.no_mem_embed.device
         kp, present = [], []
-        for t in range(frame_idx - mgp.history, frame_idx):
+        for t in range(frame_idx - mgp.history, frame_idx) if mgp.sparse is not None else ():
             e = past.get(t)
             if e is not None and "keypoints" in e:
                 kp.append(e["keypoints"])
@@ -192,8 +192,8 @@ class MoSAMTracker(VideoSAM):
                 prev["pred_masks"].float(), size=size, mode="bilinear", align_corners=False
             )
         return mgp(
-            torch.stack(kp, 1),
-            torch.stack(present, 1),
+            torch.stack(kp, 1) if kp else None,
+            torch.stack(present, 1) if present else None,
             prev_logits,
             flow,
             self.sam2.sam_prompt_encoder,

@@ -64,13 +64,14 @@ class MotionGuidedPrompting(nn.Module):
 
     def forward(
         self,
-        traj: torch.Tensor,
-        present: torch.Tensor,
+        traj: torch.Tensor | None,
+        present: torch.Tensor | None,
         prev_logits: torch.Tensor | None,
         flow: torch.Tensor | None,
         prompt_encoder: nn.Module,
     ) -> MotionPrompt:
-        """traj [N, L, K, 2], present [N, L]: keypoint history (oldest first);
+        """traj [N, L, K, 2], present [N, L]: keypoint history (oldest first; None when the
+        sparse branch is off);
         prev_logits [N, 1, S, S]: the previous frame's mask logits; flow [N, 2, S, S]
         current -> previous."""
         out = MotionPrompt()
