@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,52 @@ def test_mosam_experiment_trains_and_its_checkpoint_evaluates(
     run("eval.py", f"ckpt={best}", *data_overrides(small_synthetic), f"hydra.run.dir={tmp_path}")
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_objects"] > 0 and 0 <= metrics["JF"] <= 100
+
+
+def _real_layout(experiment: str, root: Path) -> list[str]:
+    """Writes the experiment's dataset (and its validation set) in the real layouts under
+    `root`; returns the overrides that point the experiment there."""
+    from layouts.davis import write_davis
+    from layouts.mose import write_mose
+    from layouts.sav import write_sav_train, write_sav_val
+    from layouts.ytvos import write_ytvos
+
+    if experiment == "mosam_sav":
+        write_sav_train(root / "SA-V", num_videos=2)
+        write_sav_val(root / "SA-V", "sav_val", num_videos=1)
+        return [f"data.root={root / 'SA-V'}"]
+    if experiment == "mosam_ytvos":
+        write_ytvos(root / "ytvos", "train")
+    else:
+        write_mose(root / "mose", "train")
+    write_davis(root / "DAVIS", "val", num_videos=1)
+    name = experiment.removeprefix("mosam_")
+    return [f"data.root={root / name}", f"data.val.root={root / 'DAVIS'}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", ["mosam_sav", "mosam_ytvos", "mosam_mose"])
+def test_real_data_experiments_run_a_fast_dev_run(experiment, tmp_path):
+    """The shipped experiments, on the micro model and fixture roots in the real layouts."""
+    from mosam_train.models.sam2_builder import build_sam2
+
+    torch.manual_seed(0)
+    base = tmp_path / "base.pt"
+    torch.save({"model": build_sam2("sam2.1_micro").state_dict()}, base)
+    proc = run(
+        "train.py",
+        f"experiment={experiment}",
+        *_real_layout(experiment, tmp_path / "data"),
+        "sam2=micro",
+        f"model.sam2.weights={base}",
+        "trainer=cpu",
+        "+trainer.fast_dev_run=1",
+        "data.num_workers=0",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "callbacks.rich_progress_bar=null",
+    )
+    log = proc.stdout + proc.stderr
+    assert "fast_dev_run" in log and "Traceback" not in log
+    assert "max_steps=1` reached" in log  # one training step on a real-layout clip ...
+    assert re.search(r"val/jf[:=] ?\d+\.\d+", log), log[-2000:]  # ... and a scored video
+    assert "max frame skip ->" in log  # the curriculum reached the dataset

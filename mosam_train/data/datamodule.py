@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mosam_train.data.errors import DataError
-from mosam_train.data.formats.davis import missing_root_message, read_davis
+from mosam_train.data.formats import read_split
 from mosam_train.data.sampling import choose_objects, sample_clip
 from mosam_train.data.transforms import ClipTransform, build_eval_transform, build_train_transform
 from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
@@ -39,7 +39,11 @@ class ClipDataset(Dataset):
     """Clips of `clip_len` frames with up to `max_objects` objects present in frame 0.
 
     Index i of epoch e reads video (i + e * len(self)) % num_videos, so a
-    `samples_per_epoch` smaller than the video count still visits every video over epochs.
+    `samples_per_epoch` smaller than the video count still visits every video over epochs;
+    with `weights` (one per record, e.g. a dataset's mixing weight over its size) the video
+    is drawn with those probabilities instead. `max_skip` is in video frames and converted
+    per video with `VideoRecord.annotation_step` (at least one annotated frame per step);
+    `set_max_skip` changes it for all workers (the max-skip curriculum).
     Objects that the augmentation pushes out of the clip's first frame are dropped; if
     none is left the draw is retried (`max_retries`) and finally done without
     augmentation. A `DataError` makes the dataset skip to another, deterministically drawn
@@ -62,11 +66,18 @@ class ClipDataset(Dataset):
         max_retries: int = 10,
         max_bad: int = 50,
         flow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         if not records:
             raise ValueError("ClipDataset needs at least one video")
         self.records = list(records)
-        self.clip_len, self.max_skip, self.max_objects = clip_len, max_skip, max_objects
+        self.clip_len, self.max_objects = clip_len, max_objects
+        self.weights = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (len(self.records),) or (w < 0).any() or w.sum() <= 0:
+                raise ValueError(f"weights: need {len(self.records)} non-negative values, sum > 0")
+            self.weights = w / w.sum()
         self.transform = transform
         self.fallback = build_eval_transform(transform.image_size)
         self.seed = int(seed or 0)
@@ -77,6 +88,8 @@ class ClipDataset(Dataset):
         # shared memory: visible to (persistent) DataLoader workers and the main process
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self._skipped = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._max_skip = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.set_max_skip(max_skip)
         self._bad: set[str] = set()  # per process: videos already reported
 
     def __len__(self) -> int:
@@ -84,6 +97,16 @@ class ClipDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch.fill_(int(epoch))
+
+    def set_max_skip(self, max_skip: int) -> None:
+        if max_skip < 1:
+            raise ValueError(f"max_skip must be >= 1 video frame, got {max_skip}")
+        self._max_skip.fill_(int(max_skip))
+
+    @property
+    def max_skip(self) -> int:
+        """Largest gap between clip frames, in video frames."""
+        return int(self._max_skip)
 
     @property
     def epoch(self) -> int:
@@ -100,7 +123,12 @@ class ClipDataset(Dataset):
         for bad in range(self.max_bad + 1):
             rng = np.random.default_rng([self.seed, epoch, int(index), bad])
             # first the scheduled video, then deterministic random replacements
-            v = (int(index) + epoch * len(self)) % n if bad == 0 else int(rng.integers(n))
+            if bad > 0:
+                v = int(rng.integers(n))
+            elif self.weights is not None:
+                v = int(rng.choice(n, p=self.weights))
+            else:
+                v = (int(index) + epoch * len(self)) % n
             record = self.records[v]
             try:
                 sample = self._make(record, rng)
@@ -120,9 +148,10 @@ class ClipDataset(Dataset):
     def _choose(self, record: VideoRecord, rng: np.random.Generator) -> tuple[list[int], list[int]]:
         """Clip frame indices and positions (in record.object_ids) of the chosen objects."""
         annotated = record.annotated_frames
+        skip = max(1, self.max_skip // record.annotation_step())
         for _ in range(self.max_retries):
             clip = sample_clip(
-                record.num_frames, annotated, self.clip_len, self.max_skip, rng, self.reverse_prob
+                record.num_frames, annotated, self.clip_len, skip, rng, self.reverse_prob
             )
             present = np.flatnonzero(record.load_masks(clip[0]).any(axis=(1, 2))).tolist()
             if present:
@@ -139,12 +168,11 @@ class ClipDataset(Dataset):
 
     def _make(self, record: VideoRecord, rng: np.random.Generator) -> ClipSample:
         clip, chosen = self._choose(record, rng)
-        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for t in clip:  # padded clips repeat frames: read each once
-            if t not in cache:
-                cache[t] = (record.load_frame(t), record.load_masks(t)[chosen])
-        frames = [cache[t][0] for t in clip]
-        masks = [cache[t][1] for t in clip]
+        unique = sorted(set(clip))  # padded clips repeat frames: read each once, in order
+        images = dict(zip(unique, record.load_frames(unique), strict=True))
+        labels = {t: record.load_masks(t)[chosen] for t in unique}
+        frames = [images[t] for t in clip]
+        masks = [labels[t] for t in clip]
         retries = 0
         for retries in range(1, self.max_retries + 1):  # noqa: B007
             x, m = self.transform(frames, masks, seed=int(rng.integers(2**31 - 2)))
@@ -213,6 +241,21 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
     )
 
 
+def _read_source(key: str, src: Mapping[str, Any], split: str | None = None) -> list[VideoRecord]:
+    """Records of a source mapping ``{format, root, split, weight, reader, subset}`` (config
+    key `key`); `split` is the default when the mapping has none."""
+    src = dict(src)
+    if split is not None:
+        src.setdefault("split", split)
+    unknown = set(src) - {"format", "root", "split", "weight", "reader", "subset"}
+    if unknown or not {"format", "root", "split"} <= set(src):
+        raise ValueError(
+            f"{key}: needs format, root, split (optional weight, reader, subset); got {sorted(src)}"
+        )
+    reader = dict(src.get("reader") or {})
+    return read_split(src["format"], src["root"], src["split"], subset=src.get("subset"), **reader)
+
+
 def _single(batch: list[VideoRecord]) -> VideoRecord:
     """Collate for whole-video loaders (batch_size=1): the record itself."""
     return batch[0]
@@ -241,20 +284,40 @@ class EpochRandomSampler(Sampler[int]):
 
 
 class VOSDataModule(L.LightningDataModule):
-    """DAVIS-layout data (real DAVIS 2017 or the synthetic set) for train/val/test.
+    """Video object segmentation data of any supported layout, for train/val/test.
 
-    `augment` holds `build_train_transform` keyword arguments (SAM 2's MOSE recipe when
-    empty). `val_max_videos` keeps the first N validation videos (quick checks). `flow`:
+    `format` names the reader (`mosam_train.data.formats.READERS`: davis, sav, ytvos,
+    mose, lvos) and `reader` its options (e.g. ``{resolution: 480p}`` for DAVIS,
+    ``{auto: true}`` for SA-V's automatic masklets). Training reads `split`, validation
+    `val_split`, testing `test_split` (default: `val_split`). `subset` / `val_subset` keep
+    only the listed videos (a list or a file with one name per line).
+
+    `mix` trains on several datasets at once, as SAM 2 mixes its data: a mapping
+    ``{name: {format, root, split, weight, reader, subset}}``; each clip comes from
+    dataset d with probability weight_d / sum(weights), whatever the datasets' sizes.
+    Validation and test still read `format`/`root`/`val_split`, unless `val` names another
+    source ``{format, root, split, reader, subset}``: YouTube-VOS and MOSE publish no masks
+    beyond the first appearance for their valid splits, so their configs validate on
+    DAVIS 2017 val; `test_split` then also reads that source.
+
+    `max_skip` is in video frames (see `ClipDataset`). `augment` holds
+    `build_train_transform` keyword arguments (SAM 2's MOSE recipe when empty).
+    `val_max_videos` keeps the first N validation videos (quick checks). `flow`:
     `build_flow_provider` arguments when the model wants optical flow with its clips.
     """
 
     def __init__(
         self,
         root: str | Path,
-        train_split: str = "train",
+        format: str = "davis",
+        split: str = "train",
         val_split: str = "val",
         test_split: str | None = None,
-        resolution: str = "480p",
+        reader: Mapping[str, Any] | None = None,
+        subset: Sequence[str] | str | None = None,
+        val_subset: Sequence[str] | str | None = None,
+        mix: Mapping[str, Mapping[str, Any]] | None = None,
+        val: Mapping[str, Any] | None = None,
         image_size: int = 1024,
         clip_len: int = 8,
         max_skip: int = 3,
@@ -286,16 +349,38 @@ class VOSDataModule(L.LightningDataModule):
 
             ensure_synthetic(self.root, seed=self.hparams.synthetic_seed)
 
-    def _read(self, split: str) -> list[VideoRecord]:
-        if not self.root.is_dir():
-            raise DataError(missing_root_message(self.root), self.root)
-        return list(read_davis(self.root, split, self.hparams.resolution))
+    def _read(self, split: str, subset: Sequence[str] | str | None = None) -> list[VideoRecord]:
+        hp = self.hparams
+        return read_split(hp.format, self.root, split, subset=subset, **dict(hp.reader or {}))
+
+    def _read_eval(self, split: str) -> list[VideoRecord]:
+        """Validation/test videos: from `val` when given, else from this dataset."""
+        hp = self.hparams
+        if not hp.val:
+            return self._read(split, hp.val_subset)
+        return _read_source("data.val", hp.val, split)
+
+    def _train_records(self) -> tuple[list[VideoRecord], list[float] | None]:
+        """Training videos and, when mixing, each video's sampling weight."""
+        hp = self.hparams
+        if not hp.mix:
+            return self._read(hp.split, hp.subset), None
+        records: list[VideoRecord] = []
+        weights: list[float] = []
+        for name, src in hp.mix.items():
+            part = _read_source(f"data.mix.{name}", src)
+            weight = float(src.get("weight", 1.0))
+            log.info("mix: %s %s: %d videos, weight %g", name, src.get("split"), len(part), weight)
+            records += part
+            weights += [weight / len(part)] * len(part)
+        return records, weights
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         if stage in (None, "fit") and self.train_dataset is None:
+            records, weights = self._train_records()
             self.train_dataset = ClipDataset(
-                self._read(hp.train_split),
+                records,
                 clip_len=hp.clip_len,
                 max_skip=hp.max_skip,
                 max_objects=hp.max_objects,
@@ -304,11 +389,12 @@ class VOSDataModule(L.LightningDataModule):
                 samples_per_epoch=hp.samples_per_epoch,
                 reverse_prob=hp.reverse_prob,
                 flow=self._flow_provider(),
+                weights=weights,
             )
         if stage in (None, "fit", "validate") and self._val_records is None:
-            self._val_records = self._read(hp.val_split)[: hp.val_max_videos]
+            self._val_records = self._read_eval(hp.val_split)[: hp.val_max_videos]
         if stage in (None, "test") and self._test_records is None:
-            self._test_records = self._read(hp.test_split or hp.val_split)
+            self._test_records = self._read_eval(hp.test_split or hp.val_split)
 
     def _flow_provider(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
         """`flow` (build_flow_provider arguments) -> a provider for the workers, or None."""

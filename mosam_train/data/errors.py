@@ -11,7 +11,10 @@ from pathlib import Path
 
 
 class DataError(RuntimeError):
-    """Bad or missing input data. `path` is the offending file or folder, when known."""
+    """Bad or missing input data. `path` is the offending file or folder, when known;
+    `video` the video it belongs to, when a reader collects errors per video."""
+
+    video: str | None = None
 
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         super().__init__(message)

@@ -136,13 +136,41 @@ def build_train_transform(
     frame_saturation: float = 0.05,
     frame_hue: float = 0.0,
     grayscale_p: float = 0.05,
+    resize: str = "square",
 ) -> ClipTransform:
     """SAM 2's MOSE fine-tuning recipe (`sam2.1_hiera_b+_MOSE_finetune.yaml`) as defaults.
 
     Per clip: hflip, affine (rotate +-`rotate` deg, x-shear +-`shear` deg, like
-    torchvision's RandomAffine), square resize, colour jitter, grayscale; then per frame:
-    a small colour jitter. Masks use nearest-neighbour interpolation.
+    torchvision's RandomAffine), resize, colour jitter, grayscale; then per frame: a small
+    colour jitter. Masks use nearest-neighbour interpolation. `resize="square"` stretches
+    to S x S as SAM 2 does (and as inference does); ``"pad"`` keeps the aspect ratio (long
+    side S) and pads bottom/right with zeros (mask: background), which keeps thin objects'
+    shape on wide or portrait videos at the cost of a train/inference mismatch in aspect.
     """
+    if resize == "square":
+        sizing = [
+            A.Resize(
+                image_size,
+                image_size,
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST_EXACT,
+                area_for_downscale="image",
+            )
+        ]
+    elif resize == "pad":
+        sizing = [
+            A.LongestMaxSize(
+                max_size=image_size,
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=cv2.INTER_NEAREST_EXACT,
+                area_for_downscale="image",
+            ),
+            A.PadIfNeeded(
+                image_size, image_size, position="top_left", border_mode=cv2.BORDER_CONSTANT
+            ),
+        ]
+    else:
+        raise ValueError(f"resize must be 'square' or 'pad', got {resize!r}")
     clip_aug = A.Compose(
         [
             A.HorizontalFlip(p=hflip_p),
@@ -158,13 +186,7 @@ def build_train_transform(
                 fill_mask=0,
                 p=affine_p,
             ),
-            A.Resize(
-                image_size,
-                image_size,
-                interpolation=cv2.INTER_LINEAR,
-                mask_interpolation=cv2.INTER_NEAREST_EXACT,
-                area_for_downscale="image",
-            ),
+            *sizing,
             _jitter(clip_brightness, clip_contrast, clip_saturation, clip_hue),
             A.ToGray(p=grayscale_p),
         ]

@@ -8,6 +8,7 @@ new reader and nothing else.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,14 +33,28 @@ class VideoRecord(ABC):
     # record holds every frame; e.g. 4 for SA-V's 6 fps annotations of 24 fps videos. Memory
     # strides given in video frames are converted with it.
     frame_step: int = 1
+    # True where objects' masks may overlap (SA-V: a person and their hand). Such videos
+    # are scored object by object from each object's own mask, as SA-V's evaluator does;
+    # the others from one label map per frame, as DAVIS-style PNG predictions are.
+    overlapping: bool = False
 
     @abstractmethod
     def load_frame(self, t: int) -> np.ndarray:
         """RGB frame `t` as uint8 [H, W, 3]."""
 
+    def load_frames(self, ts: Sequence[int]) -> np.ndarray:
+        """Frames `ts` as uint8 [N, H, W, 3]. Layouts that decode a video file override it
+        to read all of them in one pass (one seek) instead of one seek per frame."""
+        return np.stack([self.load_frame(t) for t in ts])
+
     @abstractmethod
     def load_masks(self, t: int) -> np.ndarray:
         """Binary masks of `object_ids` on annotated frame `t` as bool [O, H, W]."""
+
+    @property
+    def source(self) -> str:
+        """The file or folder this video is read from, for messages (readers override it)."""
+        return self.name
 
     def frame_name(self, t: int) -> str:
         """File stem of frame `t` in the dataset's own naming (predictions mirror it)."""
@@ -48,6 +63,14 @@ class VideoRecord(ABC):
     def load_void(self, t: int) -> np.ndarray | None:
         """Pixels excluded from scoring on frame `t` (bool [H, W]), or None."""
         return None
+
+    def annotation_step(self) -> int:
+        """Video frames between consecutive annotated frames (their median gap): 1 for DAVIS
+        and MOSE train, 4 for SA-V, 5 for YouTube-VOS. Frame skips given in video frames
+        are converted with it, so one setting spans the same time on every dataset."""
+        a = self.annotated_frames
+        gap = int(np.median(np.diff(a))) if len(a) > 1 else 1
+        return self.frame_step * max(1, gap)
 
     def first_appearance(self) -> dict[int, int]:
         """Frame where each object is first annotated as present."""

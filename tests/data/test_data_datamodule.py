@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,7 +14,7 @@ from mosam_train.data.errors import DataError
 from mosam_train.data.formats.davis import DavisVideo, read_davis
 from mosam_train.data.synthetic import ensure_synthetic
 from mosam_train.data.transforms import build_train_transform
-from mosam_train.data.video import ClipSample
+from mosam_train.data.video import ClipSample, VideoRecord
 
 
 def _dm(root, **kw) -> VOSDataModule:
@@ -152,3 +153,112 @@ def test_clips_carry_flow_of_their_augmented_frames_and_their_frame_step(small_s
     assert torch.equal(sample.flows[1:2], expected)
     batch = collate_clips([sample, ds[1]])
     assert batch.flows.shape == (2, 4, 2, 64, 64)
+
+
+class _Stub(VideoRecord):
+    """A record with a given annotation pattern; frames/masks are blank (sampling only)."""
+
+    def __init__(self, name, num_frames, annotated, frame_step=1):
+        self.name, self.num_frames, self.frame_step = name, num_frames, frame_step
+        self.annotated_frames = tuple(annotated)
+        self.object_ids, self.height, self.width = (1,), 8, 8
+
+    def load_frame(self, t):
+        return np.zeros((8, 8, 3), np.uint8)
+
+    def load_masks(self, t):
+        m = np.zeros((1, 8, 8), bool)
+        m[0, 2:6, 2:6] = True
+        return m
+
+
+def test_max_skip_is_in_video_frames_whatever_the_annotation_step():
+    # SA-V style: every mp4 frame in the record, masks every 4th; YouTube-VOS style: the
+    # record holds every 5th frame (frame_step 5), all annotated.
+    sav = _Stub("sav", 400, range(0, 400, 4))
+    ytvos = _Stub("ytvos", 80, range(80), frame_step=5)
+    assert (sav.annotation_step(), ytvos.annotation_step()) == (4, 5)
+    for max_skip, sav_gaps, ytvos_gaps in [(1, {4}, {1}), (8, {4, 8}, {1}), (20, {4, 8, 12, 16, 20}, {1, 2, 3, 4})]:  # fmt: skip
+        seen = {}
+        for rec in (sav, ytvos):
+            ds = _dataset([rec], clip_len=8, max_skip=max_skip)
+            gaps = set()
+            for i in range(60):
+                clip = ds[i].frame_indices
+                assert all(t in rec.annotated_frames for t in clip)  # only annotated frames
+                gaps |= set(np.diff(clip).tolist())
+            seen[rec.name] = gaps
+        assert seen == {"sav": sav_gaps, "ytvos": ytvos_gaps}, max_skip
+
+
+def test_set_max_skip_reaches_persistent_workers(small_synthetic):
+    dm = _dm(small_synthetic, samples_per_epoch=8, batch_size=1, num_workers=1, clip_len=4)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    list(loader)  # workers are up
+    dm.train_dataset.set_max_skip(1)
+    assert all(set(np.diff(b.frame_indices[0]).tolist()) == {1} for b in loader)
+    with pytest.raises(ValueError, match="max_skip"):
+        dm.train_dataset.set_max_skip(0)
+
+
+def test_weights_draw_videos_with_those_probabilities():
+    recs = [_Stub(f"a{i}", 10, range(10)) for i in range(2)] + [_Stub("b", 10, range(10))]
+    # dataset a (2 videos) weight 1, dataset b (1 video) weight 3: b is drawn 3/4 of the time
+    ds = _dataset(recs, clip_len=2, samples_per_epoch=800, weights=[0.5, 0.5, 3.0])
+    names = [ds[i].video for i in range(800)]
+    assert abs(names.count("b") / 800 - 0.75) < 0.05
+    assert {"a0", "a1"} <= set(names)
+    assert [ds[i].video for i in range(20)] == names[:20]  # still a function of the index
+    with pytest.raises(ValueError, match="weights"):
+        _dataset(recs, weights=[1.0, -1.0, 1.0])
+
+
+def test_datamodule_mixes_datasets_by_weight(small_synthetic, tmp_path):
+    other = ensure_synthetic(
+        tmp_path / "other", num_train=2, num_val=1, train_frames=16, val_frames=16,
+        progress=False, workers=1, seed=5,
+    )  # fmt: skip
+    src = dict(format="davis", split="train")
+    dm = _dm(
+        small_synthetic,
+        samples_per_epoch=400,
+        mix={"big": {**src, "root": str(small_synthetic), "weight": 1.0},
+             "small": {**src, "root": str(other), "weight": 1.0, "subset": ["train_0000"]}},
+    )  # fmt: skip
+    dm.setup("fit")
+    ds = dm.train_dataset
+    assert len(ds.records) == 8 + 1
+    # 1 video weighs as much as the other dataset's 8 (ClipDataset normalises the weights)
+    share = {str(r.root): 0.0 for r in ds.records}
+    for r, w in zip(ds.records, ds.weights, strict=True):
+        share[str(r.root)] += w
+    assert share == pytest.approx({str(small_synthetic): 0.5, str(other): 0.5})
+    assert dm.val_records[0].root == small_synthetic  # validation stays on `root`
+    dm = _dm(small_synthetic, val={"format": "davis", "root": str(other), "subset": ["val_0000"]})
+    dm.setup("validate")
+    dm.setup("test")
+    assert [(r.root, r.name) for r in dm.val_records] == [(other, "val_0000")]
+    assert [r.root for r in dm.test_records] == [other]
+    with pytest.raises(ValueError, match=r"data\.mix\.bad"):
+        _dm(small_synthetic, mix={"bad": {"format": "davis", "root": "x"}}).setup("fit")
+
+
+def test_subsets_and_unknown_subset_names(small_synthetic):
+    dm = _dm(small_synthetic, subset=["train_0002", "train_0005"], val_subset=["val_0001"])
+    dm.setup("fit")
+    assert [r.name for r in dm.train_dataset.records] == ["train_0002", "train_0005"]
+    assert [r.name for r in dm.val_records] == ["val_0001"]
+    with pytest.raises(DataError, match="not in the split"):
+        _dm(small_synthetic, subset=["nope"]).setup("fit")
+
+
+def test_pad_resize_keeps_aspect():
+    t = build_train_transform(32, resize="pad", affine_p=0.0, hflip_p=0.0, grayscale_p=0.0)
+    frames = [np.full((20, 40, 3), 200, np.uint8)] * 2
+    masks = [np.ones((1, 20, 40), bool)] * 2
+    _, m = t(frames, masks, seed=0)
+    assert m.shape == (2, 1, 32, 32)
+    assert m[:, 0, :16].all() and not m[:, 0, 16:].any()  # 40x20 -> 32x16, padded below
+    with pytest.raises(ValueError, match="square"):
+        build_train_transform(32, resize="crop")

@@ -43,9 +43,10 @@ def textured_pair(s: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
     return normalize_frames(np.stack([cur])), normalize_frames(np.stack([prev]))
 
 
-def test_farneback_flow_points_from_current_to_previous():
+@pytest.mark.parametrize("size", [None, 48])  # 48: computed at half size, scaled back
+def test_farneback_flow_points_from_current_to_previous(size):
     current, previous = textured_pair()
-    flow = FarnebackFlow()(current, previous)
+    flow = FarnebackFlow(max_side=size)(current, previous)
     assert flow.shape == (1, 2, 96, 96)
     inner = flow[0, :, 16:-16, 16:-16]
     # content at x in the current frame sat at x - (DX, DY) in the previous one

@@ -1,5 +1,36 @@
-"""One reader per on-disk layout; each turns files into `VideoRecord`s."""
+"""One reader per on-disk layout; each turns files into `VideoRecord`s.
 
-from mosam_train.data.formats.davis import DavisVideo, read_davis
+Every reader has the signature ``read_<name>(root, split, *, subset=None, errors=None,
+**options) -> list[VideoRecord]`` (see `files.read_each` for `errors`). They are imported
+on first use, so a layout's decoder (decord, PyAV) is only needed when that layout is read.
+"""
 
-__all__ = ["DavisVideo", "read_davis"]
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from mosam_train.data.video import VideoRecord
+
+READERS: dict[str, str] = {
+    "davis": "mosam_train.data.formats.davis:read_davis",
+    "sav": "mosam_train.data.formats.sav:read_sav",
+    "ytvos": "mosam_train.data.formats.ytvos:read_ytvos",
+    "mose": "mosam_train.data.formats.mose:read_mose",
+    "lvos": "mosam_train.data.formats.lvos:read_lvos",
+}
+
+
+def get_reader(fmt: str) -> Callable[..., list[VideoRecord]]:
+    """The reader function of layout `fmt` (a key of `READERS`)."""
+    if fmt not in READERS:
+        raise ValueError(f"unknown dataset format {fmt!r}; known: {sorted(READERS)}")
+    module, name = READERS[fmt].split(":")
+    return getattr(import_module(module), name)
+
+
+def read_split(fmt: str, root: str | Path, split: str, **options: Any) -> list[VideoRecord]:
+    """Records of `split` of the `fmt`-layout dataset at `root`."""
+    return get_reader(fmt)(root, split, **options)

@@ -7,7 +7,7 @@ Layout::
     <root>/ImageSets/2017/<split>.txt                       one sequence name per line
     <root>/tags.json                                        optional {seq: [tag, ...]}
 
-Rules (kept simple on purpose, see `DavisVideo`):
+Rules (kept simple on purpose; `PaletteVideo` applies them, and the MOSE reader reuses it):
 
 - frame index = position in the sorted JPEG list; `frame_stems[t]` is its file stem;
 - annotated frames = the frames that have a PNG; a PNG without a JPEG is an error;
@@ -20,18 +20,26 @@ Rules (kept simple on purpose, see `DavisVideo`):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from mosam_train.data.errors import DataError
+from mosam_train.data.formats.files import (
+    VOID_LABEL,
+    frame_sort_key,
+    image_size,
+    keep_subset,
+    list_frames,
+    read_each,
+    read_label,
+    read_list,
+    read_rgb,
+)
 from mosam_train.data.video import VideoRecord
 
-VOID_LABEL = 255
-IMAGE_SUFFIXES = (".jpg", ".jpeg")
 DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
 
 
@@ -60,23 +68,9 @@ def missing_root_message(root: Path) -> str:
     )
 
 
-def _frame_sort_key(stem: str) -> tuple:
-    return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(
-            f"{path}: cannot read image ({e}). Fix: re-extract or replace this frame.", path
-        ) from e
-    return h, w
-
-
-class DavisVideo(VideoRecord):
-    """One DAVIS sequence; frames and masks are read from disk on each call (no cache).
+class PaletteVideo(VideoRecord):
+    """A folder of JPEG frames plus a folder of palette PNGs whose first frame defines the
+    objects (DAVIS 2017, MOSE); frames and masks are read from disk on each call (no cache).
 
     Listing the folders and reading the first PNG happen at construction, so layout
     errors surface when the split is read, while a corrupt file surfaces when it is
@@ -85,42 +79,40 @@ class DavisVideo(VideoRecord):
 
     def __init__(
         self,
-        root: str | Path,
         name: str,
-        resolution: str = "480p",
+        image_dir: str | Path,
+        mask_dir: str | Path,
         tags: Sequence[str] = (),
         dense: bool = True,
     ) -> None:
-        self.root = Path(root)
         self.name = name
-        self.resolution = resolution
         self.tags = tuple(tags)
-        self.image_dir = self.root / "JPEGImages" / resolution / name
-        self.mask_dir = self.root / "Annotations" / resolution / name
+        self.image_dir = Path(image_dir)
+        self.mask_dir = Path(mask_dir)
         if not self.image_dir.is_dir():
             raise DataError(
-                f"{self.image_dir}: frame folder of sequence '{name}' is missing. Fix: add "
-                f"the JPEG frames or remove '{name}' from the split file.",
+                f"{self.image_dir}: frame folder of video '{name}' is missing. Fix: add "
+                f"the JPEG frames or remove '{name}' from the split.",
                 self.image_dir,
             )
         if not self.mask_dir.is_dir():
             raise DataError(
-                f"{self.mask_dir}: annotation folder of sequence '{name}' is missing. Fix: "
+                f"{self.mask_dir}: annotation folder of video '{name}' is missing. Fix: "
                 f"add at least the first frame's palette PNG.",
                 self.mask_dir,
             )
-        images = {p.stem: p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        images = list_frames(self.image_dir)
         if not images:
             raise DataError(
                 f"{self.image_dir}: no .jpg frames. Fix: extract the frames as 00000.jpg, "
                 f"00001.jpg, ...",
                 self.image_dir,
             )
-        pngs = {p.stem: p for p in self.mask_dir.iterdir() if p.suffix.lower() == ".png"}
-        self.frame_stems: tuple[str, ...] = tuple(sorted(images, key=_frame_sort_key))
+        pngs = list_frames(self.mask_dir, (".png",))
+        self.frame_stems: tuple[str, ...] = tuple(images)
         self._image_paths = tuple(images[s] for s in self.frame_stems)
         self._stem_to_index = {s: i for i, s in enumerate(self.frame_stems)}
-        orphans = sorted(set(pngs) - set(images), key=_frame_sort_key)
+        orphans = sorted(set(pngs) - set(images), key=frame_sort_key)
         if orphans:
             raise DataError(
                 f"{pngs[orphans[0]]}: annotation has no matching frame "
@@ -148,7 +140,7 @@ class DavisVideo(VideoRecord):
         self._mask_paths = {self._stem_to_index[s]: p for s, p in pngs.items()}
         self.annotated_frames = tuple(sorted(self._mask_paths))
         self.num_frames = len(self.frame_stems)
-        self.height, self.width = _image_size(self._image_paths[0])
+        self.height, self.width = image_size(self._image_paths[0])
         first_label = self._read_label(self.annotated_frames[0], check_ids=False)
         ids = np.unique(first_label)
         self.object_ids = tuple(int(v) for v in ids if v not in (0, VOID_LABEL))
@@ -162,10 +154,14 @@ class DavisVideo(VideoRecord):
 
     def __repr__(self) -> str:
         return (
-            f"DavisVideo({self.name!r}, frames={self.num_frames}, "
+            f"{type(self).__name__}({self.name!r}, frames={self.num_frames}, "
             f"annotated={len(self.annotated_frames)}, objects={self.object_ids}, "
             f"size={self.height}x{self.width}, tags={self.tags})"
         )
+
+    @property
+    def source(self) -> str:
+        return str(self.image_dir)
 
     def frame_index(self, stem: str) -> int:
         """Frame index of a file stem (e.g. '00042')."""
@@ -183,22 +179,7 @@ class DavisVideo(VideoRecord):
         return self._mask_paths[t]
 
     def load_frame(self, t: int) -> np.ndarray:
-        path = self._image_paths[t]
-        try:
-            with Image.open(path) as im:
-                rgb = np.array(im.convert("RGB"))
-        except (OSError, SyntaxError, ValueError) as e:
-            raise DataError(
-                f"{path}: cannot read image ({e}). Fix: re-extract or replace this frame.",
-                path,
-            ) from e
-        if rgb.shape[:2] != (self.height, self.width):
-            raise DataError(
-                f"{path}: frame is {rgb.shape[0]}x{rgb.shape[1]} but the sequence's first "
-                f"frame is {self.height}x{self.width}. Fix: resize the frames consistently.",
-                path,
-            )
-        return rgb
+        return read_rgb(self._image_paths[t], (self.height, self.width))
 
     def load_label(self, t: int) -> np.ndarray:
         """Raw label map of annotated frame `t` (uint8 [H, W]: 0 bg, ids, 255 void)."""
@@ -206,29 +187,7 @@ class DavisVideo(VideoRecord):
 
     def _read_label(self, t: int, check_ids: bool) -> np.ndarray:
         path = self.mask_path(t)
-        try:
-            with Image.open(path) as im:
-                mode = im.mode
-                label = np.array(im)
-        except (OSError, SyntaxError, ValueError) as e:
-            raise DataError(
-                f"{path}: cannot read annotation ({e}). Fix: re-export it as an 8-bit palette PNG.",
-                path,
-            ) from e
-        if mode not in ("P", "L") or label.ndim != 2:
-            raise DataError(
-                f"{path}: annotation has PIL mode {mode!r}; expected an 8-bit palette ('P') "
-                f"or grey ('L') PNG of object ids. Fix: re-export with ids as pixel values "
-                f"(never as RGB colours).",
-                path,
-            )
-        if label.shape != (self.height, self.width):
-            raise DataError(
-                f"{path}: mask is {label.shape[0]}x{label.shape[1]} but the frames are "
-                f"{self.height}x{self.width}. Fix: export masks at the frame resolution "
-                f"('{self.resolution}').",
-                path,
-            )
+        label = read_label(path, (self.height, self.width))
         if check_ids:
             extra = set(np.unique(label).tolist()) - {0, VOID_LABEL, *self.object_ids}
             if extra:
@@ -239,7 +198,7 @@ class DavisVideo(VideoRecord):
                     f"first frame; relabel or remove it.",
                     path,
                 )
-        return label.astype(np.uint8, copy=False)
+        return label
 
     def load_masks(self, t: int) -> np.ndarray:
         label = self.load_label(t)
@@ -250,6 +209,33 @@ class DavisVideo(VideoRecord):
         if t not in self._mask_paths:
             return None
         return self.load_label(t) == VOID_LABEL
+
+    def first_appearance(self) -> dict[int, int]:
+        # the objects are by definition the labels of frame 0: no PNG needs reading
+        return dict.fromkeys(self.object_ids, self.annotated_frames[0])
+
+
+class DavisVideo(PaletteVideo):
+    """One DAVIS sequence: `PaletteVideo` on ``JPEGImages/<resolution>/<seq>`` and
+    ``Annotations/<resolution>/<seq>``."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        name: str,
+        resolution: str = "480p",
+        tags: Sequence[str] = (),
+        dense: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.resolution = resolution
+        super().__init__(
+            name,
+            self.root / "JPEGImages" / resolution / name,
+            self.root / "Annotations" / resolution / name,
+            tags,
+            dense,
+        )
 
 
 def read_tags(root: Path) -> dict[str, tuple[str, ...]]:
@@ -275,11 +261,14 @@ def read_davis(
     split: str,
     resolution: str = "480p",
     dense: bool | None = None,
+    subset: Iterable[str] | str | Path | None = None,
+    errors: list[DataError] | None = None,
 ) -> list[DavisVideo]:
     """Read the sequences listed in `ImageSets/2017/<split>.txt`.
 
     `dense=None` requires every frame annotated unless the split name starts with
-    ``test`` (test-dev / test-challenge ship only the first frame's PNG).
+    ``test`` (test-dev / test-challenge ship only the first frame's PNG). `subset` keeps
+    only those names (a list or a file); `errors`: see `read_each`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -300,14 +289,16 @@ def read_davis(
         have = sorted(p.name for p in (root / "JPEGImages").glob("*") if p.is_dir())
         raise DataError(
             f"{res_dir}: resolution folder not found (available: {have or 'none'}). Fix: "
-            f"set resolution to one of those, or put the frames there.",
+            f"set resolution to one of those (480p or Full-Resolution), or put the frames "
+            f"there.",
             res_dir,
         )
-    names = list(dict.fromkeys(ln.strip() for ln in split_file.read_text().splitlines()))
-    names = [n for n in names if n and not n.startswith("#")]
+    names = keep_subset(read_list(split_file), subset)
     if not names:
         raise DataError(f"{split_file}: the split lists no sequence. Fix: add names.", split_file)
     if dense is None:
         dense = not split.startswith("test")
     tags = read_tags(root)
-    return [DavisVideo(root, n, resolution, tags.get(n, ()), dense=dense) for n in names]
+    return read_each(
+        names, lambda n: DavisVideo(root, n, resolution, tags.get(n, ()), dense=dense), errors
+    )

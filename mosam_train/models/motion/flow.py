@@ -48,7 +48,13 @@ def _gray_uint8(frames: torch.Tensor) -> np.ndarray:
 class FarnebackFlow:
     """Dense flow by OpenCV's Farneback polynomial expansion: no weights, about 6 ms per
     128 px frame pair on one core (measured with cv2.setNumThreads(1), as in the data
-    workers). Parameters are `cv2.calcOpticalFlowFarneback`'s."""
+    workers). Parameters are `cv2.calcOpticalFlowFarneback`'s.
+
+    `max_side`: frames larger than this are downscaled to it for the flow, which is then
+    upscaled (and its vectors scaled) back. The dense encoder pools its inputs to SAM's
+    mask-input resolution (256 px at 1024) anyway, and the cost grows with the pixel count:
+    at 1024 px, `max_side=256` is what keeps flow in the data workers affordable.
+    """
 
     def __init__(
         self,
@@ -58,20 +64,31 @@ class FarnebackFlow:
         iterations: int = 3,
         poly_n: int = 5,
         poly_sigma: float = 1.2,
+        max_side: int | None = None,
     ) -> None:
         self.params = (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0)
+        self.max_side = max_side
 
     def __repr__(self) -> str:
-        return f"FarnebackFlow{self.params[:-1]}"
+        return f"FarnebackFlow{self.params[:-1]}(max_side={self.max_side})"
 
     def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         cur, prev = _gray_uint8(current), _gray_uint8(previous)
+        h, w = cur.shape[1:]
+        scale = 1.0
+        if self.max_side is not None and max(h, w) > self.max_side:
+            scale = self.max_side / max(h, w)
+            small = (round(w * scale), round(h * scale))
+            cur = np.stack([cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in cur])
+            prev = np.stack([cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in prev])
         # calcOpticalFlowFarneback(a, b) returns f with a(y, x) ~ b(y + f_y, x + f_x): a is
         # the frame the field lives on, so (current, previous) gives current -> previous.
         flows = [
             cv2.calcOpticalFlowFarneback(c, p, None, *self.params)
             for c, p in zip(cur, prev, strict=True)
         ]
+        if scale != 1.0:
+            flows = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR) / scale for f in flows]
         out = torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2)
         return out.to(device=current.device, dtype=torch.float32)
 

@@ -1,0 +1,1 @@
+"""Benchmark scripts: they print figures side by side; none is a test."""

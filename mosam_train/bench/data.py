@@ -1,0 +1,195 @@
+"""Data-loading throughput: clips/s per DataLoader worker at training settings, and how
+many workers keep a GPU fed.
+
+    python -m mosam_train.bench.data [--image-size 1024] [--clip-len 16] [--clips 6]
+        [--gpu-step-s 0.5] [--gpus 8] [--workdir DIR]
+
+It writes two small datasets in their real layouts (unless they are already in
+`--workdir`): SA-V train (one H.264 mp4 with B-frames, 1280x720, 24 fps, masklets every 4th
+frame) and a JPEG-folder set in the DAVIS layout (854x480, every frame annotated). Then it
+draws training clips exactly as a DataLoader worker does (`ClipDataset.__getitem__`: read
+only the clip's frames, decode masks, augment, resize; optionally Farneback flow), in this
+process with one thread for torch and OpenCV, as each worker runs.
+
+The GPU side is a stated figure, not a measurement: by default a MoSAM step on SAM 2.1
+Hiera-B+ at 1024 px takes `clip_len / 64.1 x 2` seconds (SAM 2's published 64.1 frames/s
+for B+ on an A100; x2 for the backward pass through memory attention and the decoder).
+Pass `--gpu-step-s` for your own measured step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from mosam_train.data.datamodule import ClipDataset
+from mosam_train.data.formats import read_split
+from mosam_train.data.formats.davis import voc_palette
+from mosam_train.data.synthetic import make_video
+from mosam_train.data.transforms import build_train_transform
+from mosam_train.models.motion.flow import FarnebackFlow
+
+SAM21_BPLUS_FPS = 64.1  # REFERENCE: SAM 2.1 Hiera-B+, A100, frames/s (inference)
+SAV_SIZE = (720, 1280)
+JPEG_SIZE = (480, 854)
+
+
+def _scene(num_frames: int, height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames uint8 [T, H, W, 3] and labels uint8 [T, H, W] of a procedural video; rendered
+    for half the frames and played back and forth (the content does not change the cost)."""
+    frames, labels, _ = make_video(
+        np.random.default_rng(seed), num_frames // 2, height, width, None
+    )
+    order = list(range(len(frames))) + list(range(len(frames) - 1, -1, -1))
+    return np.stack([frames[i] for i in order]), np.stack([labels[i] for i in order])
+
+
+def write_sav_video(root: Path, num_frames: int = 96, seed: int = 0) -> None:
+    """`<root>/sav_train/sav_000/sav_000000.mp4` + `_manual.json`: H.264 (libx264 default
+    preset, B-frames), masklets (COCO RLE) every 4th frame."""
+    import av  # the encoder; decoding uses the reader's backend
+    from pycocotools import mask as mask_utils
+
+    frames, labels = _scene(num_frames, *SAV_SIZE, seed)
+    folder = root / "sav_train" / "sav_000"
+    folder.mkdir(parents=True, exist_ok=True)
+    with av.open(str(folder / "sav_000000.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = SAV_SIZE[1], SAV_SIZE[0], "yuv420p"
+        for rgb in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        container.mux(stream.encode())
+    ids = sorted(set(np.unique(labels).tolist()) - {0})
+    masklet = []
+    for t in range(0, num_frames, 4):
+        rles = []
+        for oid in ids:
+            rle = mask_utils.encode(np.asfortranarray((labels[t] == oid).astype(np.uint8)))
+            rles.append({"size": rle["size"], "counts": rle["counts"].decode()})
+        masklet.append(rles)
+    annotated = range(0, num_frames, 4)
+    first = [
+        float(next(i for i, t in enumerate(annotated) if (labels[t] == oid).any())) for oid in ids
+    ]
+    meta = {
+        "video_id": "sav_000000",
+        "video_duration": num_frames / 24,
+        "video_frame_count": float(num_frames),
+        "video_height": float(SAV_SIZE[0]),
+        "video_width": float(SAV_SIZE[1]),
+        "video_resolution": float(SAV_SIZE[0] * SAV_SIZE[1]),
+        "video_environment": "Outdoor",
+        "video_split": "train",
+        "masklet": masklet,
+        "masklet_id": list(range(len(ids))),
+        "masklet_size_rel": [0.0] * len(ids),
+        "masklet_size_abs": [0.0] * len(ids),
+        "masklet_size_bucket": ["small"] * len(ids),
+        "masklet_visibility_changes": [0] * len(ids),
+        "masklet_first_appeared_frame": first,
+        "masklet_frame_count": [float(len(masklet))] * len(ids),
+        "masklet_edited_frame_count": [0.0] * len(ids),
+        "masklet_type": ["manual"] * len(ids),
+        "masklet_stability_score": [[1.0]] * len(ids),
+        "masklet_num": len(ids),
+    }
+    (folder / "sav_000000_manual.json").write_text(json.dumps(meta))
+
+
+def write_jpeg_video(root: Path, num_frames: int = 48, seed: int = 1) -> None:
+    """One DAVIS-layout sequence (JPEG quality 90 frames, palette PNGs) and its split."""
+    from PIL import Image
+
+    frames, labels = _scene(num_frames, *JPEG_SIZE, seed)
+    img = root / "JPEGImages" / "480p" / "bench"
+    ann = root / "Annotations" / "480p" / "bench"
+    img.mkdir(parents=True, exist_ok=True)
+    ann.mkdir(parents=True, exist_ok=True)
+    for t, (rgb, lbl) in enumerate(zip(frames, labels, strict=True)):
+        cv2.imwrite(str(img / f"{t:05d}.jpg"), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        png = Image.fromarray(lbl)
+        png.putpalette(list(voc_palette()))
+        png.save(ann / f"{t:05d}.png")
+    (root / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+    (root / "ImageSets" / "2017" / "train.txt").write_text("bench\n")
+
+
+def clip_seconds(dataset: ClipDataset, clips: int) -> float:
+    """Mean seconds per clip after one warm-up clip (file caches, lazy imports)."""
+    dataset[0]
+    start = time.perf_counter()
+    for i in range(1, clips + 1):
+        dataset[i]
+    return (time.perf_counter() - start) / clips
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--image-size", type=int, default=1024)
+    p.add_argument("--clip-len", type=int, default=16)
+    p.add_argument("--max-objects", type=int, default=3)
+    p.add_argument("--clips", type=int, default=6, help="clips timed per setting")
+    p.add_argument("--gpu-step-s", type=float, default=None, help="seconds per GPU step")
+    p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--workdir", type=Path, default=None, help="keep the datasets here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    cv2.setNumThreads(1)
+    step_s = args.gpu_step_s or args.clip_len / SAM21_BPLUS_FPS * 2
+    console = Console()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.workdir or Path(tmp)
+        sav_root, jpeg_root = work / "SA-V", work / "DAVIS"
+        if not (sav_root / "sav_train").exists():
+            console.print("writing the SA-V mp4 and the JPEG-folder video ...")
+            write_sav_video(sav_root)
+            write_jpeg_video(jpeg_root)
+        sets = {
+            "SA-V mp4 (1280x720 H.264, masks every 4th frame)": read_split("sav", sav_root, "sav_train"),
+            "JPEG folders (854x480, DAVIS layout)": read_split("davis", jpeg_root, "train"),
+        }  # fmt: skip
+        flows = {
+            "none (model=sam2)": None,
+            "Farneback at 256 px (model=mosam default)": FarnebackFlow(max_side=256),
+            "Farneback at full size": FarnebackFlow(),
+        }
+        table = Table(
+            title=f"{args.clip_len}-frame clips at {args.image_size} px, <= {args.max_objects} "
+            f"objects, one worker; GPU step {step_s:.3f} s"
+        )
+        for col in ("data", "flow", "s / clip", "clips/s per worker", "workers per GPU",
+                    f"workers for {args.gpus} GPUs"):  # fmt: skip
+            table.add_column(col)
+        for data_name, records in sets.items():
+            for flow_name, flow in flows.items():
+                ds = ClipDataset(
+                    records,
+                    clip_len=args.clip_len,
+                    max_skip=4,
+                    max_objects=args.max_objects,
+                    transform=build_train_transform(args.image_size),
+                    samples_per_epoch=args.clips + 1,
+                    flow=flow,
+                )
+                s = clip_seconds(ds, args.clips)
+                need = math.ceil(s / step_s)
+                table.add_row(
+                    data_name, flow_name, f"{s:.3f}", f"{1 / s:.2f}", str(need),
+                    str(need * args.gpus),
+                )  # fmt: skip
+                console.print(f"{data_name} | {flow_name}: {s:.3f} s/clip", highlight=False)
+        console.print(table)
+
+
+if __name__ == "__main__":
+    main()
