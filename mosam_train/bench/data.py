@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)  # as in a DataLoader worker
     cv2.setNumThreads(1)
     step_s = args.gpu_step_s or args.clip_len / SAM21_BPLUS_FPS * 2
-    console = Console()
+    console = Console(width=120)  # the table is meant to be pasted whole
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         sav_root, jpeg_root = work / "SA-V", work / "DAVIS"
@@ -155,13 +155,13 @@ def main(argv: list[str] | None = None) -> None:
             write_sav_video(sav_root)
             write_jpeg_video(jpeg_root)
         sets = {
-            "SA-V mp4 (1280x720 H.264, masks every 4th frame)": read_split("sav", sav_root, "sav_train"),
-            "JPEG folders (854x480, DAVIS layout)": read_split("davis", jpeg_root, "train"),
+            "SA-V mp4, 1280x720 H.264": read_split("sav", sav_root, "sav_train"),
+            "JPEG folders, 854x480": read_split("davis", jpeg_root, "train"),
         }  # fmt: skip
         flows = {
             "none (model=sam2)": None,
-            "Farneback at 256 px (model=mosam default)": FarnebackFlow(max_side=256),
-            "Farneback at full size": FarnebackFlow(),
+            "Farneback, 256 px (model=mosam)": FarnebackFlow(max_side=256),
+            "Farneback, full size": FarnebackFlow(),
         }
         table = Table(
             title=f"{args.clip_len}-frame clips at {args.image_size} px, <= {args.max_objects} "

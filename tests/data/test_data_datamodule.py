@@ -262,3 +262,33 @@ def test_pad_resize_keeps_aspect():
     assert m[:, 0, :16].all() and not m[:, 0, 16:].any()  # 40x20 -> 32x16, padded below
     with pytest.raises(ValueError, match="square"):
         build_train_transform(32, resize="crop")
+
+
+def test_training_skips_broken_sav_files_in_workers(tmp_path, caplog):
+    """A truncated mp4 and an RLE that disagrees with its video: each clip that would use
+    them is replaced (warning + counter), in real DataLoader workers, never a crash."""
+    import json
+
+    from layouts.sav import write_sav_train
+
+    write_sav_train(tmp_path, num_videos=3)
+    mp4s = sorted(tmp_path.rglob("*.mp4"))
+    mp4s[0].write_bytes(mp4s[0].read_bytes()[: mp4s[0].stat().st_size // 2])
+    manual = mp4s[1].with_name(mp4s[1].stem + "_manual.json")
+    meta = json.loads(manual.read_text())
+    for entry in meta["masklet"]:
+        for rle in entry or []:
+            if rle is not None:
+                rle["size"] = [rle["size"][0] + 8, rle["size"][1]]
+    manual.write_text(json.dumps(meta))
+    dm = VOSDataModule(
+        tmp_path, format="sav", split="sav_train", val_split="sav_train", image_size=32,
+        clip_len=4, max_skip=4,
+        max_objects=2, batch_size=1, num_workers=1, samples_per_epoch=6,
+    )  # fmt: skip
+    dm.setup("fit")
+    with caplog.at_level(logging.WARNING):
+        batches = list(dm.train_dataloader())
+    good = mp4s[2].stem
+    assert len(batches) == 6 and {b.videos[0] for b in batches} == {good}
+    assert sum(b.meta[0]["skipped"] for b in batches) == dm.skipped >= 4
