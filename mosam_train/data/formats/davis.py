@@ -29,6 +29,7 @@ import numpy as np
 from mosam_train.data.errors import DataError
 from mosam_train.data.formats.files import (
     VOID_LABEL,
+    FolderVideo,
     frame_sort_key,
     image_size,
     keep_subset,
@@ -36,9 +37,7 @@ from mosam_train.data.formats.files import (
     read_each,
     read_label,
     read_list,
-    read_rgb,
 )
-from mosam_train.data.video import VideoRecord
 
 DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
 
@@ -68,7 +67,7 @@ def missing_root_message(root: Path) -> str:
     )
 
 
-class PaletteVideo(VideoRecord):
+class PaletteVideo(FolderVideo):
     """A folder of JPEG frames plus a folder of palette PNGs whose first frame defines the
     objects (DAVIS 2017, MOSE); frames and masks are read from disk on each call (no cache).
 
@@ -109,9 +108,7 @@ class PaletteVideo(VideoRecord):
                 self.image_dir,
             )
         pngs = list_frames(self.mask_dir, (".png",))
-        self.frame_stems: tuple[str, ...] = tuple(images)
-        self._image_paths = tuple(images[s] for s in self.frame_stems)
-        self._stem_to_index = {s: i for i, s in enumerate(self.frame_stems)}
+        self._index_files(images, pngs)
         orphans = sorted(set(pngs) - set(images), key=frame_sort_key)
         if orphans:
             raise DataError(
@@ -137,9 +134,6 @@ class PaletteVideo(VideoRecord):
                 f"first-frame annotation only).",
                 self.mask_dir,
             )
-        self._mask_paths = {self._stem_to_index[s]: p for s, p in pngs.items()}
-        self.annotated_frames = tuple(sorted(self._mask_paths))
-        self.num_frames = len(self.frame_stems)
         self.height, self.width = image_size(self._image_paths[0])
         first_label = self._read_label(self.annotated_frames[0], check_ids=False)
         ids = np.unique(first_label)
@@ -159,28 +153,6 @@ class PaletteVideo(VideoRecord):
             f"size={self.height}x{self.width}, tags={self.tags})"
         )
 
-    @property
-    def source(self) -> str:
-        return str(self.image_dir)
-
-    def frame_index(self, stem: str) -> int:
-        """Frame index of a file stem (e.g. '00042')."""
-        return self._stem_to_index[stem]
-
-    def frame_name(self, t: int) -> str:
-        return self.frame_stems[t]
-
-    def frame_path(self, t: int) -> Path:
-        return self._image_paths[t]
-
-    def mask_path(self, t: int) -> Path:
-        if t not in self._mask_paths:
-            raise KeyError(f"{self.name}: frame {t} is not annotated")
-        return self._mask_paths[t]
-
-    def load_frame(self, t: int) -> np.ndarray:
-        return read_rgb(self._image_paths[t], (self.height, self.width))
-
     def load_label(self, t: int) -> np.ndarray:
         """Raw label map of annotated frame `t` (uint8 [H, W]: 0 bg, ids, 255 void)."""
         return self._read_label(t, check_ids=True)
@@ -199,16 +171,6 @@ class PaletteVideo(VideoRecord):
                     path,
                 )
         return label
-
-    def load_masks(self, t: int) -> np.ndarray:
-        label = self.load_label(t)
-        ids = np.asarray(self.object_ids, dtype=np.uint8)
-        return label[None] == ids[:, None, None]
-
-    def load_void(self, t: int) -> np.ndarray | None:
-        if t not in self._mask_paths:
-            return None
-        return self.load_label(t) == VOID_LABEL
 
     def first_appearance(self) -> dict[int, int]:
         # the objects are by definition the labels of frame 0: no PNG needs reading

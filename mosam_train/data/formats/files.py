@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mosam_train.data.errors import DataError
+from mosam_train.data.video import VideoRecord
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
 T = TypeVar("T")
@@ -149,3 +150,59 @@ def read_each(
             e.video = name
             errors.append(e)
     return out
+
+
+class FolderVideo(VideoRecord):
+    """A video stored as one JPEG per frame plus one indexed PNG per annotated frame
+    (DAVIS, MOSE, YouTube-VOS, LVOS): the bookkeeping those readers share. A reader
+    validates its folders, calls `_index_files`, and defines `load_label` (its own label
+    checks); masks and void follow from the label map."""
+
+    image_dir: Path
+    frame_stems: tuple[str, ...]
+
+    def _index_files(self, frames: dict[str, Path], masks: dict[str, Path]) -> None:
+        """Record frames = `frames` in their order; annotated = those with a mask (a mask
+        whose stem is not a frame is left out: readers report such orphans themselves)."""
+        self.frame_stems = tuple(frames)
+        self._image_paths = tuple(frames.values())
+        self._stem_to_index = {s: i for i, s in enumerate(self.frame_stems)}
+        self._mask_paths = {self._stem_to_index[s]: p for s, p in masks.items() if s in frames}
+        self.annotated_frames = tuple(sorted(self._mask_paths))
+        self.num_frames = len(self.frame_stems)
+
+    @property
+    def source(self) -> str:
+        return str(self.image_dir)
+
+    def frame_index(self, stem: str) -> int:
+        """Frame index of a file stem (e.g. '00045')."""
+        return self._stem_to_index[stem]
+
+    def frame_name(self, t: int) -> str:
+        return self.frame_stems[t]
+
+    def frame_path(self, t: int) -> Path:
+        return self._image_paths[t]
+
+    def mask_path(self, t: int) -> Path:
+        if t not in self._mask_paths:
+            raise KeyError(f"{self.name}: frame {t} is not annotated")
+        return self._mask_paths[t]
+
+    def load_frame(self, t: int) -> np.ndarray:
+        return read_rgb(self._image_paths[t], (self.height, self.width))
+
+    def load_label(self, t: int) -> np.ndarray:
+        """Raw label map of annotated frame `t` (uint8 [H, W]: 0 bg, ids, 255 void)."""
+        raise NotImplementedError
+
+    def load_masks(self, t: int) -> np.ndarray:
+        label = self.load_label(t)
+        ids = np.asarray(self.object_ids, dtype=np.uint8)
+        return label[None] == ids[:, None, None]
+
+    def load_void(self, t: int) -> np.ndarray | None:
+        if t not in self._mask_paths:
+            return None
+        return self.load_label(t) == VOID_LABEL

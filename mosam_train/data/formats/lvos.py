@@ -49,15 +49,14 @@ import numpy as np
 from mosam_train.data.errors import DataError
 from mosam_train.data.formats.files import (
     VOID_LABEL,
+    FolderVideo,
     frame_sort_key,
     image_size,
     keep_subset,
     list_frames,
     read_each,
     read_label,
-    read_rgb,
 )
-from mosam_train.data.video import VideoRecord
 
 LVOS_URL = "https://github.com/LingyiHongfd/LVOS"
 VERSIONS = ("v1", "v2")
@@ -81,7 +80,7 @@ def _int(value: object) -> int:
     return int(value)
 
 
-class LvosVideo(VideoRecord):
+class LvosVideo(FolderVideo):
     """One LVOS video; frames and masks are read from disk on each call (no cache).
 
     Construction lists the two folders and checks them against the meta entry, so layout
@@ -136,12 +135,7 @@ class LvosVideo(VideoRecord):
         all_stems = list(images)
         first = min(pngs, key=frame_sort_key)
         stems = all_stems[all_stems.index(first) :]
-        self.frame_stems: tuple[str, ...] = tuple(stems)
-        self.num_frames = len(stems)
-        self._image_paths = tuple(images[s] for s in stems)
-        self._stem_to_index = {s: i for i, s in enumerate(stems)}
-        self._mask_paths = {self._stem_to_index[s]: p for s, p in pngs.items()}
-        self.annotated_frames = tuple(sorted(self._mask_paths))
+        self._index_files({s: images[s] for s in stems}, pngs)
         self.height, self.width = image_size(self._image_paths[0])
         self.frame_step = frame_step if frame_step is not None else self._step(all_stems)
         if not starts:
@@ -191,24 +185,6 @@ class LvosVideo(VideoRecord):
             f"size={self.height}x{self.width}, frame_step={self.frame_step})"
         )
 
-    def frame_index(self, stem: str) -> int:
-        """Record index of a file stem (e.g. '00000046')."""
-        return self._stem_to_index[stem]
-
-    def frame_name(self, t: int) -> str:
-        return self.frame_stems[t]
-
-    def frame_path(self, t: int) -> Path:
-        return self._image_paths[t]
-
-    def mask_path(self, t: int) -> Path:
-        if t not in self._mask_paths:
-            raise KeyError(f"{self.name}: frame {t} is not annotated")
-        return self._mask_paths[t]
-
-    def load_frame(self, t: int) -> np.ndarray:
-        return read_rgb(self._image_paths[t], (self.height, self.width))
-
     def load_label(self, t: int) -> np.ndarray:
         """Raw label map of annotated frame `t` (uint8 [H, W]: 0 bg, ids, 255 void)."""
         path = self.mask_path(t)
@@ -222,16 +198,6 @@ class LvosVideo(VideoRecord):
                 path,
             )
         return label
-
-    def load_masks(self, t: int) -> np.ndarray:
-        label = self.load_label(t)
-        ids = np.asarray(self.object_ids, dtype=np.uint8)
-        return label[None] == ids[:, None, None]
-
-    def load_void(self, t: int) -> np.ndarray | None:
-        if t not in self._mask_paths:
-            return None
-        return self.load_label(t) == VOID_LABEL
 
     def first_appearance(self) -> dict[int, int]:
         """Meta `start` of each object, checked on that frame's PNG (one read per frame)."""

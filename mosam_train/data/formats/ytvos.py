@@ -48,15 +48,14 @@ import numpy as np
 
 from mosam_train.data.errors import DataError
 from mosam_train.data.formats.files import (
+    FolderVideo,
     frame_sort_key,
     image_size,
     keep_subset,
     list_frames,
     read_each,
     read_label,
-    read_rgb,
 )
-from mosam_train.data.video import VideoRecord
 
 YTVOS_URL = "https://youtube-vos.org/dataset/vos/"
 # every 5th frame of the 30 fps videos is in the split folders (and annotated in train)
@@ -103,7 +102,7 @@ def _objects_of(entry: Any, name: str, meta_path: Path) -> dict[int, tuple[str |
     return out
 
 
-class YouTubeVOSVideo(VideoRecord):
+class YouTubeVOSVideo(FolderVideo):
     """One YouTube-VOS video; frames and masks are read from disk on each call (no cache).
 
     Construction lists the folders and checks them against meta.json, so layout errors
@@ -203,12 +202,7 @@ class YouTubeVOSVideo(VideoRecord):
         else:
             frames = self._all_frames(Path(all_frames_dir), set(pngs) | listed)
             self.frame_step = 1
-        self.frame_stems: tuple[str, ...] = tuple(frames)
-        self._image_paths = tuple(frames.values())
-        self._stem_to_index = {s: i for i, s in enumerate(self.frame_stems)}
-        self._mask_paths = {self._stem_to_index[s]: p for s, p in pngs.items()}
-        self.annotated_frames = tuple(sorted(self._mask_paths))
-        self.num_frames = len(self.frame_stems)
+        self._index_files(frames, pngs)
         self.object_ids = tuple(sorted(objects))
         self.categories: dict[int, str | None] = {oid: objects[oid][0] for oid in self.object_ids}
         self._first = {oid: self._stem_to_index[first_stem[oid]] for oid in self.object_ids}
@@ -239,31 +233,9 @@ class YouTubeVOSVideo(VideoRecord):
             f"objects={self.object_ids}, size={self.height}x{self.width}, dense={self.dense})"
         )
 
-    @property
-    def source(self) -> str:
-        return str(self.image_dir)
-
-    def frame_index(self, stem: str) -> int:
-        """Frame index of a file stem (e.g. '00045')."""
-        return self._stem_to_index[stem]
-
-    def frame_name(self, t: int) -> str:
-        return self.frame_stems[t]
-
-    def frame_path(self, t: int) -> Path:
-        return self._image_paths[t]
-
-    def mask_path(self, t: int) -> Path:
-        if t not in self._mask_paths:
-            raise KeyError(f"{self.name}: frame {t} is not annotated")
-        return self._mask_paths[t]
-
     def submission_frames(self) -> tuple[int, ...]:
         """Frames a submission must contain: the union of the objects' meta.json frames."""
         return self._submission
-
-    def load_frame(self, t: int) -> np.ndarray:
-        return read_rgb(self._image_paths[t], (self.height, self.width))
 
     def load_label(self, t: int) -> np.ndarray:
         """Raw label map of annotated frame `t` (uint8 [H, W]: 0 background, else ids)."""
@@ -288,10 +260,8 @@ class YouTubeVOSVideo(VideoRecord):
             )
         return label
 
-    def load_masks(self, t: int) -> np.ndarray:
-        label = self.load_label(t)
-        ids = np.asarray(self.object_ids, dtype=np.uint8)
-        return label[None] == ids[:, None, None]
+    def load_void(self, t: int) -> None:
+        return None  # YouTube-VOS has no void label (255 is an unknown object there)
 
     def first_appearance(self) -> dict[int, int]:
         if self.dense:
