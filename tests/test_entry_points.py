@@ -70,6 +70,9 @@ def test_train_writes_checkpoints_and_plain_hparams(trained):
     metrics = list(csv.DictReader((out / "csv" / "version_0" / "metrics.csv").open()))
     assert any(r.get("val/jf") for r in metrics)
     assert any(r.get("train/loss") for r in metrics)
+    # one J&F-per-video plot per validation (val_check_interval=2, 4 steps)
+    plots = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert plots == ["val_step000002_jf_per_video.png", "val_step000004_jf_per_video.png"]
 
 
 @pytest.mark.slow

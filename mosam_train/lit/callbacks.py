@@ -1,10 +1,11 @@
-"""Training schedules that act on the data rather than the model."""
+"""Callbacks: schedules that act on the data rather than the model, and validation plots."""
 
 from __future__ import annotations
 
 import bisect
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -60,3 +61,48 @@ class MaxSkipCurriculum(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.current = None  # re-applied to the fresh dataset on the first batch
+
+
+class ValidationPlots(L.Callback):
+    """After each validation, a bar chart of J&F per video (coloured by tag) under
+    `<run dir>/plots/`, also logged to wandb when a `WandbLogger` is on.
+
+    It reads the module's `val_jf` rows before the module computes and resets them; under
+    DDP the rows of every rank are gathered first (a collective: all ranks take part) and
+    rank zero draws.
+    """
+
+    def __init__(self, every_n_validations: int = 1) -> None:
+        self.every = max(1, every_n_validations)
+        self.count = 0
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metric = getattr(pl_module, "val_jf", None)
+        if trainer.sanity_checking or metric is None:
+            return
+        self.count += 1
+        if (self.count - 1) % self.every:
+            return
+        with metric.sync_context():
+            rows = metric.rows()
+        if not trainer.is_global_zero or not rows:
+            return
+        from mosam_train.metrics.plots import plot_video_scores
+
+        out = Path(trainer.default_root_dir) / "plots"
+        path = plot_video_scores(
+            rows, out / f"val_step{trainer.global_step:06d}_jf_per_video.png",
+            title=f"validation J&F per video, step {trainer.global_step}",
+        )  # fmt: skip
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):  # WandbLogger
+                logger.log_image(
+                    key="val/jf_per_video", images=[str(path)], step=trainer.global_step
+                )
+        log.info("validation plot: %s", path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.count = int(state_dict.get("count", 0))
