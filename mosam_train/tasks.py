@@ -6,27 +6,34 @@ global state before `@hydra.main` starts; so entry points import it at the top.
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from rich.progress import Progress
 
 from mosam_train.data.datamodule import VOSDataModule
-from mosam_train.data.formats.davis import voc_palette
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.baselines import CopyFirstMask
-from mosam_train.inference.vos import Propagator, run_record
+from mosam_train.inference.vos import FramePrediction, Propagator, has_ground_truth, run_record
+from mosam_train.inference.writers import make_writer
 from mosam_train.lit.module import MoSAMModule
-from mosam_train.metrics.jf import ObjectScore, aggregate
+from mosam_train.metrics.jf import ROW_FIELDS, ObjectScore, aggregate
+from mosam_train.metrics.plots import (
+    per_frame_j,
+    plot_j_over_time,
+    plot_video_scores,
+    write_overlay,
+)
 from mosam_train.models.sam2_builder import load_sam2_weights
 
 log = logging.getLogger(__name__)
@@ -82,43 +89,83 @@ def _predictor(cfg: DictConfig) -> tuple[Propagator, int]:
         raise ValueError(f"baseline={cfg.baseline}: unknown; use copy_first or leave it null")
     if not cfg.get("ckpt"):
         raise ValueError("eval.py needs ckpt=PATH (or baseline=copy_first)")
-    module = load_module(cfg).eval()
+    module = load_module(cfg).eval().to(eval_device(cfg))
     module.inference_cfg = dict(cfg.model.inference)
     return module.propagator(), module.model.image_size
 
 
-def _records(datamodule: VOSDataModule, split: str) -> list[VideoRecord]:
+def eval_device(cfg: DictConfig) -> torch.device:
+    """`device` from the config, else CUDA when there is one."""
+    name = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _autocast(cfg: DictConfig) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, as SAM 2's `tools/vos_inference.py` runs; float32 elsewhere
+    (`precision=32` forces float32 on CUDA too)."""
+    device = eval_device(cfg)
+    if device.type == "cuda" and str(cfg.get("precision") or "bf16") == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _plot_videos(cfg: DictConfig, records: list[VideoRecord]) -> set[str]:
+    """`plots.videos`: the first N videos, or a list of names."""
+    chosen = (cfg.get("plots") or {}).get("videos") or 0
+    if isinstance(chosen, int):
+        return {r.name for r in records[:chosen]}
+    return set(chosen)
+
+
+def _plot_video(
+    record: VideoRecord, preds: dict[int, np.ndarray], out: Path, overlay: str | None
+) -> None:
+    """J over time per object and, with `overlay` (gif | mp4), the predictions blended
+    into the frames."""
+    ids = list(record.object_ids)
+    gt = {t: record.load_masks(t) for t in record.annotated_frames if t in preds}
+    if gt:
+        frames = sorted(gt)
+        voids = {t: record.load_void(t) for t in frames}
+        present = {oid: [bool(gt[t][k].any()) for t in frames] for k, oid in enumerate(ids)}
+        plot_j_over_time(
+            frames, per_frame_j(gt, preds, ids, voids), out / f"{record.name}_j.png",
+            title=record.name, present=present,
+        )  # fmt: skip
+    if overlay:
+        ts = sorted(preds)
+        labels = []
+        for t in ts:  # colour k + 1 for the k-th object (later objects on top)
+            lbl = np.zeros(preds[t].shape[1:], np.uint8)
+            for k in range(len(ids)):
+                lbl[preds[t][k]] = k + 1
+            labels.append(lbl)
+        write_overlay(record.load_frames(ts), labels, out / f"{record.name}.{overlay}")
+
+
+def eval_source(data: DictConfig) -> tuple[str, str, str]:
+    """(format, root, split) that evaluation reads: the datamodule's test split
+    (`data.test_split`, default `data.val_split`) of `data.val` when that names another
+    source (YouTube-VOS / MOSE configs validate on DAVIS), else of the dataset itself."""
+    src = data.get("val") or data
+    split = data.get("test_split") or data.get("val_split")
+    if data.get("val") and data.val.get("split"):
+        split = data.val.split
+    return str(src.format), str(src.root), str(split)
+
+
+def _records(datamodule: VOSDataModule, max_videos: int | None) -> list[VideoRecord]:
+    """The videos `trainer.test` would see (`data.val_max_videos` keeps the first N)."""
     datamodule.prepare_data()
-    datamodule.setup("validate")
-    if split != "val":
-        raise ValueError(f"split={split}: only the datamodule's val split is evaluated so far")
-    return list(datamodule.val_records)
-
-
-ROW_FIELDS = [f.name for f in dataclasses.fields(ObjectScore)]
+    datamodule.setup("test")
+    return list(datamodule.test_records)[:max_videos]
 
 
 def _read_rows(path: Path) -> list[ObjectScore]:
     if not path.is_file():
         return []
-    rows = []
     with path.open() as f:
-        for r in csv.DictReader(f):
-            rows.append(
-                ObjectScore(
-                    video=r["video"],
-                    object_id=int(r["object_id"]),
-                    j_mean=float(r["j_mean"]),
-                    j_recall=float(r["j_recall"]),
-                    j_decay=float(r["j_decay"]),
-                    f_mean=float(r["f_mean"]),
-                    f_recall=float(r["f_recall"]),
-                    f_decay=float(r["f_decay"]),
-                    num_frames=int(r["num_frames"]),
-                    tags=tuple(t for t in r["tags"].split("|") if t),
-                )
-            )
-    return rows
+        return [ObjectScore.from_row(r) for r in csv.DictReader(f)]
 
 
 def _append_rows(path: Path, rows: list[ObjectScore]) -> None:
@@ -127,10 +174,7 @@ def _append_rows(path: Path, rows: list[ObjectScore]) -> None:
         writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
         if new:
             writer.writeheader()
-        for r in rows:
-            d = dataclasses.asdict(r)
-            d["tags"] = "|".join(r.tags)
-            writer.writerow(d)
+        writer.writerows(r.to_row() for r in rows)
 
 
 def _check_resume(out_dir: Path, cfg: DictConfig) -> None:
@@ -150,57 +194,120 @@ def _check_resume(out_dir: Path, cfg: DictConfig) -> None:
         path.write_text(json.dumps(job, indent=2))
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """Segment every video of the split, write PNGs, per-object rows and metrics.json.
+DONE_FILE = "done_videos.txt"
+ZIP_FILE = "submission.zip"
+PREDICTIONS_DIR = "predictions"
+PLOTS_DIR = "plots"
 
-    Rows are appended per video as they are produced; a rerun in the same output directory
-    (`hydra.run.dir=...`) skips the videos already scored.
+
+def _read_done(path: Path) -> set[str]:
+    return set(path.read_text().splitlines()) if path.is_file() else set()
+
+
+def _mark_done(path: Path, video: str) -> None:
+    with path.open("a") as f:
+        f.write(video + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Segment every video of the evaluated split, write the benchmark's submission layout
+    and, where ground truth exists, per-object rows and metrics.json.
+
+    The split is the datamodule's test split (`data.test_split`, default `data.val_split`;
+    see `eval_source`). Files are written per frame; a video is recorded as done (its rows
+    in per_object.csv, its name in done_videos.txt) once all its files exist, so a rerun in
+    the same directory (`hydra.run.dir=...`) skips those videos and ends with the same
+    files and numbers as an uninterrupted run.
     """
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor, image_size = _predictor(cfg)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
-    records = _records(datamodule, cfg.split)
+    fmt, root, split = eval_source(cfg.data)
+    records = _records(datamodule, cfg.data.get("val_max_videos"))
     _check_resume(out_dir, cfg)
-    rows_path = out_dir / "per_object.csv"
+    rows_path, done_path = out_dir / "per_object.csv", out_dir / DONE_FILE
     rows = _read_rows(rows_path)
-    done = {r.video for r in rows}
-    pred_dir = out_dir / "predictions"
+    done = _read_done(done_path) | {r.video for r in rows}
+    firsts = {r.name: r.first_appearance() for r in records}
+    with_gt = {r.name for r in records if has_ground_truth(r, firsts[r.name])}
+    writer = make_writer(fmt, out_dir / PREDICTIONS_DIR, out_dir / ZIP_FILE, bool(with_gt))
 
+    plots_cfg = cfg.get("plots") or {}
+    plot_videos = _plot_videos(cfg, records)
     with Progress() as progress:
-        task = progress.add_task("evaluating", total=len(records), completed=len(done))
-        for record in records:
-            if record.name in done:
-                continue
-            video_dir = pred_dir / record.name
-            video_dir.mkdir(parents=True, exist_ok=True)
+        todo = [r for r in records if r.name not in done]
+        task = progress.add_task(
+            f"{fmt} {split}", total=len(records), completed=len(records) - len(todo)
+        )
+        for record in todo:
+            progress.update(task, description=f"{fmt} {split}: {record.name}")
+            video = writer.video(record)
+            scored = record.name in with_gt
+            preds: dict[int, np.ndarray] | None = {} if record.name in plot_videos else None
 
-            def write(
-                t: int, labels: Any, record: VideoRecord = record, d: Path = video_dir
-            ) -> None:
-                img = Image.fromarray(labels, mode="P")
-                img.putpalette(voc_palette())
-                img.save(d / f"{record.frame_name(t)}.png")
+            def on_frame(frame: FramePrediction, video: Any = video, preds: Any = preds) -> None:
+                video.write(frame)
+                if preds is not None:
+                    preds[frame.frame_idx] = frame.scored
 
-            video_rows = run_record(predictor, record, image_size, on_frame=write)
-            _append_rows(rows_path, video_rows)
-            rows.extend(video_rows)
+            with _autocast(cfg):
+                video_rows = run_record(
+                    predictor,
+                    record,
+                    image_size,
+                    on_frame=on_frame,
+                    score=scored,
+                    first=firsts[record.name],
+                )
+            video.close()
+            if preds:
+                _plot_video(record, preds, out_dir / PLOTS_DIR, plots_cfg.get("overlay"))
+            if video_rows:
+                _append_rows(rows_path, video_rows)
+                rows.extend(video_rows)
+            _mark_done(done_path, record.name)
             progress.advance(task)
 
-    result = aggregate(rows)
+    submission = writer.finish(records)
     meta = {
         "ckpt": cfg.get("ckpt"),
         "baseline": cfg.get("baseline"),
         "memory": None if cfg.get("baseline") else cfg.model.inference.memory,
-        "data": cfg.data.get("root"),
-        "split": cfg.split,
+        "format": fmt,
+        "data": root,
+        "split": split,
+        "layout": writer.layout,
+        # relative to the output directory: the file does not change when the folder moves
+        "predictions": writer.root.relative_to(out_dir).as_posix(),
+        "submission": None if submission is None else submission.relative_to(out_dir).as_posix(),
+        "num_videos_without_gt": len(records) - len(with_gt),
     }
-    (out_dir / "metrics.json").write_text(json.dumps({**result, **meta}, indent=2))
-    log.info(
-        "J&F %.2f (J %.2f, F %.2f) on %d objects",
-        result["JF"],
-        result["J"],
-        result["F"],
-        result["num_objects"],
+    if with_gt:
+        result: dict[str, Any] = aggregate(rows)
+        plot_video_scores(rows, out_dir / PLOTS_DIR / "jf_per_video.png", title=f"{fmt} {split}")
+        (out_dir / "metrics.json").write_text(
+            json.dumps({**result, "gt_available": True, **meta}, indent=2)
+        )
+        log.info(
+            "J&F %.2f (J %.2f, F %.2f) on %d objects",
+            result["JF"],
+            result["J"],
+            result["F"],
+            result["num_objects"],
+        )
+        return result
+    note = (
+        f"{fmt} {split} has no ground truth beyond each object's first appearance: scores "
+        f"come from the benchmark's server"
+        + (f"; upload {meta['submission']}" if submission else "")
     )
-    return result
+    (out_dir / "metrics.json").write_text(
+        json.dumps(
+            {"gt_available": False, "num_videos": len(records), "note": note, **meta}, indent=2
+        )
+    )
+    log.info("%s (in %s)", note, out_dir)
+    return {"JF": float("nan"), "gt_available": False, "num_videos": len(records)}

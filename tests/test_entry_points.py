@@ -95,6 +95,9 @@ def test_eval_writes_outputs_and_matches_exported_weights(trained, small_synthet
     assert len(rows) == ma["num_objects"]
     pngs = sorted((a / "predictions").rglob("*.png"))
     assert len(pngs) == 2 * 32  # two val videos, every frame
+    # pictures: J&F per video, and J over time + an overlay for the first videos
+    plots = sorted(p.name for p in (a / "plots").iterdir())
+    assert plots == ["jf_per_video.png", "val_0000.gif", "val_0000_j.png", "val_0001.gif", "val_0001_j.png"]  # fmt: skip
 
     # A rerun in the same directory resumes: nothing is recomputed, same numbers.
     (a / "predictions").rename(a / "old_predictions")

@@ -1,12 +1,13 @@
 """Semi-supervised VOS on a `VideoRecord`: prompt with the GT at each object's first
-appearance, propagate, turn logits into label maps, score with the project's J&F.
+appearance, propagate, turn logits into masks or label maps, score with the project's J&F.
 
 Validation and `eval.py` both call `run_record`, so their numbers cannot differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -24,9 +25,12 @@ class Propagator(Protocol):
     ) -> Iterator[FrameResult]: ...
 
 
-def first_appearance_prompts(record: VideoRecord) -> dict[int, dict[int, np.ndarray]]:
-    """GT mask of every object on the frame where it first appears."""
-    first = record.first_appearance()
+def first_appearance_prompts(
+    record: VideoRecord, first: dict[int, int] | None = None
+) -> dict[int, dict[int, np.ndarray]]:
+    """GT mask of every object on the frame where it first appears (`first`: the record's
+    `first_appearance()`, when the caller already has it)."""
+    first = record.first_appearance() if first is None else first
     missing = set(record.object_ids) - set(first)
     if missing:
         raise ValueError(f"{record.name}: objects {sorted(missing)} never appear in the GT")
@@ -39,29 +43,47 @@ def first_appearance_prompts(record: VideoRecord) -> dict[int, dict[int, np.ndar
     return prompts
 
 
-def label_map(logits: torch.Tensor, object_ids: list[int]) -> np.ndarray:
-    """Per-object logits [O, H, W] -> one uint8 label map.
+def has_ground_truth(record: VideoRecord, first: dict[int, int] | None = None) -> bool:
+    """Whether `record` can be scored: it has annotated frames besides the first-appearance
+    frames the prompts come from. YouTube-VOS / MOSE valid and DAVIS test-dev have not
+    (their scores come from the benchmarks' servers)."""
+    first = record.first_appearance() if first is None else first
+    return bool(set(record.annotated_frames) - set(first.values()))
 
-    Where objects overlap the smaller id wins, as SAM 2's `tools/vos_inference.py` writes
-    DAVIS-style PNGs (objects painted in descending id order). Ids must be 1..254 (0 is
-    background, 255 void); datasets with other ids are overlapping ones, scored per object.
+
+def label_map(logits: torch.Tensor, object_ids: Sequence[int]) -> np.ndarray:
+    """Per-object logits [O, H, W] -> one uint8 label map without overlaps.
+
+    Each pixel goes to the object with the highest logit there, if that logit is > 0, else
+    to the background (0). This is what SAM 2's `tools/vos_inference.py` writes for
+    DAVIS-style palette PNGs: it builds the predictor with `non_overlap_masks=True`, whose
+    `_apply_non_overlapping_constraints` keeps only the highest-scoring object per pixel
+    (ties: the first object, i.e. the smallest id) and clamps the others to <= -10 before
+    the masks are thresholded at 0. Ids must be 1..254 (0 is background, 255 void);
+    datasets with other ids (SA-V) are overlapping ones, written and scored per object.
     """
-    bad = [i for i in object_ids if not 0 < i < 255]
+    ids = [int(i) for i in object_ids]
+    bad = [i for i in ids if not 0 < i < 255]
     if bad:
         raise ValueError(
-            f"object ids {bad} do not fit a uint8 label map (1..254); such videos are scored "
-            f"from per-object masks (VideoRecord.overlapping)"
+            f"object ids {bad} do not fit a uint8 label map (1..254); such videos are written "
+            f"and scored from per-object masks (VideoRecord.overlapping)"
         )
-    masks = (logits > 0).cpu().numpy()
-    out = np.zeros(masks.shape[1:], dtype=np.uint8)
-    for k in np.argsort(object_ids)[::-1]:
-        out[masks[k]] = object_ids[k]
-    return out
+    if not ids:
+        return np.zeros(tuple(logits.shape[-2:]), dtype=np.uint8)
+    order = sorted(range(len(ids)), key=lambda k: ids[k])  # ties go to the smaller id
+    top, best = logits[order].detach().float().max(dim=0)  # first maximum on ties
+    palette = torch.tensor([ids[k] for k in order], dtype=torch.uint8, device=best.device)
+    out = torch.where(top > 0, palette[best], torch.zeros_like(best, dtype=torch.uint8))
+    return out.cpu().numpy()
 
 
-def object_masks(logits: torch.Tensor, object_ids: list[int], wanted: list[int]) -> np.ndarray:
-    """Per-object logits [O, H, W] -> bool [len(wanted), H, W] in `wanted` order; objects
-    not tracked yet (they appear later) are empty."""
+def object_masks(
+    logits: torch.Tensor, object_ids: Sequence[int], wanted: Sequence[int]
+) -> np.ndarray:
+    """Per-object logits [O, H, W] -> bool [len(wanted), H, W] in `wanted` order, each
+    object's own `logit > 0` (overlaps kept); objects not tracked yet (they appear later)
+    are empty."""
     masks = (logits > 0).cpu().numpy()
     out = np.zeros((len(wanted), *masks.shape[1:]), dtype=bool)
     row = {oid: k for k, oid in enumerate(object_ids)}
@@ -71,31 +93,61 @@ def object_masks(logits: torch.Tensor, object_ids: list[int], wanted: list[int])
     return out
 
 
+class FramePrediction:
+    """One frame's output for a record, converted on first use (and only once) into what
+    its consumer needs: a label map (palette PNGs, DAVIS-style scoring) or each object's
+    own mask (SA-V's per-object PNGs and scoring)."""
+
+    def __init__(
+        self, result: FrameResult, object_ids: Sequence[int], overlapping: bool = False
+    ) -> None:
+        self.result = result
+        self.frame_idx = int(result.frame_idx)
+        self.object_ids = tuple(object_ids)  # the record's order
+        self.overlapping = overlapping
+
+    @cached_property
+    def labels(self) -> np.ndarray:
+        """uint8 [H, W]: non-overlapping label map (see `label_map`)."""
+        return label_map(self.result.logits, self.result.object_ids)
+
+    @cached_property
+    def masks(self) -> np.ndarray:
+        """bool [O, H, W] in `object_ids` order, overlaps kept (see `object_masks`)."""
+        return object_masks(self.result.logits, self.result.object_ids, self.object_ids)
+
+    @cached_property
+    def scored(self) -> np.ndarray:
+        """bool [O, H, W] in `object_ids` order, as the frame is scored: each object's own
+        mask for overlapping datasets, else the objects' regions of the label map."""
+        if self.overlapping:
+            return self.masks
+        return self.labels[None] == np.asarray(self.object_ids)[:, None, None]
+
+
 def run_record(
     propagator: Propagator,
     record: VideoRecord,
     image_size: int,
-    on_frame: Callable[[int, np.ndarray], None] | None = None,
+    on_frame: Callable[[FramePrediction], None] | None = None,
+    score: bool = True,
+    first: dict[int, int] | None = None,
 ) -> list[ObjectScore]:
-    """Segment `record` and score it; `on_frame(t, label_map)` sees every frame (writers).
+    """Segment `record` and score it; `on_frame` sees every frame as it is produced
+    (submission writers). `score=False` only segments (splits without ground truth) and
+    returns no rows. `first`: the record's `first_appearance()`, when the caller has it.
 
     Overlapping datasets (`record.overlapping`, SA-V) are scored from each object's own
     mask; the others from the label map, so overlaps resolve as in DAVIS-style PNGs.
     """
-    prompts = first_appearance_prompts(record)
-    annotated = set(record.annotated_frames)
+    first = record.first_appearance() if first is None else first
+    prompts = first_appearance_prompts(record, first)
+    annotated = set(record.annotated_frames) if score else set()
     preds: dict[int, np.ndarray] = {}
-    wanted = list(record.object_ids)
-    ids = np.asarray(wanted)[:, None, None]
     for result in propagator.propagate(RecordFrames(record, image_size), prompts):
-        labels = None
-        if on_frame is not None or not record.overlapping:
-            labels = label_map(result.logits, result.object_ids)
+        frame = FramePrediction(result, record.object_ids, record.overlapping)
         if on_frame is not None:
-            on_frame(result.frame_idx, labels)
-        if result.frame_idx in annotated:
-            if record.overlapping:
-                preds[result.frame_idx] = object_masks(result.logits, result.object_ids, wanted)
-            else:
-                preds[result.frame_idx] = labels[None] == ids
-    return score_record(record, preds)
+            on_frame(frame)
+        if frame.frame_idx in annotated:
+            preds[frame.frame_idx] = frame.scored
+    return score_record(record, preds, first_appearance=first) if score else []

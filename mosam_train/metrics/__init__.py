@@ -1,34 +1,66 @@
-"""J&F (DAVIS 2017 semantics): plain numpy functions in `jf`, a torchmetrics Metric in `metric`."""
+"""J&F (DAVIS 2017 semantics): plain numpy functions in `jf`, a torchmetrics Metric in
+`metric` (imported on first use: torchmetrics takes seconds to import, and the scoring
+CLI `python -m mosam_train.metrics.score` does not need it)."""
+
+from typing import TYPE_CHECKING, Any
 
 from mosam_train.metrics.jf import (
+    APPEARANCE,
+    DAVIS,
+    LVOS,
+    PROTOCOLS,
+    ROW_FIELDS,
+    SAV,
     ObjectScore,
+    Protocol,
     aggregate,
     boundary_f,
     boundary_radius,
     davis_scored_frames,
+    default_protocol,
     evaluate_frame,
     evaluate_video,
     frame_statistics,
     jaccard,
+    object_frames,
     score_record,
     score_video,
     seg2bmap,
 )
-from mosam_train.metrics.metric import VideoJF, video_key
+
+if TYPE_CHECKING:
+    from mosam_train.metrics.metric import VideoJF, video_key
 
 __all__ = [
+    "APPEARANCE",
+    "DAVIS",
+    "LVOS",
+    "PROTOCOLS",
+    "ROW_FIELDS",
+    "SAV",
     "ObjectScore",
+    "Protocol",
     "VideoJF",
     "aggregate",
     "boundary_f",
     "boundary_radius",
     "davis_scored_frames",
+    "default_protocol",
     "evaluate_frame",
     "evaluate_video",
     "frame_statistics",
     "jaccard",
+    "object_frames",
     "score_record",
     "score_video",
     "seg2bmap",
     "video_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("VideoJF", "video_key"):
+        from mosam_train.metrics import metric
+
+        return getattr(metric, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

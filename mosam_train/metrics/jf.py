@@ -21,15 +21,42 @@ Checked against the official ``davisvideochallenge/davis2017-evaluation`` code
 - Aggregation is per object pooled across sequences, as ``evaluation.py`` does; values are
   reported x100 like the official CSV.
 - The official tool exits with status 0 and no CSV on bad input; here bad input raises.
+
+Which frames each object is scored on is a `Protocol` (J and F themselves never change):
+
+- ``DAVIS``: every object on every annotated frame but the video's first and last
+  (``davis2017/evaluation.py``: ``all_gt_masks[:, 1:-1]``; objects = first-frame labels).
+- ``SAV``: SA-V val/test as ``facebookresearch/sam2`` ``sav_dataset/utils/sav_benchmark.py``
+  scores them: the annotated frames (every 4th) minus the first and last; an object counts
+  from the first of those frames where its GT *or* its prediction is non-empty
+  (``Evaluator.feed_frame`` only scores objects already seen in either), and an object whose
+  GT is empty on all of them is left out (``conclude`` reports ``objects_in_gt`` only; in
+  the SA-V folder layout the script then stops on an assertion). Objects are scored from
+  their own masks, so overlaps are allowed.
+- ``APPEARANCE`` (default for records without overlaps): DAVIS's rule per object, for
+  objects that appear mid-video (YouTube-VOS, LVOS): each object is scored on
+  the annotated frames strictly after its first appearance (where the GT is the prompt,
+  as DAVIS's first frame is) and before the video's last annotated frame. When every object
+  is in the first frame this is exactly ``DAVIS``. YouTube-VOS and MOSE validation are
+  scored by their servers, whose code is not public, so this rule cannot be checked
+  against them.
+- ``LVOS``: as ``LingyiHongfd/lvos-evaluation`` (``lvos/evaluation.py``,
+  ``_evaluate_semisupervised``): each object from its meta ``start`` frame *included* (the
+  prompt frame) to its meta ``end`` *excluded* (``range(start, end, 5)``), no first/last
+  skipping. Pass the meta ends as ``stop`` for exact parity; without them an object is
+  scored to the end of the video. (That toolkit also treats void as background, computes
+  decay with the same uint8 bin indices, wrong past 256 frames, and pre-fills meta
+  ``frame_nums`` values with zeros, which count as J = F = 0 if the range is shorter; the
+  last two are not copied.)
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -38,15 +65,24 @@ if TYPE_CHECKING:
     from mosam_train.data.video import VideoRecord
 
 __all__ = [
+    "APPEARANCE",
+    "DAVIS",
+    "LVOS",
+    "PROTOCOLS",
+    "ROW_FIELDS",
+    "SAV",
     "ObjectScore",
+    "Protocol",
     "aggregate",
     "boundary_f",
     "boundary_radius",
     "davis_scored_frames",
+    "default_protocol",
     "evaluate_frame",
     "evaluate_video",
     "frame_statistics",
     "jaccard",
+    "object_frames",
     "score_record",
     "score_video",
     "seg2bmap",
@@ -302,21 +338,179 @@ class ObjectScore:
     num_frames: int
     tags: tuple[str, ...] = ()
 
+    def to_row(self) -> dict[str, str | int | float]:
+        """A CSV row (``ROW_FIELDS``; tags joined by '|'); floats round-trip exactly."""
+        row = asdict(self)
+        row["tags"] = "|".join(self.tags)
+        return row
 
-def _object_scores(
+    @classmethod
+    def from_row(cls, row: Mapping[str, str]) -> ObjectScore:
+        """Inverse of ``to_row`` for a row read back with ``csv.DictReader``."""
+        return cls(
+            video=row["video"],
+            object_id=int(row["object_id"]),
+            j_mean=float(row["j_mean"]),
+            j_recall=float(row["j_recall"]),
+            j_decay=float(row["j_decay"]),
+            f_mean=float(row["f_mean"]),
+            f_recall=float(row["f_recall"]),
+            f_decay=float(row["f_decay"]),
+            num_frames=int(row["num_frames"]),
+            tags=tuple(t for t in (row.get("tags") or "").split("|") if t),
+        )
+
+
+ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ObjectScore))
+
+
+def _object_score(
+    video: str, object_id: int, j: Sequence[float], f: Sequence[float], tags: tuple[str, ...]
+) -> ObjectScore:
+    jm, jr, jd = frame_statistics(j)
+    fm, fr, fd = frame_statistics(f)
+    return ObjectScore(video, int(object_id), jm, jr, jd, fm, fr, fd, len(j), tags)
+
+
+# --------------------------------------------------------------------------- protocols
+
+Start = Literal["video", "after_appearance", "appearance", "nonempty"]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Which annotated frames each object is scored on (see the module docstring).
+
+    skip_first_last: drop the video's first and last annotated frames.
+    start: where an object's scoring begins: ``video`` on every remaining frame,
+    ``after_appearance`` after its first-appearance frame, ``appearance`` at it,
+    ``nonempty`` at the first remaining frame where its GT or its prediction is non-empty
+    (and an object whose GT is empty on all remaining frames is left out).
+    """
+
+    name: str
+    skip_first_last: bool = True
+    start: Start = "video"
+
+
+DAVIS = Protocol("davis", skip_first_last=True, start="video")
+SAV = Protocol("sav", skip_first_last=True, start="nonempty")
+APPEARANCE = Protocol("appearance", skip_first_last=True, start="after_appearance")
+LVOS = Protocol("lvos", skip_first_last=False, start="appearance")
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (DAVIS, SAV, APPEARANCE, LVOS)}
+
+
+def _protocol(protocol: Protocol | str) -> Protocol:
+    if isinstance(protocol, Protocol):
+        return protocol
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown J&F protocol {protocol!r}; known: {sorted(PROTOCOLS)}")
+    return PROTOCOLS[protocol]
+
+
+def default_protocol(record: VideoRecord) -> Protocol:
+    """``SAV`` for records whose masks may overlap (SA-V), else ``APPEARANCE`` (which is
+    ``DAVIS`` whenever every object is in the first frame)."""
+    return SAV if getattr(record, "overlapping", False) else APPEARANCE
+
+
+def object_frames(
+    annotated: Iterable[int],
+    object_ids: Sequence[int],
+    protocol: Protocol | str = DAVIS,
+    first_appearance: Mapping[int, int] | None = None,
+    stop: Mapping[int, int] | None = None,
+) -> dict[int, list[int]]:
+    """Frames each object may be scored on under `protocol`, in time order.
+
+    first_appearance {object id: frame} is needed by the ``appearance`` rules (an object
+    missing from it never appears and gets no frame); stop {object id: frame} ends an
+    object's frames before that frame (LVOS's meta ``end``). ``nonempty`` trims further
+    once predictions are known (done while scoring).
+    """
+    protocol = _protocol(protocol)
+    frames = sorted(set(annotated))
+    if protocol.skip_first_last:
+        if len(frames) < 3:
+            raise ValueError(
+                f"{len(frames)} annotated frames; protocol {protocol.name!r} skips the first "
+                "and last, so at least 3 are needed"
+            )
+        frames = frames[1:-1]
+    appearance = protocol.start in ("appearance", "after_appearance")
+    if appearance and first_appearance is None:
+        raise ValueError(f"protocol {protocol.name!r} needs first_appearance")
+    out: dict[int, list[int]] = {}
+    for oid in object_ids:
+        fs = frames
+        if appearance:
+            t0 = first_appearance.get(oid)
+            if t0 is None:
+                fs = []
+            elif protocol.start == "appearance":
+                fs = [t for t in fs if t >= t0]
+            else:
+                fs = [t for t in fs if t > t0]
+        if stop is not None and oid in stop:
+            fs = [t for t in fs if t < stop[oid]]
+        out[int(oid)] = list(fs)
+    return out
+
+
+def _score_frames(
     video: str,
     object_ids: Sequence[int],
-    j: np.ndarray,
-    f: np.ndarray,
-    tags: Iterable[str],
+    frames: Mapping[int, Sequence[int]],
+    load_gt: Callable[[int], np.ndarray],
+    load_pred: Callable[[int], np.ndarray],
+    load_void: Callable[[int], np.ndarray | None],
+    nonempty: bool,
+    bound_th: float,
+    tags: tuple[str, ...],
 ) -> list[ObjectScore]:
-    tags = tuple(tags)
-    rows = []
-    for k, oid in enumerate(object_ids):
-        jm, jr, jd = frame_statistics(j[k])
-        fm, fr, fd = frame_statistics(f[k])
-        rows.append(ObjectScore(video, int(oid), jm, jr, jd, fm, fr, fd, int(j.shape[1]), tags))
-    return rows
+    """The scoring loop every entry point uses: each frame is read once, and J/F computed
+    for the objects that frame is scored for. Objects without a scored frame get no row."""
+    ids = [int(o) for o in object_ids]
+    wanted = {oid: set(frames.get(oid, ())) for oid in ids}
+    j: dict[int, list[float]] = {oid: [] for oid in ids}
+    f: dict[int, list[float]] = {oid: [] for oid in ids}
+    started = dict.fromkeys(ids, not nonempty)
+    gt_seen = dict.fromkeys(ids, False)
+    for t in sorted(set().union(*wanted.values())):
+        active = [k for k, oid in enumerate(ids) if t in wanted[oid]]
+        gt = np.asarray(load_gt(t))
+        pred = np.asarray(load_pred(t))
+        if pred.shape != gt.shape:
+            raise ValueError(
+                f"{video} frame {t}: prediction shape {pred.shape} != GT {gt.shape} "
+                f"([O,H,W] in object order {tuple(ids)})"
+            )
+        if nonempty:
+            for k in active:
+                g, p = bool(gt[k].any()), bool(pred[k].any())
+                gt_seen[ids[k]] |= g
+                started[ids[k]] |= g or p
+            active = [k for k in active if started[ids[k]]]
+        if not active:
+            continue
+        sel = np.asarray(active)
+        jv, fv = evaluate_frame(gt[sel], pred[sel], load_void(t), bound_th)
+        for k, a, b in zip(active, jv, fv, strict=True):
+            j[ids[k]].append(float(a))
+            f[ids[k]].append(float(b))
+    return [
+        _object_score(video, oid, j[oid], f[oid], tags)
+        for oid in ids
+        if j[oid] and (gt_seen[oid] or not nonempty)
+    ]
+
+
+def _first_nonempty(gt_masks: np.ndarray, frames: Sequence[int]) -> dict[int, int]:
+    first: dict[int, int] = {}
+    for t in sorted(frames):
+        for k in np.flatnonzero(gt_masks[t].reshape(gt_masks.shape[1], -1).any(axis=1)):
+            first.setdefault(int(k), int(t))
+    return first
 
 
 def score_video(
@@ -328,19 +522,54 @@ def score_video(
     object_ids: Sequence[int] | None = None,
     tags: Iterable[str] = (),
     bound_th: float = DEFAULT_BOUND_TH,
+    protocol: Protocol | str | None = None,
+    annotated: Sequence[int] | None = None,
+    first_appearance: Mapping[int, int] | None = None,
+    stop: Mapping[int, int] | None = None,
 ) -> list[ObjectScore]:
-    """``evaluate_video`` + ``frame_statistics`` -> one ``ObjectScore`` per object.
+    """Score in-memory masks: bool [T,O,H,W] GT and prediction -> one row per object.
 
-    scored defaults to ``davis_scored_frames(T)``; object_ids default to 1..O.
+    Either `scored` (exactly these frames, for every object) or a `protocol` (default
+    ``DAVIS``) applied to the `annotated` frames (default: all T). object_ids default to
+    1..O; first_appearance defaults to each object's first annotated frame with GT pixels.
     """
-    t, o = np.shape(gt_masks)[:2]
-    if scored is None:
-        scored = davis_scored_frames(t)
-    ids = list(range(1, o + 1)) if object_ids is None else list(object_ids)
+    gt_masks = _as_mask(gt_masks, "gt_masks", 4)
+    pred_masks = _as_mask(pred_masks, "pred_masks", 4)
+    if gt_masks.shape != pred_masks.shape:
+        raise ValueError(f"gt_masks {gt_masks.shape} and pred_masks {pred_masks.shape} differ")
+    t, o = gt_masks.shape[:2]
+    ids = list(range(1, o + 1)) if object_ids is None else [int(i) for i in object_ids]
     if len(ids) != o:
         raise ValueError(f"{video}: {len(ids)} object ids for {o} objects")
-    j, f = evaluate_video(gt_masks, pred_masks, scored, void, bound_th)
-    return _object_scores(video, ids, j, f, tags)
+    if void is not None:
+        void = _as_mask(void, "void", 3)
+        if void.shape != (t, *gt_masks.shape[2:]):
+            raise ValueError(f"void {void.shape} must be [T,H,W] = {(t, *gt_masks.shape[2:])}")
+    nonempty = False
+    if scored is not None:
+        if protocol is not None:
+            raise ValueError("pass either `scored` frames or a `protocol`, not both")
+        idx = _scored_indices(scored, t).tolist()
+        frames = {oid: idx for oid in ids}
+    else:
+        protocol = _protocol(protocol or DAVIS)
+        ann = list(range(t)) if annotated is None else _scored_indices(annotated, t).tolist()
+        if first_appearance is None:
+            by_row = _first_nonempty(gt_masks, ann)
+            first_appearance = {ids[k]: v for k, v in by_row.items()}
+        frames = object_frames(ann, ids, protocol, first_appearance, stop)
+        nonempty = protocol.start == "nonempty"
+    return _score_frames(
+        video,
+        ids,
+        frames,
+        gt_masks.__getitem__,
+        pred_masks.__getitem__,
+        (lambda ti: None) if void is None else void.__getitem__,
+        nonempty,
+        bound_th,
+        tuple(tags),
+    )
 
 
 def score_record(
@@ -348,42 +577,48 @@ def score_record(
     predict_masks: Callable[[int], np.ndarray] | Mapping[int, np.ndarray],
     use_void: bool = False,
     bound_th: float = DEFAULT_BOUND_TH,
+    protocol: Protocol | str | None = None,
+    first_appearance: Mapping[int, int] | None = None,
+    stop: Mapping[int, int] | None = None,
 ) -> list[ObjectScore]:
-    """Score a ``VideoRecord``'s annotated frames, skipping the first and last one.
+    """Score a ``VideoRecord``'s annotated frames under `protocol`.
 
     predict_masks maps a frame index to bool [O,H,W] in ``record.object_ids`` order
-    (a dict or a callable). Every object is scored on every scored frame (DAVIS / SA-V
-    val protocol where all objects are given on the first frame). Frames are read one at
-    a time, so long videos never sit in memory. ``use_void=False`` reproduces official
+    (a dict or a callable). protocol defaults to ``default_protocol(record)``: ``SAV`` for
+    overlapping records, else ``APPEARANCE`` (= ``DAVIS`` when all objects are in the
+    first frame). first_appearance defaults to ``record.first_appearance()`` (read only
+    when the protocol needs it); stop: see ``object_frames``. Frames are read one at a
+    time, so long videos never sit in memory. ``use_void=False`` reproduces official
     DAVIS numbers (void = background); True removes ``record.load_void(t)`` pixels.
     """
-    frames = sorted(record.annotated_frames)
-    if len(frames) < 3:
-        raise ValueError(
-            f"{record.name}: {len(frames)} annotated frames; scoring skips the first and "
-            "last, so at least 3 are needed"
+    protocol = default_protocol(record) if protocol is None else _protocol(protocol)
+    if protocol.start in ("appearance", "after_appearance") and first_appearance is None:
+        first_appearance = record.first_appearance()
+    try:
+        frames = object_frames(
+            record.annotated_frames, record.object_ids, protocol, first_appearance, stop
         )
-    scored = frames[1:-1]
-    o = len(record.object_ids)
-    j = np.empty((o, len(scored)), dtype=np.float64)
-    f = np.empty((o, len(scored)), dtype=np.float64)
-    for k, t in enumerate(scored):
-        gt = record.load_masks(t)
+    except ValueError as e:
+        raise ValueError(f"{record.name}: {e}") from None
+
+    def load_pred(t: int) -> np.ndarray:
         if isinstance(predict_masks, Mapping):
             if t not in predict_masks:
                 raise KeyError(f"{record.name}: no prediction for frame {t}")
-            pred = predict_masks[t]
-        else:
-            pred = predict_masks(t)
-        pred = np.asarray(pred)
-        if pred.shape != gt.shape:
-            raise ValueError(
-                f"{record.name} frame {t}: prediction shape {pred.shape} != GT {gt.shape} "
-                f"([O,H,W] in object_ids order {tuple(record.object_ids)})"
-            )
-        void = record.load_void(t) if use_void else None
-        j[:, k], f[:, k] = evaluate_frame(gt, pred, void, bound_th)
-    return _object_scores(record.name, record.object_ids, j, f, getattr(record, "tags", ()))
+            return predict_masks[t]
+        return predict_masks(t)
+
+    return _score_frames(
+        record.name,
+        record.object_ids,
+        frames,
+        record.load_masks,
+        load_pred,
+        record.load_void if use_void else (lambda t: None),
+        protocol.start == "nonempty",
+        bound_th,
+        tuple(getattr(record, "tags", ())),
+    )
 
 
 # --------------------------------------------------------------------------- aggregate

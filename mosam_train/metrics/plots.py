@@ -47,7 +47,9 @@ def plot_video_scores(rows: Sequence[ObjectScore], path: str | Path, title: str 
     ax.set_ylim(0, 100)
     ax.set_title(title or f"J&F per video ({len(names)} videos)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
-    ax.legend([*handles, ax.lines[0]], [*colours, ax.lines[0].get_label()], fontsize=7)
+    ax.legend(
+        [*handles, ax.lines[0]], [*colours, ax.lines[0].get_label()], fontsize=7, loc="upper left"
+    )
     return _save(fig, path)
 
 

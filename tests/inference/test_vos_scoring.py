@@ -1,5 +1,6 @@
-"""How run_record turns per-object logits into scored predictions: label maps for
-DAVIS-style datasets, each object's own mask for overlapping ones (SA-V)."""
+"""How run_record turns per-object logits into scored predictions: non-overlapping label
+maps for DAVIS-style datasets (each pixel to the object with the highest positive logit, as
+SAM 2 writes palette PNGs), each object's own mask for overlapping ones (SA-V)."""
 
 from __future__ import annotations
 
@@ -31,15 +32,18 @@ class Nested(VideoRecord):
 
 
 class Oracle:
-    """Predicts each object's ground-truth mask exactly."""
+    """Predicts each object's ground-truth mask exactly, logit `inside[k]` on object k's
+    pixels and -10 elsewhere (+10 everywhere: ties where masks overlap)."""
 
-    def __init__(self, record):
+    def __init__(self, record, inside=(10.0, 10.0)):
         self.record = record
+        self.inside = torch.tensor(inside)[:, None, None]
 
     def propagate(self, frames, prompts):
         for t in range(frames.num_frames):
             gt = torch.from_numpy(self.record.load_masks(t))
-            yield FrameResult(t, list(self.record.object_ids), gt.float() * 20 - 10, torch.ones(2))
+            logits = torch.where(gt, self.inside, torch.tensor(-10.0))
+            yield FrameResult(t, list(self.record.object_ids), logits, torch.ones(2))
 
 
 def test_overlapping_videos_are_scored_per_object_with_any_ids():
@@ -51,8 +55,25 @@ def test_overlapping_videos_are_scored_per_object_with_any_ids():
 def test_label_map_videos_resolve_overlaps_like_png_predictions():
     record = Nested((1, 2), overlapping=False)
     scores = {s.object_id: s for s in run_record(Oracle(record), record, image_size=32)}
-    assert scores[1].j_mean == 1.0  # the smaller id wins the overlap ...
+    assert scores[1].j_mean == 1.0  # equal logits: the smaller id wins the overlap ...
     assert scores[2].j_mean == 0.0  # ... so the hand disappears into the person
+
+
+def test_label_map_videos_give_overlaps_to_the_higher_logit():
+    record = Nested((1, 2), overlapping=False)
+    oracle = Oracle(record, inside=(10.0, 15.0))  # the hand is more confident
+    scores = {s.object_id: s for s in run_record(oracle, record, image_size=32)}
+    assert scores[2].j_mean == 1.0  # the hand keeps its 36 pixels ...
+    assert scores[1].j_mean == pytest.approx((576 - 36) / 576)  # ... cut out of the person
+
+
+def test_label_map_gives_each_pixel_to_the_highest_positive_logit():
+    # ids in engine order 3, 1 (not sorted); one row of 5 pixels
+    logits = torch.tensor([[[8.0, 4.0, 1.0, -0.5, -3.0]], [[2.0, 4.0, 9.0, -1.0, -2.0]]])
+    # 3 higher; tie -> smaller id 1; 1 higher; both <= 0 -> background (twice)
+    assert label_map(logits, [3, 1]).tolist() == [[3, 1, 1, 0, 0]]
+    assert label_map(logits, [3, 1]).dtype == np.uint8
+    assert label_map(logits[:1], [7]).tolist() == [[7, 7, 7, 0, 0]]  # one object: logit > 0
 
 
 def test_label_map_refuses_ids_it_cannot_hold():

@@ -333,8 +333,13 @@ def test_score_record():
     for t in (2, 4, 6):
         preds[t][1, 20:28, 30:40] = True  # spill into the void band only
     rec.loaded.clear()
-    rows = score_record(rec, preds)
+    rows = score_record(rec, preds, protocol="davis")
     assert rec.loaded == [2, 4, 6]  # first and last annotated frames skipped
+    # The default (objects from their first appearance) reads frame 0 to find where each
+    # object appears; both are in frame 0, so it scores exactly what DAVIS scores.
+    rec.loaded.clear()
+    assert score_record(rec, preds) == rows
+    assert rec.loaded == [0, 2, 4, 6]
     assert [r.object_id for r in rows] == [3, 5]
     assert rows[0].j_mean == 1.0 and rows[0].tags == ("synthetic",) and rows[0].num_frames == 3
     assert rows[1].j_mean < 1.0  # official: void is background, the spill counts
