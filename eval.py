@@ -1,4 +1,5 @@
-"""Evaluate: `python eval.py ckpt=PATH [data=...] [sam2=...]` (see README)."""
+"""Evaluate: `python eval.py ckpt=PATH [data=...] [sam2=...]`; box tracking (LaSOT, GOT-10k):
+`python eval.py task=tracking data=tracking/<lasot|got10k|synthetic_lasot> ckpt=PATH` (see README)."""
 
 import hydra
 from omegaconf import DictConfig
@@ -8,6 +9,10 @@ from mosam_train import tasks
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="eval")
 def main(cfg: DictConfig) -> float:
+    if cfg.get("task", "vos") == "tracking":
+        return float(tasks.evaluate_tracking(cfg)["score"])
+    if cfg.get("task", "vos") != "vos":
+        raise ValueError(f"task={cfg.task}: use vos (masks, J&F) or tracking (boxes)")
     return float(tasks.evaluate(cfg)["JF"])
 
 

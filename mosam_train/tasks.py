@@ -1,4 +1,4 @@
-"""What the entry points run: train(cfg), evaluate(cfg).
+"""What the entry points run: train(cfg), evaluate(cfg), predict(cfg).
 
 Importing this module imports `sam2` (through the model builder), which resets Hydra's
 global state before `@hydra.main` starts; so entry points import it at the top.
@@ -18,14 +18,17 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress
 
+from mosam_train import runs
 from mosam_train.data.datamodule import VOSDataModule
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.baselines import CopyFirstMask
 from mosam_train.inference.vos import FramePrediction, Propagator, has_ground_truth, run_record
 from mosam_train.inference.writers import make_writer
+from mosam_train.lit.checkpoint_io import load_checkpoint_file
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.metrics.jf import ROW_FIELDS, ObjectScore, aggregate
 from mosam_train.metrics.plots import (
@@ -45,21 +48,68 @@ def _instantiate_dict(cfg: DictConfig | None) -> list[Any]:
     return [instantiate(c, _convert_="all") for c in cfg.values() if c is not None]
 
 
+def _loggers(cfg: DictConfig) -> list[Any]:
+    """The configured loggers; in a resumed run, continuing the run's own logs."""
+    if not cfg.get("logger"):
+        return []
+    extra: dict[str, dict[str, Any]] = {}
+    if cfg.get("resume"):
+        step = int(load_checkpoint_file(cfg.ckpt_path, mmap=True)["global_step"])
+        out_dir = Path(cfg.paths.output_dir)
+        extra = {
+            k: runs.logger_resume_kwargs(c, out_dir, step)
+            for k, c in cfg.logger.items()
+            if c is not None
+        }
+    return [
+        instantiate(c, _convert_="all", **extra.get(k, {}))
+        for k, c in cfg.logger.items()
+        if c is not None
+    ]
+
+
+def _finish_wandb(loggers: list[Any], exit_code: int) -> None:
+    """End the job's wandb run: one run per multirun job."""
+    for lg in loggers:
+        if isinstance(lg, WandbLogger) and lg._experiment is not None:
+            lg.experiment.finish(exit_code=exit_code)
+
+
 def train(cfg: DictConfig) -> float | None:
-    """Fit, export the best SAM 2 weights if asked, return `cfg.optimized_metric`."""
+    """Fit, export the best SAM 2 weights if asked, return `cfg.optimized_metric`.
+
+    `resume=<run_dir>` continues that run (see `mosam_train.runs`); `ckpt_path=` starts
+    this run from a checkpoint's full training state.
+    """
+    if cfg.get("resume"):
+        from hydra.core.hydra_config import HydraConfig
+
+        cfg = runs.resumed_config(cfg, list(HydraConfig.get().overrides.task))
+        log.info("resuming %s from %s", cfg.resume, cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
     module: MoSAMModule = instantiate(cfg.model, _convert_="all")
     callbacks = _instantiate_dict(cfg.get("callbacks"))
-    loggers = _instantiate_dict(cfg.get("logger"))
+    loggers = _loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(
+            module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True
+        )
+    except BaseException:
+        _finish_wandb(loggers, exit_code=1)  # marked failed; the next multirun job starts clean
+        raise
+    _finish_wandb(loggers, exit_code=0)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("export_sam2_weights") and trainer.is_global_zero:
-        source = MoSAMModule.load_from_checkpoint(best, map_location="cpu") if best else module
+        source = (
+            MoSAMModule.load_from_checkpoint(best, map_location="cpu", weights_only=True)
+            if best
+            else module
+        )
         path = source.export_sam2_weights(cfg.export_sam2_weights)
         log.info("SAM 2 weights of %s exported to %s", best or "the last step", path)
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
@@ -73,9 +123,10 @@ def load_module(cfg: DictConfig) -> MoSAMModule:
         raise FileNotFoundError(
             f"ckpt={ckpt}: no such file. Pass a .ckpt of this project or a .pt."
         )
-    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    # tensors and plain containers only: anything else is refused, naming the file
+    raw = load_checkpoint_file(ckpt)
     if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
-        return MoSAMModule.load_from_checkpoint(ckpt, map_location="cpu")
+        return MoSAMModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     module: MoSAMModule = instantiate(cfg.model, _convert_="all")
     load_sam2_weights(module.model.sam2, ckpt, variant=cfg.model.sam2.variant)
     return module
@@ -311,3 +362,255 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     log.info("%s (in %s)", note, out_dir)
     return {"JF": float("nan"), "gt_available": False, "num_videos": len(records)}
+
+
+# ------------------------------------------------------------------ box tracking (LaSOT, GOT-10k)
+
+TRACKING_ROWS = "per_sequence.csv"
+
+
+def _box_tracker(cfg: DictConfig) -> Any:
+    """The tracker `task=tracking` runs: the model prompted with the first-frame box, or
+    `baseline=first_box` (the first box on every frame)."""
+    from mosam_train.inference.tracking import FirstBoxTracker, MaskTracker
+
+    if cfg.get("baseline") == "first_box":
+        return FirstBoxTracker()
+    if cfg.get("baseline"):
+        raise ValueError(
+            f"baseline={cfg.baseline}: unknown for task=tracking; use first_box or leave it null"
+        )
+    propagator, image_size = _predictor(cfg)
+    return MaskTracker(propagator, image_size)
+
+
+def _read_tracking_rows(path: Path) -> dict[str, dict[str, str]]:
+    """Rows already written, by sequence (a sequence rerun after a crash: its last row)."""
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        return {r["sequence"]: r for r in csv.DictReader(f)}
+
+
+def _append_tracking_row(path: Path, fields: list[str], row: dict[str, Any]) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def evaluate_tracking(cfg: DictConfig) -> dict[str, Any]:
+    """Box-tracking benchmark (`python eval.py task=tracking data=tracking/<lasot | got10k |
+    synthetic_lasot>`): track every sequence from its first-frame box, write the result
+    files the benchmark's toolkit or server reads, and score them as the toolkits do
+    (`metrics.tracking`).
+
+    Each sequence's result files and its row of per_sequence.csv are written when it
+    finishes; a rerun in the same directory (`hydra.run.dir=...`) skips the sequences
+    that have both, and the final figures are recomputed from all result files.
+    Returns the headline `score` (LaSOT: success AUC, GOT-10k: AO; percent; NaN where the
+    ground truth is withheld) with the other figures.
+    """
+    import zipfile
+
+    from mosam_train.data.formats.tracking import read_boxes, read_tracking
+    from mosam_train.data.synthetic_tracking import ensure_synthetic_tracking
+    from mosam_train.inference import tracking as trk
+    from mosam_train.metrics import tracking as tm
+
+    data = cfg.data
+    if not data.get("benchmark"):
+        raise ValueError(
+            "task=tracking needs a tracking data config, e.g. data=tracking/synthetic_lasot, "
+            "data=tracking/lasot or data=tracking/got10k (configs/data/tracking/); the "
+            "selected data config is a VOS one."
+        )
+    bench, split = str(data.benchmark), str(data.split)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if data.get("synthetic"):
+        ensure_synthetic_tracking(data.root, seed=int(data.get("synthetic_seed") or 0))
+    sequences = read_tracking(bench, data.root, split, subset=data.get("subset"))
+    sequences = sequences[: data.get("max_sequences")]
+    pred_root = out_dir / PREDICTIONS_DIR
+    rows_path = out_dir / TRACKING_ROWS
+    fields = trk.LASOT_FIELDS if bench == "lasot" else trk.GOT10K_FIELDS
+    rows = _read_tracking_rows(rows_path)
+    done = {n for n in rows if trk.result_file(bench, pred_root, n).is_file()}
+    todo = [s for s in sequences if s.name not in done]
+    tracker = _box_tracker(cfg) if todo else None  # before any file: a bad ckpt stops here
+    _check_resume(out_dir, cfg)
+
+    with Progress() as progress:
+        seq_task = progress.add_task(
+            f"{bench} {split}", total=len(sequences), completed=len(sequences) - len(todo)
+        )
+        frame_task = progress.add_task("frames", total=None)
+        for seq in todo:
+            progress.update(seq_task, description=f"{bench} {split}: {seq.name}")
+            progress.reset(frame_task, total=seq.num_frames)
+            with _autocast(cfg):
+                path, fps = trk.run_sequence(
+                    tracker, seq, bench, pred_root,
+                    on_frame=lambda _t: progress.advance(frame_task),
+                )  # fmt: skip
+            row = {**trk.score_sequence(bench, seq, path), "fps": fps}
+            _append_tracking_row(rows_path, fields, row)
+            progress.advance(seq_task)
+
+    meta: dict[str, Any] = {
+        "benchmark": bench,
+        "data": str(data.root),
+        "split": split,
+        "ckpt": cfg.get("ckpt"),
+        "baseline": cfg.get("baseline"),
+        "num_sequences": len(sequences),
+        "predictions": PREDICTIONS_DIR,
+        "per_sequence": TRACKING_ROWS,
+    }
+    scored = [s for s in sequences if s.has_gt]
+    name = cfg.get("baseline") or Path(str(cfg.get("ckpt") or "model")).stem
+    title = f"{Path(str(data.root)).name} {split}"
+    result: dict[str, Any]
+    if not scored:
+        zip_path = out_dir / ZIP_FILE
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for seq in sequences:
+                for f in sorted((pred_root / seq.name).glob("*.txt")):
+                    zf.write(f, f.relative_to(pred_root).as_posix())
+        note = (
+            f"{bench} {split} has no ground truth beyond the first frame: scores come from "
+            f"the benchmark's server; upload {ZIP_FILE}"
+        )
+        result = {"score": float("nan"), "gt_available": False, "note": note}
+        (out_dir / "metrics.json").write_text(
+            json.dumps({**result, "submission": ZIP_FILE, **meta}, indent=2)
+        )
+        log.info("%s (in %s)", note, out_dir)
+        return result
+
+    preds = {s.name: read_boxes(trk.result_file(bench, pred_root, s.name)) for s in scored}
+    if bench == "lasot":
+        agg = tm.aggregate_lasot(
+            [tm.score_lasot_sequence(preds[s.name], s.gt, s.absent, s.name) for s in scored]
+        )
+        plots = tm.plot_lasot(agg, out_dir / PLOTS_DIR, name, title)
+        keys = ("success_auc", "precision", "norm_precision", "norm_precision_auc",
+                "success_rate_50", "mean_iou")  # fmt: skip
+        headline = "success_auc"
+        thresholds = {
+            "success": tm.SUCCESS_THRESHOLDS.tolist(),
+            "precision": tm.PRECISION_THRESHOLDS.tolist(),
+            "norm_precision": tm.NORM_PRECISION_THRESHOLDS.tolist(),
+        }
+    else:
+        agg = tm.aggregate_got10k(
+            [
+                tm.score_got10k_sequence(preds[s.name], s.gt, s.cover, (s.width, s.height), s.name)
+                for s in scored
+            ]
+        )
+        plots = tm.plot_got10k(agg, out_dir / PLOTS_DIR, name, title)
+        keys = ("ao", "sr50", "sr75")
+        headline = "ao"
+        thresholds = {"success": tm.GOT10K_THRESHOLDS.tolist()}
+    result = {k: 100 * agg[k] for k in keys}
+    result["score"] = result[headline]
+    counts = {k: agg[k] for k in ("num_sequences", "num_frames", "num_scored_frames")}
+    curves = {k: v for k, v in agg.items() if k.endswith("_curve")}
+    (out_dir / "metrics.json").write_text(
+        json.dumps(
+            {
+                **result,
+                "gt_available": True,
+                "units": "percent (curves: fractions)",
+                **counts,
+                **meta,
+                "plots": [p.relative_to(out_dir).as_posix() for p in plots],
+                "thresholds": thresholds,
+                "curves": curves,
+            },
+            indent=2,
+        )
+    )
+    log.info(
+        "%s %s: %s on %d sequences",
+        bench,
+        split,
+        ", ".join(f"{k} {result[k]:.2f}" for k in keys),
+        agg["num_sequences"],
+    )
+    return {**result, **counts, "gt_available": True}
+
+
+def _demo_input(cfg: DictConfig) -> tuple[Path, Any]:
+    """(video, box) of the default demo: sequence `demo.sequence` of the synthetic LaSOT-
+    layout set at `demo.root` (generated on first use), with its first_box.txt unless the
+    command gives a prompt."""
+    from mosam_train.data.errors import DataError
+    from mosam_train.data.synthetic_tracking import ensure_synthetic_tracking
+
+    root = ensure_synthetic_tracking(cfg.demo.root)
+    folder = root / str(cfg.demo.sequence)
+    if not (folder / "img").is_dir():
+        raise DataError(
+            f"demo.sequence={cfg.demo.sequence}: no such sequence in {root}. Fix: pick one "
+            f"listed in {root / 'testing_set.txt'} as <class>/<name>.",
+            folder,
+        )
+    prompted = any(cfg.get(k) is not None for k in ("box", "points", "mask"))
+    return folder / "img", cfg.get("box") if prompted else folder / "first_box.txt"
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    """The demo: segment a video from first-frame prompts (box, clicks or mask) and write
+    per-frame masks, boxes and an overlay video under the run directory.
+
+    Every input (video, prompt, checkpoint path) is checked before the model is loaded."""
+    from mosam_train.data.errors import DataError
+    from mosam_train.inference.demo import read_prompts, run_demo
+    from mosam_train.inference.video_input import open_video
+
+    video_path, box = (Path(cfg.video), cfg.get("box")) if cfg.get("video") else _demo_input(cfg)
+    video = open_video(video_path, backend=cfg.get("video_backend") or "auto")
+    prompts = read_prompts(
+        (video.height, video.width),
+        box=box,
+        points=cfg.get("points"),
+        mask=cfg.get("mask"),
+        box_per_line=cfg.get("box_per_line") or "object",
+    )
+    if not cfg.get("ckpt") or not Path(cfg.ckpt).is_file():
+        raise DataError(
+            f"ckpt={cfg.get('ckpt')}: no such file. Fix: pass ckpt=<.ckpt of this project or "
+            f"official SAM 2 .pt> (with sam2=<size> for a .pt); `python train.py` writes the "
+            f"default micro checkpoint, checkpoints/sam2_micro_synthetic.pt."
+        )
+    module = load_module(cfg).eval().to(eval_device(cfg))
+    module.inference_cfg = dict(cfg.model.inference)
+    log.info(
+        "%s: %d frames %dx%d, %d object(s), %s", video.path, video.num_frames, video.width,
+        video.height, len(prompts), cfg.ckpt,
+    )  # fmt: skip
+    result = run_demo(
+        module.propagator(),
+        video,
+        prompts,
+        Path(cfg.paths.output_dir),
+        module.model.image_size,
+        fps=cfg.get("fps"),
+        read_ahead=int(cfg.get("read_ahead") or 16),
+        autocast=_autocast(cfg),
+    )
+    found = ", ".join(f"{k}: {n}/{result.num_frames}" for k, n in result.frames_with_box.items())
+    log.info("frames with a box per object (%s); outputs in %s", found, result.out_dir)
+    return {
+        "num_frames": result.num_frames,
+        "objects": result.object_ids,
+        "frames_with_box": result.frames_with_box,
+        "out_dir": str(result.out_dir),
+    }

@@ -6,16 +6,22 @@ file is skipped (logged, counted) instead of crashing the epoch. Validation/test
 `VideoRecord`s, one per batch, for the streaming inference engine (which reads frames
 lazily itself).
 
-Epochs: the train sampler's `set_epoch` (called by Lightning each epoch on a single
-device) forwards the epoch to the dataset through shared memory, so persistent workers see
-it. Under DDP Lightning wraps the sampler and does not forward `set_epoch`; call
-`datamodule.set_epoch(trainer.current_epoch)` from an `on_train_epoch_start` hook there.
+Batches: `batch_size` is the global batch of one optimizer step; each process loads
+batch_size / (world size x gradient accumulation) clips (`per_device_batch_size`), so one
+config trains the same recipe on 1 or 64 GPUs.
+
+Epochs and resume: `ClipSampler` shards a (seed, epoch) permutation over the processes (it
+is a `DistributedSampler`, so Lightning keeps it and calls its `set_epoch`, which forwards
+the epoch to the dataset through shared memory for persistent workers). A fit resumed from
+a mid-epoch checkpoint starts the sampler after the batches that checkpoint had trained on,
+so the epoch continues instead of restarting.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +30,7 @@ import cv2
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mosam_train.data.errors import DataError
 from mosam_train.data.formats import read_split
@@ -33,6 +39,12 @@ from mosam_train.data.transforms import ClipTransform, build_eval_transform, bui
 from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
 
 log = logging.getLogger(__name__)
+
+# Lightning warns on a mid-epoch resume unless the loader has a state_dict; ClipSampler
+# resumes the epoch from the restored loop position instead (see train_dataloader).
+warnings.filterwarnings(
+    "ignore", message="You're resuming from a checkpoint that ended before the epoch ended"
+)
 
 
 class ClipDataset(Dataset):
@@ -265,22 +277,43 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)  # the loader already runs one process per worker
 
 
-class EpochRandomSampler(Sampler[int]):
-    """Shuffles with a (seed, epoch) generator and forwards `set_epoch` to the dataset."""
+class ClipSampler(DistributedSampler):
+    """A (seed, epoch) permutation of the clip indices, this process's share of it, from
+    `start` on for the first epoch iterated (a mid-epoch resume) and whole afterwards.
 
-    def __init__(self, dataset: ClipDataset, seed: int = 0) -> None:
-        self.dataset, self.seed, self.epoch = dataset, seed, 0
+    `__len__` stays the whole share: Lightning counts the resumed epoch's batches from the
+    checkpoint's position, so the epoch ends where the uninterrupted one does.
+    """
+
+    def __init__(
+        self, dataset: ClipDataset, seed: int, num_replicas: int, rank: int, start: int = 0
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.clips = dataset
+        self.start = start
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.dataset.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
+        super().set_epoch(epoch)
+        self.clips.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(len(self.dataset), generator=g).tolist())
+        indices = list(super().__iter__())
+        start, self.start = self.start, 0
+        return iter(indices[start:])
+
+
+def per_device_batch_size(global_batch: int, world_size: int, accumulate: int) -> int:
+    """Clips per process and forward pass for a global batch of `global_batch` per
+    optimizer step."""
+    share = world_size * accumulate
+    if global_batch < share or global_batch % share:
+        raise ValueError(
+            f"data.batch_size={global_batch} (the global batch per optimizer step) is not a "
+            f"multiple of {world_size} processes x {accumulate} accumulated batches. Fix: set "
+            f"data.batch_size to a multiple of {share}, or change trainer.devices / "
+            f"trainer.num_nodes / trainer.accumulate_grad_batches."
+        )
+    return global_batch // share
 
 
 class VOSDataModule(L.LightningDataModule):
@@ -421,18 +454,23 @@ class VOSDataModule(L.LightningDataModule):
         """Bad training samples skipped so far."""
         return 0 if self.train_dataset is None else self.train_dataset.skipped
 
-    def set_epoch(self, epoch: int) -> None:
-        if self.train_dataset is not None:
-            self.train_dataset.set_epoch(epoch)
-
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:
             raise RuntimeError("call setup('fit') first")
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        rank = trainer.global_rank if trainer is not None else 0
+        accumulate = trainer.accumulate_grad_batches if trainer is not None else 1
+        batch_size = per_device_batch_size(self.hparams.batch_size, world, accumulate)
+        start = 0
+        if trainer is not None and trainer.fit_loop.restarting:
+            # the restored loop's batches of this epoch were trained before the checkpoint
+            start = trainer.fit_loop.epoch_loop.batch_progress.current.processed * batch_size
         workers = self.hparams.num_workers
         return DataLoader(
             self.train_dataset,
-            batch_size=self.hparams.batch_size,
-            sampler=EpochRandomSampler(self.train_dataset, self.hparams.seed),
+            batch_size=batch_size,
+            sampler=ClipSampler(self.train_dataset, self.hparams.seed, world, rank, start),
             num_workers=workers,
             collate_fn=collate_clips,
             persistent_workers=workers > 0,
@@ -441,6 +479,9 @@ class VOSDataModule(L.LightningDataModule):
             # Forked workers inherit OpenCV's thread pool from a parent that has already used
             # it (J&F, generation) and can deadlock on their first cv2 call.
             multiprocessing_context="forkserver" if workers > 0 else None,
+            # its own generator: creating the workers must not draw from the global RNG,
+            # whose stream a resumed run would then see shifted
+            generator=torch.Generator().manual_seed(self.hparams.seed),
         )
 
     def _video_loader(self, records: list[VideoRecord]) -> DataLoader:

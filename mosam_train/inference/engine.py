@@ -2,8 +2,10 @@
 
 Validation, `eval.py` and the demo all call `VideoPropagator.propagate`. It follows
 `SAM2VideoPredictor.propagate_in_video` (built with the same settings) step for step:
-prompted frames are encoded into memory from their low-resolution mask, memory features
-are stored in bfloat16, and objects that share a prompt frame are tracked as a batch.
+an object is prompted with a mask (`add_new_mask`) or with clicks and/or a box
+(`add_new_points_or_box`, see `inference.prompts`), prompted frames are encoded into
+memory from their low-resolution mask, memory features are stored in bfloat16, and
+objects that share a prompt frame and prompt kind are tracked as a batch.
 Unlike the reference it reads frames lazily and keeps only the memory entries a later
 frame can still use, so memory stays flat however long the video is.
 """
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from sam2.modeling.sam2_base import NO_OBJ_SCORE
 
+from mosam_train.inference.prompts import PointPrompt, Prompt
 from mosam_train.models.video_sam import OutputDict, VideoSAM, new_output_dict
 
 MemoryMode = Literal["full", "cond_only"]
@@ -52,11 +55,16 @@ class FrameResult:
 
 @dataclass
 class _Group:
-    """Objects prompted on the same frame: tracked together as one batch."""
+    """Objects prompted on the same frame with the same kind of prompt (masks, or point
+    sets of one size): tracked together as one batch. Point sets of different sizes are
+    not padded into one batch: SAM 2's prompt encoder embeds a -1 label as a learnt
+    "not a point" token (it is not ignored) and picks multimask output from the point
+    count, so padding would change the masks; separate batches keep them exact."""
 
     start: int
     object_ids: list[int]
-    mask_inputs: torch.Tensor
+    mask_inputs: torch.Tensor | None = None
+    point_inputs: dict[str, torch.Tensor] | None = None
     output_dict: OutputDict = field(default_factory=new_output_dict)
 
 
@@ -129,6 +137,53 @@ class VideoPropagator:
             m = (m >= 0.5).float()
         return m
 
+    def _prepare_point_inputs(
+        self, prompts: list[PointPrompt], video_size: tuple[int, int], device: torch.device
+    ) -> dict[str, torch.Tensor]:
+        """Equal-size point sets -> SAM 2's point_inputs ([N, K, 2] coords, [N, K] labels)."""
+        pairs = [p.model_inputs(video_size, self.model.image_size) for p in prompts]
+        return {
+            "point_coords": torch.stack([c for c, _ in pairs]).to(device),
+            "point_labels": torch.stack([lb for _, lb in pairs]).to(device),
+        }
+
+    def _make_groups(
+        self,
+        prompts: Mapping[int, Mapping[int, Prompt]],
+        video_size: tuple[int, int],
+        device: torch.device,
+    ) -> list[_Group]:
+        """One group per (first prompt frame, prompt kind); later prompts of an object that
+        is already tracked are ignored, as before (first-appearance prompting)."""
+        seen: set[int] = set()
+        groups = []
+        for t in sorted(prompts):
+            masks: list[tuple[int, np.ndarray]] = []
+            points: dict[int, list[tuple[int, PointPrompt]]] = {}
+            for oid, prompt in sorted(prompts[t].items()):
+                if oid in seen:
+                    continue
+                seen.add(oid)
+                if isinstance(prompt, PointPrompt):
+                    points.setdefault(prompt.num_points, []).append((oid, prompt))
+                else:
+                    mask = np.asarray(prompt)
+                    if mask.shape != video_size:
+                        raise ValueError(
+                            f"mask prompt of object {oid} on frame {t} is {mask.shape}, "
+                            f"the video is {video_size}"
+                        )
+                    masks.append((oid, mask))
+            if masks:
+                ids = [oid for oid, _ in masks]
+                m = self._prepare_mask_inputs([m for _, m in masks], device)
+                groups.append(_Group(t, ids, mask_inputs=m))
+            for _, members in sorted(points.items()):
+                ids = [oid for oid, _ in members]
+                pts = self._prepare_point_inputs([p for _, p in members], video_size, device)
+                groups.append(_Group(t, ids, point_inputs=pts))
+        return groups
+
     @torch.inference_mode()
     def propagate(
         self,
@@ -137,39 +192,36 @@ class VideoPropagator:
     ) -> Iterator[FrameResult]:
         """Yield every frame's logits, from the first prompted frame to the end of the video.
 
-        prompts: {frame_idx: {object_id: bool mask [H, W] at video resolution}}. An object
-        joins tracking at its first prompted frame (YouTube-VOS style mid-video objects).
+        prompts: {frame_idx: {object_id: prompt}}, a prompt being a bool mask [H, W] at
+        video resolution or a `PointPrompt` (clicks and/or a box in video pixels). An
+        object joins tracking at its first prompted frame (YouTube-VOS style mid-video
+        objects). Objects are reported in (first prompt frame, id) order.
         """
-        if not prompts:
+        if not prompts or not any(prompts.values()):
             raise ValueError("propagate needs at least one prompted object")
         device = next(self.model.parameters()).device
         num_frames = frames.num_frames
-        seen: set[int] = set()
-        self.groups = []
-        for t in sorted(prompts):
-            new = [(oid, m) for oid, m in sorted(prompts[t].items()) if oid not in seen]
-            if new:
-                seen.update(oid for oid, _ in new)
-                ids, masks = zip(*new, strict=True)
-                self.groups.append(
-                    _Group(t, list(ids), self._prepare_mask_inputs(list(masks), device))
-                )
-        object_ids = [oid for g in self.groups for oid in g.object_ids]
-        start = self.groups[0].start
         video_size = (frames.height, frames.width)
+        self.groups = self._make_groups(prompts, video_size, device)
+        order = sorted((g.start, oid) for g in self.groups for oid in g.object_ids)
+        object_ids = [oid for _, oid in order]
+        row = {oid: k for k, oid in enumerate(object_ids)}
+        rows = [torch.tensor([row[o] for o in g.object_ids], device=device) for g in self.groups]
+        start = min(g.start for g in self.groups)
         frame_step = frames.frame_step
         previous = None
         for t in range(start, num_frames):
-            active = [g for g in self.groups if g.start <= t]
             image = frames.image(t).to(device, torch.float32)[None]
             feats = self.model.encode_images(image)
             flow = None
             if self.model.needs_flow and previous is not None:
                 flow = self.model.flow_provider(image, previous)
             previous = image
-            low_res = []
-            scores = []
-            for g in active:
+            low_res: torch.Tensor | None = None
+            scores = torch.full((len(object_ids),), NO_OBJ_SCORE, device=device)
+            for g, g_rows in zip(self.groups, rows, strict=True):
+                if g.start > t:
+                    continue
                 n = len(g.object_ids)
                 g_feats = feats.expand(n)
                 if t == g.start:
@@ -179,6 +231,7 @@ class VideoPropagator:
                         g.output_dict,
                         num_frames,
                         is_init_cond_frame=True,
+                        point_inputs=g.point_inputs,
                         mask_inputs=g.mask_inputs,
                         memory_from_low_res=True,
                     )
@@ -191,13 +244,16 @@ class VideoPropagator:
                     if self.memory == "full":
                         g.output_dict["non_cond_frame_outputs"][t] = self._compact(out)
                         self._prune(g, t, num_frames, frame_step)
-                low_res.append(out["pred_masks"])
-                scores.append(out["object_score_logits"].view(n))
-            size = low_res[0].shape[-2:]
-            waiting = sum(len(g.object_ids) for g in self.groups if g.start > t)
-            if waiting:
-                low_res.append(torch.full((waiting, 1, *size), NO_OBJ_SCORE, device=device))
-                scores.append(torch.full((waiting,), NO_OBJ_SCORE, device=device))
-            logits = torch.cat(low_res)
-            logits = F.interpolate(logits, size=video_size, mode="bilinear", align_corners=False)
-            yield FrameResult(t, object_ids, logits[:, 0], torch.cat(scores))
+                masks = out["pred_masks"]
+                if low_res is None:
+                    low_res = torch.full(
+                        (len(object_ids), *masks.shape[1:]),
+                        NO_OBJ_SCORE,
+                        dtype=masks.dtype,
+                        device=device,
+                    )
+                low_res[g_rows] = masks
+                scores[g_rows] = out["object_score_logits"].view(n).to(scores.dtype)
+            assert low_res is not None
+            logits = F.interpolate(low_res, size=video_size, mode="bilinear", align_corners=False)
+            yield FrameResult(t, object_ids, logits[:, 0], scores)

@@ -17,13 +17,14 @@ from torchmetrics import MaxMetric
 
 from mosam_train.data.video import ClipBatch, VideoRecord
 from mosam_train.inference.engine import VideoPropagator
-from mosam_train.inference.vos import run_record
+from mosam_train.inference.vos import FramePrediction, run_record
 from mosam_train.metrics.metric import VideoJF
+from mosam_train.metrics.plots import index_labels
 from mosam_train.models.losses import LOSS_TERMS, SAM2VideoLoss, memory_confidence_losses
 from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.models.prompts import PromptSimulation
 from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights, sha256_of
-from mosam_train.models.video_sam import VideoSAM
+from mosam_train.models.video_sam import VideoSAM, enable_activation_checkpointing
 
 DEFAULT_OPTIM = {
     "lr": 5e-6,
@@ -47,6 +48,8 @@ class MoSAMModule(L.LightningModule):
     sam2: {variant, image_size, weights, overrides}; prompts: PromptSimulation fields;
     loss: SAM2VideoLoss fields plus `weight_frame_conf` / `weight_pixel_conf` for the memory
     heads; optim: see DEFAULT_OPTIM; inference: {memory}; mgp / stms / flow: MoSAMTracker.
+    `activation_checkpointing` recomputes SAM 2's encoder blocks and memory attention in the
+    backward pass (long clips at full resolution; see `enable_activation_checkpointing`).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class MoSAMModule(L.LightningModule):
         stms: dict[str, Any] | None = None,
         flow: dict[str, Any] | None = None,
         freeze_sam2: bool = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -69,6 +73,8 @@ class MoSAMModule(L.LightningModule):
             image_size=sam2.get("image_size"),
         )
         self.model = MoSAMTracker(base, mgp, stms, flow) if (mgp or stms) else VideoSAM(base)
+        if activation_checkpointing:
+            enable_activation_checkpointing(base)
         self.freeze_sam2 = bool(freeze_sam2)
         if self.freeze_sam2:
             if not isinstance(self.model, MoSAMTracker):
@@ -85,6 +91,7 @@ class MoSAMModule(L.LightningModule):
         self.optim_cfg = {**DEFAULT_OPTIM, **(optim or {})}
         self.inference_cfg = {"memory": "full", **(inference or {})}
         self.val_jf = VideoJF()
+        self.val_keep_labels = 0  # see validation_step
         self.val_jf_best = MaxMetric()
         self.val_jf_best.persistent(True)
 
@@ -219,12 +226,6 @@ class MoSAMModule(L.LightningModule):
             self.log("train/flow_seconds", float(sum(flow_seconds)), batch_size=n)
         return total
 
-    def on_train_epoch_start(self) -> None:
-        # Under DDP Lightning wraps the sampler and does not forward set_epoch to it.
-        set_epoch = getattr(self.trainer.datamodule, "set_epoch", None)
-        if set_epoch is not None:
-            set_epoch(self.current_epoch)
-
     def on_train_epoch_end(self) -> None:
         # Clips skipped for unreadable or inconsistent files (the datamodule logs which).
         skipped = getattr(self.trainer.datamodule, "skipped", None)
@@ -235,9 +236,21 @@ class MoSAMModule(L.LightningModule):
     def propagator(self) -> VideoPropagator:
         return VideoPropagator(self.model, memory=self.inference_cfg["memory"])
 
-    def validation_step(self, record: VideoRecord, batch_idx: int) -> None:
-        rows = run_record(self.propagator(), record, self.model.image_size)
+    def validation_step(self, record: VideoRecord, batch_idx: int) -> dict[str, Any] | None:
+        """Scores the video; for the first `val_keep_labels` videos (set by the
+        `ValidationPlots` callback, for its overlays) also returns the predictions as label
+        maps (`plots.index_labels`: k + 1 for the record's k-th object) by frame index."""
+        keep = batch_idx < self.val_keep_labels
+        labels: dict[int, np.ndarray] = {}
+
+        def on_frame(frame: FramePrediction) -> None:
+            labels[frame.frame_idx] = index_labels(frame.masks)
+
+        rows = run_record(
+            self.propagator(), record, self.model.image_size, on_frame=on_frame if keep else None
+        )
         self.val_jf.update(rows)
+        return {"record": record, "labels": labels} if keep else None
 
     def on_validation_epoch_end(self) -> None:
         result = self.val_jf.compute()

@@ -108,6 +108,51 @@ def overlay_frames(
     return out
 
 
+def index_labels(masks: np.ndarray) -> np.ndarray:
+    """bool [O, H, W] -> uint8 label map with k + 1 for the k-th object (later objects on
+    top where masks overlap), for pictures of any dataset (SA-V's ids exceed a uint8)."""
+    out = np.zeros(masks.shape[1:], np.uint8)
+    for k in range(min(len(masks), 254)):
+        out[masks[k]] = k + 1
+    return out
+
+
+def plot_overlays(
+    frames: Sequence[np.ndarray],
+    rows: Mapping[str, Sequence[np.ndarray]],
+    frame_ids: Sequence[int],
+    path: str | Path,
+    title: str = "",
+) -> Path:
+    """A grid of frames (columns) with label maps blended in and outlined, one row per
+    entry of `rows` (e.g. prediction, ground truth); columns are titled with `frame_ids`."""
+    names = list(rows)
+    h, w = frames[0].shape[:2]
+    size = 2.5
+    fig, axes = plt.subplots(
+        len(names), len(frames), squeeze=False,
+        figsize=(size * len(frames) * w / max(h, w) + 0.4, size * len(names) * h / max(h, w) + 0.6),
+    )  # fmt: skip
+    colours = np.asarray(voc_palette(), dtype=np.float32).reshape(256, 3) / 255
+    for r, name in enumerate(names):
+        for c, img in enumerate(overlay_frames(frames, rows[name])):
+            ax = axes[r][c]
+            ax.imshow(img)
+            lbl = rows[name][c]
+            for k in np.unique(lbl[lbl > 0]):  # outlines: the tint alone is faint on texture
+                bright = np.clip(colours[k] * 1.8, 0, 1)
+                ax.contour(lbl == k, levels=[0.5], colors=[bright], linewidths=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {frame_ids[c]}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
 def write_overlay(
     frames: Iterable[np.ndarray],
     labels: Iterable[np.ndarray],

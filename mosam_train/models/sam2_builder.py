@@ -18,6 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sam2.modeling.sam2_base import SAM2Base
 
+from mosam_train.lit.checkpoint_io import load_checkpoint_file
+
 OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything_2"
 # Where MoSAMModule keeps SAM 2 in its state_dict (module.model.sam2).
 LIGHTNING_SAM2_PREFIX = "model.sam2."
@@ -167,7 +169,7 @@ def read_sam2_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"SAM 2 weights file {path} does not exist. Download official weights with "
             f"`python -m mosam_train.models.download <variant>` or pass the right path."
         )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint_file(path)  # torch.load(weights_only=True); refuses pickled objects
     if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
         return ckpt["model"]
     if isinstance(ckpt, dict) and "state_dict" in ckpt:

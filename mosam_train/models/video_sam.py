@@ -8,13 +8,17 @@ inference (`mosam_train.inference.engine`) both go through it, so they cannot dr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from sam2.modeling.backbones.hieradet import MultiScaleBlock
+from sam2.modeling.memory_attention import MemoryAttentionLayer
 from sam2.modeling.sam2_base import SAM2Base
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 OutputDict = dict[str, dict[int, dict[str, Any]]]
 
@@ -22,6 +26,23 @@ OutputDict = dict[str, dict[int, dict[str, Any]]]
 def new_output_dict() -> OutputDict:
     """SAM 2's memory bank layout: outputs of prompted and of tracked frames by frame index."""
     return {"cond_frame_outputs": {}, "non_cond_frame_outputs": {}}
+
+
+def enable_activation_checkpointing(sam2: SAM2Base) -> int:
+    """Recompute SAM 2's image-encoder blocks and memory-attention layers in the backward
+    pass instead of keeping their activations; returns how many modules it wraps.
+
+    A long training clip at 1024 px keeps every frame's Hiera activations and every
+    frame's memory attention until the backward pass; recomputing them trades about one
+    extra forward for most of that memory. The forward is wrapped in place, so parameter
+    names and checkpoints do not change; dropout is replayed with the same RNG state.
+    """
+    wrapped = 0
+    for module in sam2.modules():
+        if isinstance(module, MultiScaleBlock | MemoryAttentionLayer):
+            module.forward = functools.partial(checkpoint, module.forward, use_reentrant=False)
+            wrapped += 1
+    return wrapped
 
 
 @dataclass

@@ -54,7 +54,7 @@ def test_groups_are_the_documented_ones():
         assert options(group), group
 
 
-@pytest.mark.parametrize("name", ["train", "eval"])
+@pytest.mark.parametrize("name", ["train", "eval", "predict"])
 def test_top_level_configs_resolve(name, tmp_path):
     cfg = compose_cfg(name, [], tmp_path)
     resolve(cfg)

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from mosam_train.data import datamodule as dm_module
-from mosam_train.data.datamodule import ClipDataset, VOSDataModule, collate_clips
+from mosam_train.data.datamodule import (
+    ClipDataset,
+    ClipSampler,
+    VOSDataModule,
+    collate_clips,
+    per_device_batch_size,
+)
 from mosam_train.data.errors import DataError
 from mosam_train.data.formats.davis import DavisVideo, read_davis
 from mosam_train.data.synthetic import ensure_synthetic
@@ -292,3 +298,57 @@ def test_training_skips_broken_sav_files_in_workers(tmp_path, caplog):
     good = mp4s[2].stem
     assert len(batches) == 6 and {b.videos[0] for b in batches} == {good}
     assert sum(b.meta[0]["skipped"] for b in batches) == dm.skipped >= 4
+
+
+class _Clips(torch.utils.data.Dataset):
+    """Stands in for a ClipDataset: only its length and set_epoch matter to the sampler."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.epochs = n, []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs.append(epoch)
+
+
+def test_clip_sampler_shards_one_permutation_and_resumes_mid_epoch():
+    clips = _Clips(10)
+    whole = list(ClipSampler(clips, seed=3, num_replicas=1, rank=0))
+    assert sorted(whole) == list(range(10))
+    # 2 processes: rank r takes entries r, r + 2, ... (an odd count is padded), so
+    # step k of a global batch 2 sees the same two clips as one process with batch 2
+    shards = [list(ClipSampler(clips, seed=3, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert [len(s) for s in shards] == [5, 5]
+    assert [x for pair in zip(*shards, strict=True) for x in pair] == whole
+    # a new epoch is another permutation, and reaches the dataset
+    sampler = ClipSampler(clips, seed=3, num_replicas=1, rank=0)
+    sampler.set_epoch(1)
+    assert list(sampler) != whole and clips.epochs == [1]
+    # resumed after 4 clips: the rest of that epoch once, then whole epochs again
+    resumed = ClipSampler(clips, seed=3, num_replicas=1, rank=0, start=4)
+    assert len(resumed) == 10 and list(resumed) == whole[4:] and list(resumed) == whole
+
+
+def test_global_batch_is_split_per_device_and_accumulation():
+    assert per_device_batch_size(8, world_size=8, accumulate=1) == 1
+    assert per_device_batch_size(8, world_size=2, accumulate=2) == 2
+    assert per_device_batch_size(2, world_size=1, accumulate=1) == 2
+    with pytest.raises(ValueError, match=r"data.batch_size=6 .* multiple of 4"):
+        per_device_batch_size(6, world_size=2, accumulate=2)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        per_device_batch_size(1, world_size=8, accumulate=1)
+
+
+def test_train_loader_loads_the_per_device_share(small_synthetic):
+    dm = _dm(small_synthetic, batch_size=4, samples_per_epoch=8)
+    dm.setup("fit")
+
+    class _Trainer:  # what train_dataloader reads of a 2-process trainer
+        world_size, global_rank, accumulate_grad_batches = 2, 1, 1
+        fit_loop = type("Loop", (), {"restarting": False})()
+
+    dm.trainer = _Trainer()
+    loader = dm.train_dataloader()
+    assert loader.batch_size == 2 and loader.sampler.rank == 1 and len(loader) == 2

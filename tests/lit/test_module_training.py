@@ -1,5 +1,7 @@
 """MoSAMModule training: one-batch overfit, optimiser groups, weight export."""
 
+import functools
+
 import torch
 
 from mosam_train.data.video import ClipBatch
@@ -69,3 +71,31 @@ def test_export_writes_official_format(tmp_path):
     assert set(sd) == set(module.model.sam2.state_dict())
     raw = torch.load(path, weights_only=True)
     assert list(raw) == ["model"]
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    def grads(checkpointing: bool) -> tuple[float, dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        module = MoSAMModule(
+            sam2=MICRO, prompts={"prob_mask": 1.0}, activation_checkpointing=checkpointing
+        )
+        module.train()
+        module.log = lambda *a, **k: None  # no trainer attached
+        torch.manual_seed(1)  # the same dropout draws in both runs
+        loss = module.training_step(moving_square_batch(), 0)
+        loss.backward()
+        return loss.item(), {n: p.grad for n, p in module.named_parameters() if p.grad is not None}
+
+    from sam2.modeling.backbones.hieradet import MultiScaleBlock
+
+    probe = MoSAMModule(sam2=MICRO, activation_checkpointing=True)
+    assert any(
+        isinstance(m, MultiScaleBlock) and isinstance(m.forward, functools.partial)
+        for m in probe.modules()
+    )
+    loss_plain, plain = grads(False)
+    loss_ckpt, ckpt = grads(True)
+    assert loss_ckpt == loss_plain
+    assert plain.keys() == ckpt.keys() and len(plain) > 10
+    for name in plain:
+        torch.testing.assert_close(ckpt[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mosam_train.data.transforms import IMAGE_MEAN, IMAGE_STD
+from mosam_train.lit.checkpoint_io import load_checkpoint_file
 
 
 class FlowProvider(Protocol):
@@ -115,7 +116,7 @@ class RaftFlow(nn.Module):
                 f"{size.capitalize()}_Weights) and pass their path, or use flow=farneback."
             )
         self.raft = builders[size](weights=None)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checkpoint_file(path)  # weights_only=True; refuses pickled objects
         try:
             self.raft.load_state_dict(state)
         except RuntimeError as e:

@@ -1,0 +1,20 @@
+"""The demo: `python predict.py video=<file.mp4 | frame folder> box=<file> ckpt=PATH`
+(see README "Demo")."""
+
+import hydra
+from omegaconf import DictConfig
+
+from mosam_train import tasks
+from mosam_train.data.errors import DataError
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    try:
+        tasks.predict(cfg)
+    except DataError as e:  # bad input: the message names the file and the fix
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
