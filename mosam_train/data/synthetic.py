@@ -30,9 +30,11 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -540,6 +542,9 @@ def _generate(out: Path, spec: SyntheticSpec, progress: bool, workers: int) -> d
     return meta
 
 
+T = TypeVar("T")
+
+
 def _read_meta(root: Path) -> dict | None:
     try:
         return json.loads((root / "meta.json").read_text())
@@ -547,23 +552,75 @@ def _read_meta(root: Path) -> dict | None:
         return None
 
 
-def _check_existing(root: Path, spec: SyntheticSpec) -> None:
+def check_generated(root: Path, expected: dict, what: str, cli: str) -> None:
+    """Raise unless `root` holds the generated `what` whose meta.json has the `expected`
+    entries (its spec and generator versions); `cli` is the module that regenerates it."""
     meta = _read_meta(root)
     if meta is None or "spec" not in meta:
         raise DataError(
-            f"{root}: exists but is not a synthetic set (no readable meta.json). Fix: choose "
+            f"{root}: exists but is not a {what} (no readable meta.json). Fix: choose "
             f"another --root, or remove that folder yourself.",
             root,
         )
-    if meta["spec"] != asdict(spec) or meta.get("generator_version") != GENERATOR_VERSION:
+    found = {k: meta.get(k) for k in expected}
+    if found != expected:
         raise DataError(
-            f"{root}: holds a synthetic set made with {meta['spec']} (generator "
-            f"v{meta.get('generator_version')}), not the requested {asdict(spec)} "
-            f"(v{GENERATOR_VERSION}). Fix: regenerate with `python -m "
-            f"mosam_train.data.synthetic --root {root} --force` (or force=True), or use "
-            f"another root.",
+            f"{root}: holds a {what} made with {found}, not the requested {expected}. Fix: "
+            f"regenerate with `python -m {cli} --root {root} --force` (or force=True), or "
+            f"use another root.",
             root,
         )
+
+
+def generate_once(
+    root: Path,
+    expected: dict,
+    what: str,
+    cli: str,
+    generate: Callable[[Path], T],
+    force: bool = False,
+) -> T | None:
+    """Generate a dataset at `root` unless it is there already (`check_generated`); returns
+    what `generate` returned, or None when the existing set is kept.
+
+    `generate(folder)` writes into a temporary folder next to `root`, renamed into place
+    when complete: an interrupted run leaves no half-written set, and of two processes
+    generating at once one keeps the other's copy. `force` replaces an existing set, but
+    only one this generator made (or an empty folder).
+    """
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()  # an empty folder counts as missing
+    if root.exists():
+        if not force:
+            check_generated(root, expected, what, cli)
+            return None
+        if _read_meta(root) is None:
+            raise DataError(
+                f"{root}: refusing to overwrite a folder that is not a {what}. Fix: choose "
+                f"another --root.",
+                root,
+            )
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    try:
+        result = generate(tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset is not
+        if force and root.exists():
+            old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(root, old)
+            os.replace(tmp, root)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            try:
+                os.replace(tmp, root)
+            except OSError:
+                if not root.is_dir():
+                    raise
+                check_generated(root, expected, what, cli)  # another process won the race
+                return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
 
 
 def ensure_synthetic(
@@ -595,41 +652,17 @@ def ensure_synthetic(
             f"invalid synthetic spec {spec}: videos need >= {MIN_FRAMES} frames (room for "
             f"the tagged events: an exit and a return, an occlusion)"
         )
-    if root.is_dir() and not any(root.iterdir()):
-        root.rmdir()  # an empty folder counts as missing
-    if root.exists():
-        if not force:
-            _check_existing(root, spec)
-            return root
-        if _read_meta(root) is None:
-            raise DataError(
-                f"{root}: refusing to overwrite a folder that is not a synthetic set. Fix: "
-                f"choose another --root.",
-                root,
-            )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        start = time.perf_counter()
-        meta = _generate(tmp, spec, progress, workers)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the dataset is not
-        if force and root.exists():
-            old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(root, old)
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            try:
-                os.replace(tmp, root)
-            except OSError:
-                if not root.is_dir():
-                    raise
-                _check_existing(root, spec)  # another process won the race: use its copy
-                return root
-        if progress:
-            _print_summary(root, meta, time.perf_counter() - start)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    start = time.perf_counter()
+    meta = generate_once(
+        root,
+        {"spec": asdict(spec), "generator_version": GENERATOR_VERSION},
+        "synthetic set",
+        "mosam_train.data.synthetic",
+        lambda tmp: _generate(tmp, spec, progress, workers),
+        force,
+    )
+    if meta is not None and progress:
+        _print_summary(root, meta, time.perf_counter() - start)
     return root
 
 

@@ -23,10 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -42,6 +38,7 @@ from mosam_train.data.synthetic import (
     _render,
     _sample_scene,
     _valid,
+    generate_once,
     video_tag,
 )
 
@@ -130,36 +127,6 @@ def _generate(out: Path, spec: TrackingSpec) -> None:
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
-def _read_meta(root: Path) -> dict | None:
-    try:
-        return json.loads((root / "meta.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _check_existing(root: Path, spec: TrackingSpec) -> None:
-    meta = _read_meta(root)
-    if meta is None or "spec" not in meta:
-        raise DataError(
-            f"{root}: exists but is not a synthetic tracking set (no readable meta.json). "
-            f"Fix: choose another --root, or remove that folder yourself.",
-            root,
-        )
-    same = (meta.get("version"), meta.get("generator_version")) == (
-        TRACKING_VERSION,
-        GENERATOR_VERSION,
-    )
-    if meta["spec"] != asdict(spec) or not same:
-        raise DataError(
-            f"{root}: holds a synthetic tracking set made with {meta['spec']} (version "
-            f"{meta.get('version')}/{meta.get('generator_version')}), not the requested "
-            f"{asdict(spec)} ({TRACKING_VERSION}/{GENERATOR_VERSION}). Fix: regenerate with "
-            f"`python -m mosam_train.data.synthetic_tracking --root {root} --force`, or use "
-            f"another root.",
-            root,
-        )
-
-
 def ensure_synthetic_tracking(
     root: str | Path,
     seed: int = 0,
@@ -175,37 +142,14 @@ def ensure_synthetic_tracking(
     spec = TrackingSpec(seed, num_sequences, num_frames, height, width)
     if num_sequences < 1 or num_frames < MIN_FRAMES:
         raise ValueError(f"invalid spec {spec}: >= 1 sequence of >= {MIN_FRAMES} frames")
-    if root.is_dir() and not any(root.iterdir()):
-        root.rmdir()
-    if root.exists():
-        if not force:
-            _check_existing(root, spec)
-            return root
-        if _read_meta(root) is None:
-            raise DataError(
-                f"{root}: refusing to overwrite a folder that is not a synthetic tracking "
-                f"set. Fix: choose another --root.",
-                root,
-            )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-    try:
-        _generate(tmp, spec)
-        os.chmod(tmp, 0o755)
-        if force and root.exists():
-            old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(root, old)
-            os.replace(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            try:
-                os.replace(tmp, root)
-            except OSError:
-                if not root.is_dir():
-                    raise
-                _check_existing(root, spec)  # another process won the race
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    generate_once(
+        root,
+        {"spec": asdict(spec), "version": TRACKING_VERSION, "generator_version": GENERATOR_VERSION},
+        "synthetic tracking set",
+        "mosam_train.data.synthetic_tracking",
+        lambda tmp: _generate(tmp, spec),
+        force,
+    )
     return root
 
 
