@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mosam_train.data.errors import DataError
 from mosam_train.data.formats.files import image_size, list_frames, read_rgb
 from mosam_train.data.formats.mp4 import Mp4Video
-from mosam_train.data.transforms import preprocess_frame
+from mosam_train.inference.sources import ChunkedFrames
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -102,27 +101,13 @@ def open_video(path: str | Path, backend: str = "auto") -> VideoInput:
     return FileVideo(path, backend=backend)
 
 
-class VideoFrames:
-    """A `VideoInput` as the engine's `FrameSource`: frames decoded `read_ahead` at a time
-    and kept until the engine moves past them, so the demo draws its overlay from the
-    frames the model saw without decoding them twice (memory: one chunk)."""
-
-    frame_step = 1
+class VideoFrames(ChunkedFrames):
+    """A `VideoInput` as the engine's `FrameSource`; the demo draws its overlay from the
+    same decoded chunk (`rgb`), so no frame is decoded twice."""
 
     def __init__(self, video: VideoInput, image_size: int, read_ahead: int = 16) -> None:
+        super().__init__(
+            video.read, video.num_frames, (video.height, video.width), image_size,
+            read_ahead=read_ahead,
+        )  # fmt: skip
         self.video = video
-        self.image_size = image_size
-        self.num_frames = video.num_frames
-        self.height, self.width = video.height, video.width
-        self.read_ahead = max(1, read_ahead)
-        self._chunk: dict[int, np.ndarray] = {}
-
-    def rgb(self, t: int) -> np.ndarray:
-        """Frame `t` as uint8 [H, W, 3]."""
-        if t not in self._chunk:
-            ts = list(range(t, min(t + self.read_ahead, self.num_frames)))
-            self._chunk = dict(zip(ts, self.video.read(ts), strict=True))
-        return self._chunk[t]
-
-    def image(self, t: int) -> torch.Tensor:
-        return preprocess_frame(self.rgb(t), self.image_size)

@@ -135,7 +135,9 @@ class PaletteVideo(FolderVideo):
                 self.mask_dir,
             )
         self.height, self.width = image_size(self._image_paths[0])
-        first_label = self._read_label(self.annotated_frames[0], check_ids=False)
+        first_label = read_label(
+            self.mask_path(self.annotated_frames[0]), (self.height, self.width)
+        )
         ids = np.unique(first_label)
         self.object_ids = tuple(int(v) for v in ids if v not in (0, VOID_LABEL))
         if not self.object_ids:
@@ -155,22 +157,12 @@ class PaletteVideo(FolderVideo):
 
     def load_label(self, t: int) -> np.ndarray:
         """Raw label map of annotated frame `t` (uint8 [H, W]: 0 bg, ids, 255 void)."""
-        return self._read_label(t, check_ids=True)
-
-    def _read_label(self, t: int, check_ids: bool) -> np.ndarray:
-        path = self.mask_path(t)
-        label = read_label(path, (self.height, self.width))
-        if check_ids:
-            extra = set(np.unique(label).tolist()) - {0, VOID_LABEL, *self.object_ids}
-            if extra:
-                raise DataError(
-                    f"{path}: label(s) {sorted(extra)} are not in the first annotated frame "
-                    f"{self._mask_paths[self.annotated_frames[0]].name} (objects "
-                    f"{list(self.object_ids)}). Fix: every object must be labelled in the "
-                    f"first frame; relabel or remove it.",
-                    path,
-                )
-        return label
+        return self.checked_label(
+            t,
+            f"in the first annotated frame {self._mask_paths[self.annotated_frames[0]].name} "
+            f"(objects {list(self.object_ids)}). Fix: every object must be labelled in the "
+            f"first frame; relabel or remove it.",
+        )
 
     def first_appearance(self) -> dict[int, int]:
         # the objects are by definition the labels of frame 0: no PNG needs reading

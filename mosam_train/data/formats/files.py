@@ -197,6 +197,21 @@ class FolderVideo(VideoRecord):
         """Raw label map of annotated frame `t` (uint8 [H, W]: 0 bg, ids, 255 void)."""
         raise NotImplementedError
 
+    def checked_label(self, t: int, unknown: str, void: bool = True) -> np.ndarray:
+        """Label map of annotated frame `t`, refusing a value that is neither background,
+        void (where the layout has one) nor one of `object_ids`. `unknown` completes the
+        error: where the object ids come from, and the fix."""
+        path = self.mask_path(t)
+        label = read_label(path, (self.height, self.width))
+        allowed = {0, *self.object_ids, *((VOID_LABEL,) if void else ())}
+        extra = set(np.unique(label).tolist()) - allowed
+        if extra:
+            raise DataError(
+                f"{path}: label(s) {sorted(extra)} are not {unknown}",
+                path,
+            )
+        return label
+
     def load_masks(self, t: int) -> np.ndarray:
         label = self.load_label(t)
         ids = np.asarray(self.object_ids, dtype=np.uint8)

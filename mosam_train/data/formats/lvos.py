@@ -55,7 +55,6 @@ from mosam_train.data.formats.files import (
     keep_subset,
     list_frames,
     read_each,
-    read_label,
 )
 
 LVOS_URL = "https://github.com/LingyiHongfd/LVOS"
@@ -187,17 +186,12 @@ class LvosVideo(FolderVideo):
 
     def load_label(self, t: int) -> np.ndarray:
         """Raw label map of annotated frame `t` (uint8 [H, W]: 0 bg, ids, 255 void)."""
-        path = self.mask_path(t)
-        label = read_label(path, (self.height, self.width))
-        extra = set(np.unique(label).tolist()) - {0, VOID_LABEL, *self.object_ids}
-        if extra:
-            raise DataError(
-                f"{path}: label(s) {sorted(extra)} are not objects of video '{self.name}' in "
-                f"{self.meta_path} (objects {list(self.object_ids)}). Fix: use the meta file "
-                f"of the same LVOS version and split, or relabel the PNG.",
-                path,
-            )
-        return label
+        return self.checked_label(
+            t,
+            f"objects of video '{self.name}' in {self.meta_path} (objects "
+            f"{list(self.object_ids)}). Fix: use the meta file of the same LVOS version and "
+            f"split, or relabel the PNG.",
+        )
 
     def first_appearance(self) -> dict[int, int]:
         """Meta `start` of each object, checked on that frame's PNG (one read per frame)."""

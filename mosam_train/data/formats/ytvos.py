@@ -54,7 +54,6 @@ from mosam_train.data.formats.files import (
     keep_subset,
     list_frames,
     read_each,
-    read_label,
 )
 
 YTVOS_URL = "https://youtube-vos.org/dataset/vos/"
@@ -240,16 +239,13 @@ class YouTubeVOSVideo(FolderVideo):
     def load_label(self, t: int) -> np.ndarray:
         """Raw label map of annotated frame `t` (uint8 [H, W]: 0 background, else ids)."""
         path = self.mask_path(t)
-        label = read_label(path, (self.height, self.width))
+        label = self.checked_label(
+            t,
+            f"objects of '{self.name}' in {self.meta_path} (objects "
+            f"{list(self.object_ids)}). Fix: relabel the PNG or use the original meta.json.",
+            void=False,
+        )
         labels = set(np.unique(label).tolist()) - {0}
-        unknown = labels - set(self.object_ids)
-        if unknown:
-            raise DataError(
-                f"{path}: label(s) {sorted(unknown)} are not objects of '{self.name}' in "
-                f"{self.meta_path} (objects {list(self.object_ids)}). Fix: relabel the PNG "
-                f"or use the original meta.json.",
-                path,
-            )
         early = sorted(oid for oid in labels if self._first[oid] > t)
         if early and not self.dense:
             firsts = [self.frame_stems[self._first[oid]] for oid in early]
