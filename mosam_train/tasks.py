@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,20 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress
 
 from mosam_train import runs
+from mosam_train.checkpoint_files import (
+    displaced_path,
+    fingerprint,
+    load_checkpoint_file,
+    require_finite,
+    require_keys,
+    sha256_of,
+)
 from mosam_train.data.datamodule import VOSDataModule
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.baselines import CopyFirstMask
 from mosam_train.inference.vos import FramePrediction, Propagator, has_ground_truth, run_record
 from mosam_train.inference.writers import make_writer
-from mosam_train.lit.checkpoint_io import load_checkpoint_file
+from mosam_train.lit.checkpoint_io import LIGHTNING_CHECKPOINT
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.metrics.jf import ROW_FIELDS, ObjectScore, aggregate
 from mosam_train.metrics.plots import (
@@ -54,7 +63,9 @@ def _loggers(cfg: DictConfig) -> list[Any]:
         return []
     extra: dict[str, dict[str, Any]] = {}
     if cfg.get("resume"):
-        step = int(load_checkpoint_file(cfg.ckpt_path, mmap=True)["global_step"])
+        ckpt = load_checkpoint_file(cfg.ckpt_path, mmap=True, expected=LIGHTNING_CHECKPOINT)
+        require_keys(ckpt, cfg.ckpt_path, ("global_step",), LIGHTNING_CHECKPOINT)
+        step = int(ckpt["global_step"])
         out_dir = Path(cfg.paths.output_dir)
         extra = {
             k: runs.logger_resume_kwargs(c, out_dir, step)
@@ -102,18 +113,50 @@ def train(cfg: DictConfig) -> float | None:
         _finish_wandb(loggers, exit_code=1)  # marked failed; the next multirun job starts clean
         raise
     _finish_wandb(loggers, exit_code=0)
-
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if cfg.get("export_sam2_weights") and trainer.is_global_zero:
-        source = (
-            MoSAMModule.load_from_checkpoint(best, map_location="cpu", weights_only=True)
-            if best
-            else module
-        )
-        path = source.export_sam2_weights(cfg.export_sam2_weights)
-        log.info("SAM 2 weights of %s exported to %s", best or "the last step", path)
+    if (cfg.get("export") or {}).get("name") and trainer.is_global_zero:
+        _export(cfg, trainer, module)
     metric = trainer.callback_metrics.get(cfg.get("optimized_metric") or "")
     return None if metric is None else float(metric)
+
+
+def _export(cfg: DictConfig, trainer: L.Trainer, module: MoSAMModule) -> None:
+    """The best checkpoint's SAM 2 weights (official format) to `<run dir>/export/<name>`,
+    and published to `export.publish_dir` only by a run that trained the job's whole
+    schedule (`export.publish_min_steps`): a short trial never replaces the base that other
+    experiments load. A different file already there is kept as `<stem>.<sha8>.pt`."""
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    source = (
+        MoSAMModule.load_from_checkpoint(best, map_location="cpu", weights_only=True)
+        if best
+        else module
+    )
+    name = str(cfg.export.name)
+    path = source.export_sam2_weights(Path(cfg.paths.output_dir) / "export" / name)
+    log.info("SAM 2 weights of %s exported to %s", best or "the last step", path)
+    if not cfg.export.get("publish_dir"):
+        return
+    target = Path(cfg.export.publish_dir) / name
+    need = int(cfg.export.get("publish_min_steps") or 0)
+    if trainer.global_step < need or trainer.fast_dev_run:
+        log.warning(
+            "%s left as it is: this run trained %d steps, the job's schedule is %d "
+            "(export.publish_min_steps); its weights are in %s",
+            target, trainer.global_step, need, path,
+        )  # fmt: skip
+        return
+    new_sha = sha256_of(path)
+    if target.is_file():
+        old_sha = sha256_of(target)
+        if old_sha == new_sha:
+            return
+        kept = displaced_path(target, old_sha)
+        target.replace(kept)
+        log.warning("%s held other weights: kept as %s", target, kept)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(path, tmp)
+    tmp.replace(target)
+    log.info("published %s (sha256 %s)", target, new_sha)
 
 
 def load_module(cfg: DictConfig) -> MoSAMModule:
@@ -124,8 +167,9 @@ def load_module(cfg: DictConfig) -> MoSAMModule:
             f"ckpt={ckpt}: no such file. Pass a .ckpt of this project or a .pt."
         )
     # tensors and plain containers only: anything else is refused, naming the file
-    raw = load_checkpoint_file(ckpt)
-    if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
+    raw = load_checkpoint_file(ckpt, mmap=True)
+    if "state_dict" in raw and "hyper_parameters" in raw:
+        require_finite(MoSAMModule.checkpoint_weights(raw["state_dict"]), str(ckpt))
         return MoSAMModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
     module: MoSAMModule = instantiate(cfg.model, _convert_="all")
     load_sam2_weights(module.model.sam2, ckpt, variant=cfg.model.sam2.variant)
@@ -229,7 +273,35 @@ def _append_rows(path: Path, rows: list[ObjectScore]) -> None:
 
 
 def _check_resume(out_dir: Path, cfg: DictConfig) -> None:
-    """Refuse to resume rows that another model, dataset or setting produced."""
+    """Refuse to resume rows that another model file, dataset or setting produced.
+
+    The checkpoint is compared by content (sha256, and its frozen base's for MoSAM), so a
+    file replaced at the same path is caught; the settings by the resolved config."""
+    weights = fingerprint(cfg.ckpt) if cfg.get("ckpt") and not cfg.get("baseline") else None
+    path = out_dir / "eval_weights.json"
+    if path.is_file():
+        before = json.loads(path.read_text())
+        changed = [
+            f"{what} {b['path']}: sha256 {b['sha256']} then, {n['sha256']} now ({n['path']})"
+            for what, b, n in (
+                ("checkpoint", before, weights),
+                (
+                    "frozen SAM 2 base",
+                    (before or {}).get("sam2_base"),
+                    (weights or {}).get("sam2_base"),
+                ),
+            )
+            if b and n and b["sha256"] != n["sha256"]
+        ]
+        if changed or (before is None) != (weights is None):
+            raise ValueError(
+                f"{out_dir} holds results of another model: "
+                + ("; ".join(changed) or f"{before} then, {weights} now")
+                + ". Fix: evaluate into a new directory (hydra.run.dir=...), or restore the "
+                "file these results came from."
+            )
+    else:
+        path.write_text(json.dumps(weights, indent=2))
     job = OmegaConf.to_container(cfg, resolve=True)
     job.pop("paths", None)
     job.pop("hydra", None)

@@ -88,7 +88,7 @@ def train(root: Path, logs: Path, trainer: str) -> Path:
         "callbacks.rich_progress_bar=null",
         "+callbacks.rank_probe._target_=tests.test_ddp.RankProbe",
         f"+callbacks.rank_probe.out={logs / 'probe'}",
-        "export_sam2_weights=null",
+        "export.name=null",
         f"paths.log_dir={logs}",
     ]
     proc = subprocess.run(

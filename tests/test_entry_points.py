@@ -42,19 +42,23 @@ def data_overrides(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def trained(small_synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
-    export = out / "exported.pt"
-    run(
+    shared = tmp_path_factory.mktemp("shared") / "sam2_micro_synthetic.pt"
+    shared.write_bytes(b"a trained base")  # a short run must leave it as it is
+    proc = run(
         "train.py",
         *data_overrides(small_synthetic),
         "trainer.max_steps=4",
         "trainer.log_every_n_steps=1",
         "trainer.val_check_interval=2",
         f"hydra.run.dir={out}",
-        f"export_sam2_weights={export}",
+        f"export.publish_dir={shared.parent}",
         "callbacks.rich_progress_bar=null",
     )
+    assert shared.read_bytes() == b"a trained base"
+    assert [p.name for p in shared.parent.iterdir()] == [shared.name]
+    assert f"{shared} left as it is: this run trained 4 steps" in proc.stdout + proc.stderr
     best = next((out / "checkpoints").glob("step*.ckpt"))
-    return out, best, export
+    return out, best, out / "export" / "sam2_micro_synthetic.pt"
 
 
 @pytest.mark.slow
@@ -112,7 +116,7 @@ def test_eval_writes_outputs_and_matches_exported_weights(trained, small_synthet
         f"hydra.run.dir={a}",
         ok=False,
     )
-    assert other.returncode != 0 and "holds results of another evaluation" in other.stderr
+    assert other.returncode != 0 and "holds results of another model" in other.stderr
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ def overrides(root: Path) -> list[str]:
         "trainer.log_every_n_steps=1",
         "callbacks.rich_progress_bar=null",
         f"callbacks.last_checkpoint.every_n_train_steps={EVERY}",
-        "export_sam2_weights=null",
+        "export.name=null",
     ]
 
 

@@ -22,7 +22,7 @@ from mosam_train.models.losses import LOSS_TERMS
 COMMON = [
     "trainer.log_every_n_steps=1",
     "callbacks.rich_progress_bar=null",
-    "export_sam2_weights=null",
+    "export.name=null",
 ]
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torchmetrics import MaxMetric
 
+from mosam_train.checkpoint_files import displaced_path, require_finite, save_atomic, sha256_of
 from mosam_train.data.video import ClipBatch, VideoRecord
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.vos import FramePrediction, run_record
@@ -23,7 +24,7 @@ from mosam_train.metrics.plots import index_labels
 from mosam_train.models.losses import LOSS_TERMS, SAM2VideoLoss, memory_confidence_losses
 from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.models.prompts import PromptSimulation
-from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights, sha256_of
+from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights
 from mosam_train.models.video_sam import VideoSAM, enable_activation_checkpointing
 
 DEFAULT_OPTIM = {
@@ -90,6 +91,8 @@ class MoSAMModule(L.LightningModule):
         self.criterion = SAM2VideoLoss(**loss)
         self.optim_cfg = {**DEFAULT_OPTIM, **(optim or {})}
         self.inference_cfg = {"memory": "full", **(inference or {})}
+        # this step's loss terms (detached), which the non-finite guard checks
+        self.step_losses: dict[str, torch.Tensor] = {}
         self.val_jf = VideoJF()
         self.val_keep_labels = 0  # see validation_step
         self.val_jf_best = MaxMetric()
@@ -142,7 +145,14 @@ class MoSAMModule(L.LightningModule):
                     del state[key]
             checkpoint["sam2_base"] = self._base_record()
 
+    @staticmethod
+    def checkpoint_weights(state_dict: dict[str, Any]) -> dict[str, Any]:
+        """The weights among a checkpoint's `state_dict` entries (not the metric states)."""
+        return {k: v for k, v in state_dict.items() if k.startswith("model.")}
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a resumed fit or load_from_checkpoint never continues from a diverged model
+        require_finite(self.checkpoint_weights(checkpoint["state_dict"]), "checkpoint to load")
         base = checkpoint.get("sam2_base")
         if base is None:
             return
@@ -151,13 +161,16 @@ class MoSAMModule(L.LightningModule):
             f"This MoSAM checkpoint was trained on the frozen SAM 2 {base['variant']} weights "
             f"{path} (sha256 {base['sha256']})."
         )
-        if not path.is_file():
+        found = sha256_of(path) if path.is_file() else None
+        displaced = displaced_path(path, base["sha256"])  # kept aside by a later export
+        if found != base["sha256"] and displaced.is_file():
+            path, found = displaced, sha256_of(displaced)
+        if found is None:
             raise FileNotFoundError(
                 f"{hint} That file does not exist here. Fix: put that file at {path} (the "
                 f"default job writes checkpoints/sam2_micro_synthetic.pt; official weights: "
                 f"python -m mosam_train.models.download)."
             )
-        found = sha256_of(path)
         if found != base["sha256"]:
             raise ValueError(
                 f"{hint} {path} now has sha256 {found}: a different SAM 2. Fix: restore "
@@ -171,13 +184,11 @@ class MoSAMModule(L.LightningModule):
                 state[key] = value
 
     def export_sam2_weights(self, path: str | Path) -> Path:
-        """Write SAM 2's weights in the official format ({"model": state_dict})."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save({"model": self.model.sam2.state_dict()}, tmp)
-        tmp.replace(path)
-        return path
+        """Write SAM 2's weights in the official format ({"model": state_dict}); never
+        non-finite ones."""
+        state = self.model.sam2.state_dict()
+        require_finite(state, f"export to {path}")
+        return save_atomic({"model": state}, path)
 
     # ------------------------------------------------------------------ training
     def _clip_flows(self, batch: ClipBatch) -> torch.Tensor | None:
@@ -208,12 +219,17 @@ class MoSAMModule(L.LightningModule):
         losses = self.criterion(outputs, targets)
         n = float(len(clip_idx))
         total = losses["loss"]
+        terms = {f"train/{k}": losses[k] for k in LOSS_TERMS}
         for name, value in memory_confidence_losses(outputs, targets).items():
             total = total + self.aux_weights[name] * value
-            self.log(f"train/loss_{name}", value, batch_size=n)
+            terms[f"train/loss_{name}"] = value
+        self.step_losses = {
+            "train/loss": total.detach(),
+            **{k: v.detach() for k, v in terms.items()},
+        }
         self.log("train/loss", total, prog_bar=True, batch_size=n)
-        for k in LOSS_TERMS:
-            self.log(f"train/{k}", losses[k], batch_size=n)
+        for k, v in terms.items():
+            self.log(k, v, batch_size=n)
         with torch.no_grad():
             pred = torch.stack([o["pred_masks_high_res"][:, 0] > 0 for o in outputs[1:]])
             gt = targets[1:]

@@ -34,12 +34,12 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from mosam_train.checkpoint_files import sha256_of
 from mosam_train.models.sam2_builder import (
     SAM2_VARIANTS,
     WeightsMismatchError,
     build_sam2,
     load_sam2_weights,
-    sha256_of,
 )
 
 CHUNK_SIZE = 1 << 20

@@ -7,7 +7,6 @@ is instantiated (see also `mosam_train/__init__.py`).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,11 +17,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sam2.modeling.sam2_base import SAM2Base
 
-from mosam_train.lit.checkpoint_io import load_checkpoint_file
+from mosam_train.checkpoint_files import load_checkpoint_file, require_finite
 
 OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything_2"
 # Where MoSAMModule keeps SAM 2 in its state_dict (module.model.sam2).
 LIGHTNING_SAM2_PREFIX = "model.sam2."
+SAM2_WEIGHTS = "SAM 2 weights (an official .pt, {'model': state_dict}, or a .ckpt of this project)"
 
 
 @dataclass(frozen=True)
@@ -169,14 +169,17 @@ def read_sam2_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"SAM 2 weights file {path} does not exist. Download official weights with "
             f"`python -m mosam_train.models.download <variant>` or pass the right path."
         )
-    ckpt = load_checkpoint_file(path)  # torch.load(weights_only=True); refuses pickled objects
-    if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
-        return ckpt["model"]
-    if isinstance(ckpt, dict) and "state_dict" in ckpt:
+    # torch.load(weights_only=True); any unreadable file is an error naming it
+    ckpt = load_checkpoint_file(path, expected=SAM2_WEIGHTS)
+    sd: dict[str, torch.Tensor] = {}
+    if isinstance(ckpt.get("model"), dict):
+        sd = ckpt["model"]
+    elif isinstance(ckpt.get("state_dict"), dict):
         prefix = LIGHTNING_SAM2_PREFIX
         sd = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        if sd:
-            return sd
+    if sd:
+        require_finite(sd, str(path))
+        return sd
     raise WeightsMismatchError(
         f"{path} holds neither SAM 2 weights ({{'model': state_dict}}) nor a checkpoint of this "
         f"project with SAM 2 weights. Pass an official SAM 2 .pt file or a mosam-train .ckpt."
@@ -248,12 +251,3 @@ def load_sam2_weights(model: SAM2Base, path: str | Path, variant: str | None = N
     if not fits:
         raise WeightsMismatchError(_mismatch_report(model, sd, path, variant))
     model.load_state_dict(sd, strict=True)
-
-
-def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (official checkpoints are up to 900 MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

@@ -14,6 +14,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from mosam_train.checkpoint_files import sha256_of
 from mosam_train.models import download as dl
 from mosam_train.models.download import DownloadError, download_checkpoint, main
 from mosam_train.models.sam2_builder import (
@@ -21,7 +22,6 @@ from mosam_train.models.sam2_builder import (
     build_sam2,
     load_sam2_weights,
     read_sam2_state_dict,
-    sha256_of,
 )
 
 REPO = Path(__file__).resolve().parents[2]

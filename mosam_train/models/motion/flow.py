@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosam_train.checkpoint_files import load_checkpoint_file
 from mosam_train.data.transforms import IMAGE_MEAN, IMAGE_STD
-from mosam_train.lit.checkpoint_io import load_checkpoint_file
 
 
 class FlowProvider(Protocol):
@@ -116,7 +116,7 @@ class RaftFlow(nn.Module):
                 f"{size.capitalize()}_Weights) and pass their path, or use flow=farneback."
             )
         self.raft = builders[size](weights=None)
-        state = load_checkpoint_file(path)  # weights_only=True; refuses pickled objects
+        state = load_checkpoint_file(path, expected=f"torchvision raft_{size} weights")
         try:
             self.raft.load_state_dict(state)
         except RuntimeError as e:
