@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mosam_train.data.errors import DataError
-from mosam_train.data.formats import read_split
+from mosam_train.data.formats import read_source, read_split
 from mosam_train.data.sampling import choose_objects, sample_clip
 from mosam_train.data.transforms import ClipTransform, build_eval_transform, build_train_transform
 from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
@@ -253,21 +253,6 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
     )
 
 
-def _read_source(key: str, src: Mapping[str, Any], split: str | None = None) -> list[VideoRecord]:
-    """Records of a source mapping ``{format, root, split, weight, reader, subset}`` (config
-    key `key`); `split` is the default when the mapping has none."""
-    src = dict(src)
-    if split is not None:
-        src.setdefault("split", split)
-    unknown = set(src) - {"format", "root", "split", "weight", "reader", "subset"}
-    if unknown or not {"format", "root", "split"} <= set(src):
-        raise ValueError(
-            f"{key}: needs format, root, split (optional weight, reader, subset); got {sorted(src)}"
-        )
-    reader = dict(src.get("reader") or {})
-    return read_split(src["format"], src["root"], src["split"], subset=src.get("subset"), **reader)
-
-
 def _single(batch: list[VideoRecord]) -> VideoRecord:
     """Collate for whole-video loaders (batch_size=1): the record itself."""
     return batch[0]
@@ -391,7 +376,7 @@ class VOSDataModule(L.LightningDataModule):
         hp = self.hparams
         if not hp.val:
             return self._read(split, hp.val_subset)
-        return _read_source("data.val", hp.val, split)
+        return read_source("data.val", hp.val, split)
 
     def _train_records(self) -> tuple[list[VideoRecord], list[float] | None]:
         """Training videos and, when mixing, each video's sampling weight."""
@@ -401,7 +386,7 @@ class VOSDataModule(L.LightningDataModule):
         records: list[VideoRecord] = []
         weights: list[float] = []
         for name, src in hp.mix.items():
-            part = _read_source(f"data.mix.{name}", src)
+            part = read_source(f"data.mix.{name}", src)
             weight = float(src.get("weight", 1.0))
             log.info("mix: %s %s: %d videos, weight %g", name, src.get("split"), len(part), weight)
             records += part
