@@ -396,6 +396,16 @@ class VOSDataModule(L.LightningDataModule):
         flow: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if val_max_videos is not None and val_max_videos < 1:  # train and eval read it here
+            what = (
+                "evaluates no video"
+                if val_max_videos == 0
+                else f"would leave out the split's last {-val_max_videos} videos"
+            )
+            raise ValueError(
+                f"data.val_max_videos={val_max_videos} {what}; use null for the whole split "
+                f"or a positive count"
+            )
         root = str(root)  # plain types in checkpoints (they load with weights_only=True)
         self.save_hyperparameters(logger=False)
         self.root = Path(root)

@@ -60,6 +60,15 @@ def test_val_and_test_loaders_yield_whole_videos(small_synthetic):
     assert len(list(dm.test_dataloader())) == 8  # test split defaults to the val split
 
 
+@pytest.mark.parametrize(
+    ("count", "what"), [(0, "evaluates no video"), (-2, "would leave out the split's last 2")]
+)
+def test_val_max_videos_must_be_null_or_positive(small_synthetic, count, what):
+    fix = "; use null for the whole split or a positive count"
+    with pytest.raises(ValueError, match=rf"data.val_max_videos={count} {what}.*{fix}"):
+        _dm(small_synthetic, val_max_videos=count)
+
+
 def test_setup_without_data_says_how_to_fix(tmp_path):
     dm = _dm(tmp_path / "missing")
     with pytest.raises(DataError, match=r"python -m mosam_train\.data\.synthetic"):
