@@ -26,7 +26,13 @@ from mosam_train import runs
 from mosam_train.data.datamodule import VOSDataModule
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.baselines import CopyFirstMask
-from mosam_train.inference.vos import FramePrediction, Propagator, has_ground_truth, run_record
+from mosam_train.inference.vos import (
+    FramePrediction,
+    Propagator,
+    has_ground_truth,
+    run_record,
+    unscorable_videos,
+)
 from mosam_train.inference.writers import make_writer
 from mosam_train.lit.checkpoint_io import load_checkpoint_file
 from mosam_train.lit.module import MoSAMModule
@@ -283,7 +289,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     rows = _read_rows(rows_path)
     done = _read_done(done_path) | {r.video for r in rows}
     firsts = {r.name: r.first_appearance() for r in records}
-    with_gt = {r.name for r in records if has_ground_truth(r, firsts[r.name])}
+    unscorable = unscorable_videos(records, firsts)  # too short to score: warned, named
+    with_gt = {
+        r.name for r in records if r.name not in unscorable and has_ground_truth(r, firsts[r.name])
+    }
     writer = make_writer(fmt, out_dir / PREDICTIONS_DIR, out_dir / ZIP_FILE, bool(with_gt))
 
     plots_cfg = cfg.get("plots") or {}
@@ -334,7 +343,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         # relative to the output directory: the file does not change when the folder moves
         "predictions": writer.root.relative_to(out_dir).as_posix(),
         "submission": None if submission is None else submission.relative_to(out_dir).as_posix(),
-        "num_videos_without_gt": len(records) - len(with_gt),
+        "num_videos_without_gt": len(records) - len(with_gt) - len(unscorable),
+        "unscorable_videos": unscorable,
     }
     if with_gt:
         result: dict[str, Any] = aggregate(rows)
@@ -354,6 +364,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         f"{fmt} {split} has no ground truth beyond each object's first appearance: scores "
         f"come from the benchmark's server"
         + (f"; upload {meta['submission']}" if submission else "")
+        if meta["num_videos_without_gt"] or not unscorable
+        else f"no video of {fmt} {split} can be scored (see unscorable_videos)"
     )
     (out_dir / "metrics.json").write_text(
         json.dumps(
