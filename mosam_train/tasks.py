@@ -44,6 +44,7 @@ from mosam_train.metrics.plots import (
     write_overlay,
 )
 from mosam_train.models.sam2_builder import load_sam2_weights
+from mosam_train.preflight import check_train_setup
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def train(cfg: DictConfig) -> float | None:
 
         cfg = runs.resumed_config(cfg, list(HydraConfig.get().overrides.task))
         log.info("resuming %s from %s", cfg.resume, cfg.ckpt_path)
+    check_train_setup(cfg)  # e.g. a GPU trainer without a GPU: stop before building anything
     L.seed_everything(cfg.seed, workers=True)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
     module: MoSAMModule = instantiate(cfg.model, _convert_="all")
