@@ -35,7 +35,13 @@ from mosam_train.checkpoint_files import (
 from mosam_train.data.datamodule import VOSDataModule
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.baselines import CopyFirstMask
-from mosam_train.inference.vos import FramePrediction, Propagator, has_ground_truth, run_record
+from mosam_train.inference.vos import (
+    FramePrediction,
+    Propagator,
+    has_ground_truth,
+    run_record,
+    unscorable_videos,
+)
 from mosam_train.inference.writers import make_writer
 from mosam_train.lit.checkpoint_io import LIGHTNING_CHECKPOINT
 from mosam_train.lit.module import MoSAMModule
@@ -47,6 +53,7 @@ from mosam_train.metrics.plots import (
     write_overlay,
 )
 from mosam_train.models.sam2_builder import load_sam2_weights
+from mosam_train.preflight import check_train_setup
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,7 @@ def train(cfg: DictConfig) -> float | None:
 
         cfg = runs.resumed_config(cfg, list(HydraConfig.get().overrides.task))
         log.info("resuming %s from %s", cfg.resume, cfg.ckpt_path)
+    check_train_setup(cfg)  # e.g. a GPU trainer without a GPU: stop before building anything
     L.seed_everything(cfg.seed, workers=True)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
     module: MoSAMModule = instantiate(cfg.model, _convert_="all")
@@ -355,7 +363,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     rows = _read_rows(rows_path)
     done = _read_done(done_path) | {r.video for r in rows}
     firsts = {r.name: r.first_appearance() for r in records}
-    with_gt = {r.name for r in records if has_ground_truth(r, firsts[r.name])}
+    unscorable = unscorable_videos(records, firsts)  # too short to score: warned, named
+    with_gt = {
+        r.name for r in records if r.name not in unscorable and has_ground_truth(r, firsts[r.name])
+    }
     writer = make_writer(fmt, out_dir / PREDICTIONS_DIR, out_dir / ZIP_FILE, bool(with_gt))
 
     plots_cfg = cfg.get("plots") or {}
@@ -406,7 +417,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         # relative to the output directory: the file does not change when the folder moves
         "predictions": writer.root.relative_to(out_dir).as_posix(),
         "submission": None if submission is None else submission.relative_to(out_dir).as_posix(),
-        "num_videos_without_gt": len(records) - len(with_gt),
+        "num_videos_without_gt": len(records) - len(with_gt) - len(unscorable),
+        "unscorable_videos": unscorable,
     }
     if with_gt:
         result: dict[str, Any] = aggregate(rows)
@@ -426,6 +438,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         f"{fmt} {split} has no ground truth beyond each object's first appearance: scores "
         f"come from the benchmark's server"
         + (f"; upload {meta['submission']}" if submission else "")
+        if meta["num_videos_without_gt"] or not unscorable
+        else f"no video of {fmt} {split} can be scored (see unscorable_videos)"
     )
     (out_dir / "metrics.json").write_text(
         json.dumps(

@@ -9,6 +9,10 @@ frame, in `annotated_frames` order]}, `problems`), then one `{"summary": ...}` l
 stderr: a progress bar and each problem as ``<path>: <message>``. Exit status 1 if there
 was any problem. Lines are flushed as each video finishes, so a long check can be
 followed (and its output kept) while it runs.
+
+`data=mix` checks each mixed source in turn (its own root and split; each line then has
+`source`: the mix entry). Box-tracking configs (`data=tracking/...`) are refused: their
+readers check every box file when the split is read.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from mosam_train.data.errors import DataError
-from mosam_train.data.formats import read_split
+from mosam_train.data.formats import read_split, source_spec
 from mosam_train.data.video import VideoRecord
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -154,40 +158,105 @@ def check_split(
         yield check_record(record, frames)
 
 
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def _data_option() -> str | None:
+    """``data=<option>`` as given on the command line, when running as a Hydra app."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    choice = HydraConfig.get().runtime.choices.get("data")
+    return None if choice is None else f"data={choice}"
+
+
+def data_sources(data: DictConfig) -> list[tuple[str | None, dict[str, Any]]]:
+    """What the check reads, as (mix name or None, `formats.source_spec` mapping): the
+    dataset's `data.split`, or with `data.mix` every mixed source in turn (its own format,
+    root, split, reader and subset), as training reads them. Only the keys a reader needs
+    are resolved: the check config has no model, which other data keys refer to."""
+    if "format" not in data:
+        option = _data_option()
+        what = option or "this data config"
+        kind = (
+            f"a box-tracking benchmark ({data.benchmark})"
+            if "benchmark" in data
+            else "a config without data.format"
+        )
+        raise ValueError(
+            f"{what} is {kind}, not a mask (VOS) dataset: the dataset check reads the "
+            f"layouts davis, sav, ytvos, mose and lvos only. Fix: check a VOS config "
+            f"(data=davis|sav|ytvos|mose|lvos|synthetic|mix); box-tracking readers check "
+            f"every box file when `python eval.py task=tracking {option or 'data=tracking/...'}` "
+            f"reads the split."
+        )
+    if data.get("mix"):
+        mix = _plain(data.mix)
+        return [
+            (name, source_spec(f"data.mix.{name}", src))
+            for name, src in mix.items()
+            if src is not None
+        ]
+    keys = ("format", "root", "split", "reader", "subset")
+    return [(None, source_spec("data", {k: _plain(data[k]) for k in keys if k in data}))]
+
+
 def run_check(cfg: DictConfig, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Check `cfg.data`'s split (`data.split`); returns the exit status."""
+    """Check `cfg.data`'s split (`data.split`; with `data.mix`, every mixed source's own
+    split, each line then naming its `source`); returns the exit status."""
     if cfg.frames not in ("all", "annotated", "none"):
         raise ValueError(f"frames must be all, annotated or none, got {cfg.frames!r}")
-    data = cfg.data
-    reader = OmegaConf.to_container(data.get("reader") or {}, resolve=True)
+    sources = data_sources(cfg.data)
     sinks = [out]
     if cfg.get("output"):
         Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
         sinks.append(open(cfg.output, "w"))  # noqa: SIM115 (closed below)
     console = Console(file=err)
-    totals = dict(videos=0, frames=0, annotated_frames=0, objects=0, problems=0)
+    keys = ("videos", "frames", "annotated_frames", "objects", "problems")
+    totals = dict.fromkeys(keys, 0)
     bad_videos = 0
+    verdicts: list[str] = []
     try:
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"checking {data.format} {data.split}", total=None)
-            for line in check_split(data.format, data.root, data.split, cfg.frames, **reader):
-                if "videos" in line and "video" not in line:
-                    progress.update(task, total=line["videos"])
-                    continue
-                for sink in sinks:
-                    sink.write(json.dumps(line) + "\n")
-                    sink.flush()
-                for p in line["problems"]:
-                    console.print(
-                        f"[red]{p['path']}[/red]: {p['message']}", highlight=False, soft_wrap=True
-                    )
-                totals["videos"] += 1
-                totals["problems"] += len(line["problems"])
-                bad_videos += bool(line["problems"])
-                totals["frames"] += line.get("num_frames", 0)
-                totals["annotated_frames"] += len(line.get("annotated_frames", []))
-                totals["objects"] += len(line.get("object_ids", []))
-                progress.advance(task)
+            for name, src in sources:
+                what = f"{src['format']} {src['split']}" + (f" (data.mix.{name})" if name else "")
+                task = progress.add_task(f"checking {what}", total=None)
+                own = dict.fromkeys(keys, 0)
+                lines = check_split(
+                    src["format"], src["root"], src["split"], cfg.frames,
+                    subset=src["subset"], **src["reader"],
+                )  # fmt: skip
+                for line in lines:
+                    if "videos" in line and "video" not in line:
+                        progress.update(task, total=line["videos"])
+                        continue
+                    if name is not None:
+                        line = {"source": name, **line}
+                    for sink in sinks:
+                        sink.write(json.dumps(line) + "\n")
+                        sink.flush()
+                    for p in line["problems"]:
+                        console.print(
+                            f"[red]{p['path']}[/red]: {p['message']}",
+                            highlight=False,
+                            soft_wrap=True,
+                        )
+                    own["videos"] += 1
+                    own["problems"] += len(line["problems"])
+                    bad_videos += bool(line["problems"])
+                    own["frames"] += line.get("num_frames", 0)
+                    own["annotated_frames"] += len(line.get("annotated_frames", []))
+                    own["objects"] += len(line.get("object_ids", []))
+                    progress.advance(task)
+                for k in keys:
+                    totals[k] += own[k]
+                verdict = "no problems" if not own["problems"] else f"{own['problems']} problem(s)"
+                verdicts.append(
+                    f"{what} at {src['root']}: {own['videos']} videos, {own['frames']} frames, "
+                    f"{own['annotated_frames']} annotated, {verdict}"
+                )
         summary = {"summary": {**totals, "videos_with_problems": bad_videos}}
         for sink in sinks:
             sink.write(json.dumps(summary) + "\n")
@@ -195,13 +264,8 @@ def run_check(cfg: DictConfig, out: TextIO = sys.stdout, err: TextIO = sys.stder
     finally:
         for sink in sinks[1:]:
             sink.close()
-    verdict = "no problems" if not totals["problems"] else f"{totals['problems']} problem(s)"
-    console.print(
-        f"{data.format} {data.split} at {data.root}: {totals['videos']} videos, "
-        f"{totals['frames']} frames, {totals['annotated_frames']} annotated, {verdict}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    for verdict in verdicts:
+        console.print(verdict, highlight=False, soft_wrap=True)
     return 1 if totals["problems"] else 0
 
 

@@ -2,7 +2,8 @@
 
 Training: `ClipDataset` draws a clip per index from a generator seeded by
 (seed, epoch, index), so a sample does not depend on worker count or order, and a broken
-file is skipped (logged, counted) instead of crashing the epoch. Validation/test: whole
+file is skipped (counted, and warned about in the training process: `SkipReport`)
+instead of crashing the epoch. Validation/test: whole
 `VideoRecord`s, one per batch, for the streaming inference engine (which reads frames
 lazily itself).
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mosam_train.data.errors import DataError
-from mosam_train.data.formats import read_split
+from mosam_train.data.formats import read_source, read_split
 from mosam_train.data.sampling import choose_objects, sample_clip
 from mosam_train.data.transforms import ClipTransform, build_eval_transform, build_train_transform
 from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
@@ -60,7 +61,9 @@ class ClipDataset(Dataset):
     none is left the draw is retried (`max_retries`) and finally done without
     augmentation. A `DataError` makes the dataset skip to another, deterministically drawn
     video (`max_bad` times at most); `skipped` counts those across workers, and each
-    sample's `meta["skipped"]` says how many it needed. With a `flow` provider each clip
+    sample's `meta["skipped"]` says how many it needed and `meta["skips"]` which
+    (``{video, path, message}`` each), for the training process to log (`SkipReport`):
+    a worker's own log records never reach that process's handlers. With a `flow` provider each clip
     carries the optical flow of its augmented frames (computed here, in the workers, where
     it overlaps the model's step); `meta["flow_seconds"]` records what it cost.
     """
@@ -102,7 +105,6 @@ class ClipDataset(Dataset):
         self._skipped = torch.zeros((), dtype=torch.int64).share_memory_()
         self._max_skip = torch.zeros((), dtype=torch.int64).share_memory_()
         self.set_max_skip(max_skip)
-        self._bad: set[str] = set()  # per process: videos already reported
 
     def __len__(self) -> int:
         return self.samples_per_epoch
@@ -132,6 +134,7 @@ class ClipDataset(Dataset):
     def __getitem__(self, index: int) -> ClipSample:
         epoch = self.epoch
         n = len(self.records)
+        skips: list[dict[str, str]] = []
         for bad in range(self.max_bad + 1):
             rng = np.random.default_rng([self.seed, epoch, int(index), bad])
             # first the scheduled video, then deterministic random replacements
@@ -146,11 +149,11 @@ class ClipDataset(Dataset):
                 sample = self._make(record, rng)
             except DataError as e:
                 self._skipped += 1
-                level = logging.DEBUG if record.name in self._bad else logging.WARNING
-                self._bad.add(record.name)
-                log.log(level, "skipping video %s (sample %d): %s", record.name, index, e)
+                path = str(e.path or record.source)
+                skips.append({"video": record.name, "path": path, "message": str(e)})
+                log.debug("skipping video %s (sample %d): %s", record.name, index, e)
                 continue
-            sample.meta.update(skipped=bad, epoch=epoch, index=int(index))
+            sample.meta.update(skipped=bad, skips=skips, epoch=epoch, index=int(index))
             return sample
         raise DataError(
             f"{self.max_bad + 1} consecutive bad samples (last: {record.name}); the dataset "
@@ -225,6 +228,47 @@ class ClipDataset(Dataset):
         )
 
 
+class SkipReport:
+    """Warns, in the training process, about the clips skipped for bad files (the skips
+    travel in each sample's `meta["skips"]`, see `ClipDataset`), so the warnings reach that
+    process's log handlers (Hydra's train.log) whichever process read the file.
+
+    Rate limit, per file: a WARNING naming the file the first time it breaks a clip, then
+    at most one every `every_s` seconds, saying how many clips it broke in between;
+    `flush` (at the end of a fit) warns about the skips still untold. A broken video in a
+    long run is so named once, never silenced, and does not flood the log.
+    """
+
+    def __init__(self, every_s: float = 600.0, clock: Callable[[], float] = time.monotonic):
+        self.every_s, self.clock = every_s, clock
+        self._last: dict[str, float] = {}  # path -> time of its last warning
+        self._untold: dict[str, tuple[int, Mapping[str, str]]] = {}  # path -> (count, last)
+
+    def report(self, skips: Iterable[Mapping[str, str]]) -> None:
+        for skip in skips:
+            path, now = skip["path"], self.clock()
+            last = self._last.get(path)
+            if last is not None and now - last < self.every_s:
+                count, _ = self._untold.get(path, (0, skip))
+                self._untold[path] = (count + 1, skip)
+                continue
+            count, _ = self._untold.pop(path, (0, skip))
+            since = f" ({count} more since its last warning)" if count else ""
+            log.warning(
+                "skipped a training clip because of %s (video %s)%s: %s",
+                path, skip["video"], since, skip["message"],
+            )  # fmt: skip
+            self._last[path] = now
+
+    def flush(self) -> None:
+        for path, (count, skip) in self._untold.items():
+            log.warning(
+                "%d more training clip(s) skipped because of %s (video %s) since its last "
+                "warning: %s", count, path, skip["video"], skip["message"],
+            )  # fmt: skip
+        self._untold.clear()
+
+
 def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
     """Stack clips; objects are padded with empty masks and `object_valid=False`."""
     if not samples:
@@ -251,21 +295,6 @@ def collate_clips(samples: Sequence[ClipSample]) -> ClipBatch:
         meta=[dict(s.meta) for s in samples],
         flows=torch.stack([s.flows for s in samples]) if samples[0].flows is not None else None,
     )
-
-
-def _read_source(key: str, src: Mapping[str, Any], split: str | None = None) -> list[VideoRecord]:
-    """Records of a source mapping ``{format, root, split, weight, reader, subset}`` (config
-    key `key`); `split` is the default when the mapping has none."""
-    src = dict(src)
-    if split is not None:
-        src.setdefault("split", split)
-    unknown = set(src) - {"format", "root", "split", "weight", "reader", "subset"}
-    if unknown or not {"format", "root", "split"} <= set(src):
-        raise ValueError(
-            f"{key}: needs format, root, split (optional weight, reader, subset); got {sorted(src)}"
-        )
-    reader = dict(src.get("reader") or {})
-    return read_split(src["format"], src["root"], src["split"], subset=src.get("subset"), **reader)
 
 
 def _single(batch: list[VideoRecord]) -> VideoRecord:
@@ -367,11 +396,22 @@ class VOSDataModule(L.LightningDataModule):
         flow: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if val_max_videos is not None and val_max_videos < 1:  # train and eval read it here
+            what = (
+                "evaluates no video"
+                if val_max_videos == 0
+                else f"would leave out the split's last {-val_max_videos} videos"
+            )
+            raise ValueError(
+                f"data.val_max_videos={val_max_videos} {what}; use null for the whole split "
+                f"or a positive count"
+            )
         root = str(root)  # plain types in checkpoints (they load with weights_only=True)
         self.save_hyperparameters(logger=False)
         self.root = Path(root)
         self.augment = dict(augment or {})
         self.train_dataset: ClipDataset | None = None
+        self.skip_report = SkipReport()
         self._val_records: list[VideoRecord] | None = None
         self._test_records: list[VideoRecord] | None = None
 
@@ -391,7 +431,7 @@ class VOSDataModule(L.LightningDataModule):
         hp = self.hparams
         if not hp.val:
             return self._read(split, hp.val_subset)
-        return _read_source("data.val", hp.val, split)
+        return read_source("data.val", hp.val, split)
 
     def _train_records(self) -> tuple[list[VideoRecord], list[float] | None]:
         """Training videos and, when mixing, each video's sampling weight."""
@@ -401,7 +441,7 @@ class VOSDataModule(L.LightningDataModule):
         records: list[VideoRecord] = []
         weights: list[float] = []
         for name, src in hp.mix.items():
-            part = _read_source(f"data.mix.{name}", src)
+            part = read_source(f"data.mix.{name}", src)
             weight = float(src.get("weight", 1.0))
             log.info("mix: %s %s: %d videos, weight %g", name, src.get("split"), len(part), weight)
             records += part
@@ -453,6 +493,17 @@ class VOSDataModule(L.LightningDataModule):
     def skipped(self) -> int:
         """Bad training samples skipped so far."""
         return 0 if self.train_dataset is None else self.train_dataset.skipped
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Warns about the clips skipped to make a training batch: Lightning calls this in
+        the training process, where the log handlers are (see `SkipReport`)."""
+        if isinstance(batch, ClipBatch):
+            self.skip_report.report(s for m in batch.meta for s in m.get("skips", ()))
+        return batch
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":
+            self.skip_report.flush()
 
     def train_dataloader(self) -> DataLoader:
         if self.train_dataset is None:

@@ -6,7 +6,8 @@ Validation and `eval.py` both call `run_record`, so their numbers cannot differ.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Protocol
 
@@ -16,7 +17,9 @@ import torch
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.engine import FrameResult, FrameSource
 from mosam_train.inference.sources import RecordFrames
-from mosam_train.metrics.jf import ObjectScore, score_record
+from mosam_train.metrics.jf import ObjectScore, default_protocol, object_frames, score_record
+
+log = logging.getLogger(__name__)
 
 
 class Propagator(Protocol):
@@ -49,6 +52,47 @@ def has_ground_truth(record: VideoRecord, first: dict[int, int] | None = None) -
     (their scores come from the benchmarks' servers)."""
     first = record.first_appearance() if first is None else first
     return bool(set(record.annotated_frames) - set(first.values()))
+
+
+def unscorable_reason(record: VideoRecord, first: dict[int, int] | None = None) -> str | None:
+    """Why `record` yields no J&F although it is not a video without ground truth (see
+    `has_ground_truth`), or None. J&F leaves out the first and the last annotated frame
+    (DAVIS protocol; `metrics.jf.default_protocol`) and each object's prompt frame, so a
+    video of 1-2 frames, or with 1-2 annotated frames, has nothing to score."""
+    first = record.first_appearance() if first is None else first
+    if record.num_frames >= 3 and not has_ground_truth(record, first):
+        return None  # e.g. YouTube-VOS valid: scored by the benchmark's server
+    annotated = sorted(set(record.annotated_frames))
+    protocol = default_protocol(record)
+    try:
+        frames = object_frames(annotated, record.object_ids, protocol, first)
+    except ValueError:  # too few annotated frames for the protocol
+        return (
+            f"{record.num_frames} frame(s), {len(annotated)} annotated: J&F leaves out the "
+            f"first and the last annotated frame, so a video needs at least 3"
+        )
+    if any(frames.values()):
+        return None
+    return (
+        f"no object has an annotated frame to score: J&F leaves out the first and the last "
+        f"annotated frame ({annotated[0]}, {annotated[-1]}) and each object's prompt frame"
+    )
+
+
+def unscorable_videos(
+    records: Iterable[VideoRecord], firsts: Mapping[str, dict[int, int]] | None = None
+) -> dict[str, str]:
+    """{video: reason} of the records `unscorable_reason` leaves without J&F, each warned
+    about by name (their predictions are still written; they are not videos without
+    ground truth). `firsts`: the records' first appearances by name, when known."""
+    out: dict[str, str] = {}
+    for record in records:
+        first = None if firsts is None else firsts.get(record.name)
+        reason = unscorable_reason(record, first)
+        if reason is not None:
+            log.warning("%s is not scored (its predictions are written): %s", record.name, reason)
+            out[record.name] = reason
+    return out
 
 
 def label_map(logits: torch.Tensor, object_ids: Sequence[int]) -> np.ndarray:

@@ -18,7 +18,7 @@ from torchmetrics import MaxMetric
 from mosam_train.checkpoint_files import displaced_path, require_finite, save_atomic, sha256_of
 from mosam_train.data.video import ClipBatch, VideoRecord
 from mosam_train.inference.engine import VideoPropagator
-from mosam_train.inference.vos import FramePrediction, run_record
+from mosam_train.inference.vos import FramePrediction, run_record, unscorable_videos
 from mosam_train.metrics.metric import VideoJF
 from mosam_train.metrics.plots import index_labels
 from mosam_train.models.losses import LOSS_TERMS, SAM2VideoLoss, memory_confidence_losses
@@ -95,6 +95,7 @@ class MoSAMModule(L.LightningModule):
         self.step_losses: dict[str, torch.Tensor] = {}
         self.val_jf = VideoJF()
         self.val_keep_labels = 0  # see validation_step
+        self.val_unscorable: dict[str, str] = {}  # video: why it has no J&F (warned once)
         self.val_jf_best = MaxMetric()
         self.val_jf_best.persistent(True)
 
@@ -255,17 +256,31 @@ class MoSAMModule(L.LightningModule):
     def validation_step(self, record: VideoRecord, batch_idx: int) -> dict[str, Any] | None:
         """Scores the video; for the first `val_keep_labels` videos (set by the
         `ValidationPlots` callback, for its overlays) also returns the predictions as label
-        maps (`plots.index_labels`: k + 1 for the record's k-th object) by frame index."""
+        maps (`plots.index_labels`: k + 1 for the record's k-th object) by frame index.
+        A video too short to score (`unscorable_videos`) is warned about once and left out
+        of J&F."""
         keep = batch_idx < self.val_keep_labels
         labels: dict[int, np.ndarray] = {}
 
         def on_frame(frame: FramePrediction) -> None:
             labels[frame.frame_idx] = index_labels(frame.masks)
 
+        first = record.first_appearance()
+        if record.name not in self.val_unscorable:  # warned about once per run
+            self.val_unscorable.update(unscorable_videos([record], {record.name: first}))
+        unscorable = record.name in self.val_unscorable
+        if unscorable and not keep:
+            return None
         rows = run_record(
-            self.propagator(), record, self.model.image_size, on_frame=on_frame if keep else None
+            self.propagator(),
+            record,
+            self.model.image_size,
+            on_frame=on_frame if keep else None,
+            score=not unscorable,
+            first=first,
         )
-        self.val_jf.update(rows)
+        if not unscorable:
+            self.val_jf.update(rows)
         return {"record": record, "labels": labels} if keep else None
 
     def on_validation_epoch_end(self) -> None:

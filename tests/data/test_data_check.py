@@ -12,16 +12,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from layouts import Truth
 from layouts.davis import write_davis
 from layouts.lvos import write_lvos
 from layouts.mose import write_mose
 from layouts.sav import write_sav_train, write_sav_val
 from layouts.ytvos import write_ytvos
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
-from mosam_train.data.check import check_split, run_check
+from mosam_train.data.check import CONFIG_DIR, check_split, run_check
 
 
 def assert_lines_match(lines: list[dict], truth: Truth) -> None:
@@ -221,3 +224,85 @@ def test_corrupted_ytvos_mose_lvos_copies_list_every_planted_problem(tmp_path):
     shutil.rmtree(jpg_dir)  # a meta entry without its frames
     found = problems_of(check("lvos", root, "train", version="v2"))
     assert [Path(p["path"]) for p in found] == [jpg_dir], found
+
+
+def compose_check(tmp_path: Path, overrides: list[str]):
+    """configs/check.yaml as `python -m mosam_train.data.check <overrides>` composes it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("check", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):  # resolve ${hydra:...} as the running app does
+        cfg.hydra.runtime.output_dir = str(tmp_path)
+        cfg.hydra.runtime.cwd = str(tmp_path)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def shipped(group: str) -> list[str]:
+    folder = CONFIG_DIR / "data" / group
+    return sorted(p.relative_to(CONFIG_DIR / "data").with_suffix("").as_posix()
+                  for p in folder.glob("*.yaml"))  # fmt: skip
+
+
+# data config: (split the fixture holds, writer of that split at a root)
+SHIPPED = {
+    "davis": ("val", lambda r: write_davis(r, "val", num_videos=2)),
+    "lvos": ("train", lambda r: write_lvos(r, version="v2", num_videos=2)),
+    "mose": ("valid", lambda r: write_mose(r, "valid", num_videos=2)),
+    "sav": ("sav_val", lambda r: write_sav_val(r, "sav_val", num_videos=2)),
+    "ytvos": ("train", lambda r: write_ytvos(r, "train", num_videos=2)),
+}
+
+
+def test_every_shipped_data_config_is_covered():
+    assert set(shipped("")) == {*SHIPPED, "synthetic", "mix"}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_data_configs_check_their_layout(tmp_path, name):
+    """Each config exactly as shipped (its own reader options, or none) checks its layout."""
+    split, write = SHIPPED[name]
+    truth = write(tmp_path / "data")
+    cfg = compose_check(tmp_path, [f"data={name}", f"data.root={tmp_path / 'data'}", f"data.split={split}"])  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    assert run_check(cfg, out, err) == 0, err.getvalue()
+    lines = [json.loads(s) for s in out.getvalue().splitlines()]
+    assert_lines_match(lines[:-1], truth)
+    assert lines[-1]["summary"]["videos"] == len(truth)
+
+
+def test_shipped_synthetic_config_checks_the_synthetic_set(tmp_path, small_synthetic):
+    cfg = compose_check(tmp_path, ["data=synthetic", f"data.root={small_synthetic}", "data.split=val"])  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    assert run_check(cfg, out, err) == 0, err.getvalue()
+    names = (small_synthetic / "ImageSets" / "2017" / "val.txt").read_text().split()
+    lines = [json.loads(s) for s in out.getvalue().splitlines()]
+    assert [ln["video"] for ln in lines[:-1]] == names and len(names) == 8
+    assert all(ln["num_frames"] == 32 and not ln["problems"] for ln in lines[:-1])
+
+
+def test_shipped_mix_config_checks_each_mixed_source(tmp_path):
+    roots = {k: tmp_path / k for k in ("sav", "ytvos", "mose")}
+    truths = {
+        "sav": write_sav_train(roots["sav"], num_videos=2),
+        "ytvos": write_ytvos(roots["ytvos"], "train", num_videos=2),
+        "mose": write_mose(roots["mose"], "train", num_videos=2),
+    }
+    roots_set = [f"data.mix.{k}.root={r}" for k, r in roots.items()]
+    cfg = compose_check(tmp_path, ["data=mix", f"data.root={roots['sav']}", *roots_set])
+    out, err = io.StringIO(), io.StringIO()
+    assert run_check(cfg, out, err) == 0, err.getvalue()
+    lines = [json.loads(s) for s in out.getvalue().splitlines()]
+    assert [ln["source"] for ln in lines[:-1]] == ["sav"] * 2 + ["ytvos"] * 2 + ["mose"] * 2
+    for source, truth in truths.items():
+        assert_lines_match([ln for ln in lines if ln.get("source") == source], truth)
+    assert lines[-1]["summary"]["videos"] == 6
+    assert "sav sav_train (data.mix.sav)" in err.getvalue()  # one verdict per source
+
+
+@pytest.mark.parametrize("name", shipped("tracking"))
+def test_tracking_configs_are_refused_naming_the_config(tmp_path, name):
+    cfg = compose_check(tmp_path, [f"data={name}"])
+    with pytest.raises(ValueError, match=f"data={name} is a box-tracking benchmark") as e:
+        run_check(cfg, io.StringIO(), io.StringIO())
+    assert "Fix:" in str(e.value)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from mosam_train.data import datamodule as dm_module
 from mosam_train.data.datamodule import (
     ClipDataset,
     ClipSampler,
+    SkipReport,
     VOSDataModule,
     collate_clips,
     per_device_batch_size,
@@ -57,6 +60,15 @@ def test_val_and_test_loaders_yield_whole_videos(small_synthetic):
     assert len(list(dm.test_dataloader())) == 8  # test split defaults to the val split
 
 
+@pytest.mark.parametrize(
+    ("count", "what"), [(0, "evaluates no video"), (-2, "would leave out the split's last 2")]
+)
+def test_val_max_videos_must_be_null_or_positive(small_synthetic, count, what):
+    fix = "; use null for the whole split or a positive count"
+    with pytest.raises(ValueError, match=rf"data.val_max_videos={count} {what}.*{fix}"):
+        _dm(small_synthetic, val_max_videos=count)
+
+
 def test_setup_without_data_says_how_to_fix(tmp_path):
     dm = _dm(tmp_path / "missing")
     with pytest.raises(DataError, match=r"python -m mosam_train\.data\.synthetic"):
@@ -91,7 +103,7 @@ def test_samples_depend_on_seed_epoch_index_only(small_synthetic):
     assert ds2[0].video == "train_0003"
 
 
-def test_corrupt_frame_is_skipped_and_counted(tmp_path, caplog):
+def test_corrupt_frame_is_skipped_and_counted(tmp_path):
     root = ensure_synthetic(
         tmp_path / "s", num_train=3, num_val=1, train_frames=16, val_frames=16,
         progress=False, workers=1,
@@ -99,11 +111,12 @@ def test_corrupt_frame_is_skipped_and_counted(tmp_path, caplog):
     bad = root / "JPEGImages" / "480p" / "train_0001" / "00003.jpg"
     bad.write_bytes(bad.read_bytes()[:100])
     ds = _dataset(read_davis(root, "train"), clip_len=16, max_skip=1)  # every frame
-    with caplog.at_level(logging.WARNING, logger=dm_module.__name__):
-        sample = ds[1]  # scheduled video: train_0001
+    sample = ds[1]  # scheduled video: train_0001
     assert isinstance(sample, ClipSample) and sample.video != "train_0001"
     assert sample.meta["skipped"] >= 1 and ds.skipped == sample.meta["skipped"]
-    assert "train_0001/00003.jpg" in caplog.text
+    skips = sample.meta["skips"]  # for the training process to log (SkipReport)
+    assert len(skips) == sample.meta["skipped"]
+    assert skips[0]["path"] == str(bad) and skips[0]["video"] == "train_0001"
     ds[0], ds[2]  # the other videos are fine
     batch = collate_clips([ds[1], ds[0]])
     assert [m["skipped"] for m in batch.meta] == [sample.meta["skipped"], 0]
@@ -352,3 +365,72 @@ def test_train_loader_loads_the_per_device_share(small_synthetic):
     dm.trainer = _Trainer()
     loader = dm.train_dataloader()
     assert loader.batch_size == 2 and loader.sampler.rank == 1 and len(loader) == 2
+
+
+class _Sink(L.LightningModule):
+    """The least a Trainer needs to pull training batches: one parameter, no model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        return self.w * batch.frames.mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_skips_in_workers_are_warned_about_in_the_training_process(
+    small_synthetic, tmp_path, caplog
+):
+    """A broken frame met in a DataLoader worker (forkserver) is named, with its path, by a
+    WARNING of the main process (where train.log's handler is), once per file and rate
+    limit; the skips the limit held back are counted when the fit ends."""
+    root = tmp_path / "synthetic"
+    shutil.copytree(small_synthetic, root)
+    bad = root / "JPEGImages" / "480p" / "train_0001" / "00003.jpg"
+    bad.write_bytes(bad.read_bytes()[:100])
+    dm = _dm(root, clip_len=16, max_skip=1, batch_size=1, num_workers=1, samples_per_epoch=8)
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        trainer.fit(_Sink(), datamodule=dm)
+    named = [r for r in caplog.records if str(bad) in r.getMessage()]
+    assert named and all(r.levelno == logging.WARNING for r in named)
+    assert all(r.processName == "MainProcess" for r in named)
+    assert dm.skipped >= 2  # train_0001 is scheduled in both epochs
+    assert "skipped a training clip" in named[0].getMessage()
+    assert "more training clip(s) skipped" in named[-1].getMessage()  # the rest, counted
+
+
+def test_skip_report_names_each_file_then_counts_within_the_interval(caplog):
+    now = [0.0]
+    report = SkipReport(every_s=60.0, clock=lambda: now[0])
+    a = {"video": "v1", "path": "/d/v1/00003.jpg", "message": "truncated JPEG"}
+    b = {"video": "v2", "path": "/d/v2.mp4", "message": "cannot decode"}
+    with caplog.at_level(logging.WARNING, logger=dm_module.__name__):
+        report.report([a, b, a, a])  # each file named once, a's repeats held back
+        assert [r.getMessage().split(" (video")[0] for r in caplog.records] == [
+            "skipped a training clip because of /d/v1/00003.jpg",
+            "skipped a training clip because of /d/v2.mp4",
+        ]
+        now[0] = 61.0
+        report.report([a])  # the interval has passed: named again, with the count
+        assert "(2 more since its last warning)" in caplog.records[-1].getMessage()
+        report.report([b, b])  # b is named again, its repeat held back
+        assert (
+            caplog.records[-1].getMessage().startswith("skipped a training clip because of /d/v2")
+        )
+        report.flush()  # at the end of the fit, the held-back skips are told
+        assert caplog.records[-1].levelno == logging.WARNING
+        assert (
+            caplog.records[-1]
+            .getMessage()
+            .startswith("1 more training clip(s) skipped because of /d/v2.mp4")
+        )
+        report.flush()
+        assert len(caplog.records) == 5
