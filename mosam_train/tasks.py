@@ -280,6 +280,10 @@ def _append_rows(path: Path, rows: list[ObjectScore]) -> None:
         writer.writerows(r.to_row() for r in rows)
 
 
+def _describe(weights: dict[str, Any] | None) -> str:
+    return "no checkpoint (a baseline)" if weights is None else f"checkpoint {weights['path']}"
+
+
 def _check_resume(out_dir: Path, cfg: DictConfig) -> None:
     """Refuse to resume rows that another model file, dataset or setting produced.
 
@@ -304,7 +308,7 @@ def _check_resume(out_dir: Path, cfg: DictConfig) -> None:
         if changed or (before is None) != (weights is None):
             raise ValueError(
                 f"{out_dir} holds results of another model: "
-                + ("; ".join(changed) or f"{before} then, {weights} now")
+                + ("; ".join(changed) or f"{_describe(before)} then, {_describe(weights)} now")
                 + ". Fix: evaluate into a new directory (hydra.run.dir=...), or restore the "
                 "file these results came from."
             )

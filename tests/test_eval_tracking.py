@@ -162,7 +162,7 @@ def test_a_crash_halfway_then_a_rerun_gives_the_uninterrupted_result(
     tasks.evaluate_tracking(cfg)
     assert resumed == []
     # results of another evaluation are never mixed in
-    with pytest.raises(ValueError, match="holds results of another evaluation"):
+    with pytest.raises(ValueError, match="holds results of another model"):
         tasks.evaluate_tracking(OmegaConf.merge(cfg, {"baseline": "first_box", "ckpt": None}))
 
 

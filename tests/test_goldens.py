@@ -1,0 +1,110 @@
+"""Behaviour goldens, for refactors that must change nothing: `eval.py`'s label PNGs and
+metrics on 4 val videos of the small synthetic set with a micro SAM 2 built here, and the
+logged losses of 20 seed-0 training steps. A refactor leaves the PNGs byte-identical and
+the numbers within 1e-6.
+
+Regenerate only for an intended change of behaviour (and say so in the commit):
+
+    MOSAM_UPDATE_GOLDENS=1 python -m pytest tests/test_goldens.py
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from mosam_train import tasks
+from mosam_train.models.sam2_builder import build_sam2
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDENS = Path(__file__).parent / "goldens"
+UPDATE = os.environ.get("MOSAM_UPDATE_GOLDENS") == "1"
+TOLERANCE = 1e-6
+
+
+def check(name: str, found: dict) -> None:
+    """`found` against the committed golden `name` (written instead when updating)."""
+    path = GOLDENS / name
+    if UPDATE:
+        GOLDENS.mkdir(exist_ok=True)
+        path.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+        return
+    expected = json.loads(path.read_text())
+    assert found.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            assert found[key] == value, key  # file hashes: byte-identical
+        else:
+            assert found[key] == pytest.approx(value, rel=TOLERANCE, abs=TOLERANCE), key
+
+
+def micro_weights(path: Path) -> Path:
+    """Seed-0 micro SAM 2.1 with a positive object-score bias, so its masks are not empty."""
+    torch.manual_seed(0)
+    sam = build_sam2("sam2.1_micro")
+    with torch.no_grad():
+        sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    torch.save({"model": sam.state_dict()}, path)
+    return path
+
+
+@pytest.mark.slow
+def test_eval_label_pngs_and_metrics_match_the_goldens(small_synthetic, tmp_path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        cfg = compose(
+            "eval",
+            overrides=[
+                f"ckpt={micro_weights(tmp_path / 'micro.pt')}",
+                "sam2=micro",
+                f"data.root={small_synthetic}",
+                "data.synthetic=false",
+                "data.val_max_videos=4",
+                "plots.videos=0",
+            ],
+        )
+    out = tmp_path / "eval"
+    cfg.paths.root_dir, cfg.paths.output_dir = str(REPO), str(out)
+    tasks.evaluate(cfg)
+    pngs = {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((out / "predictions").rglob("*.png"))
+    }
+    metrics = json.loads((out / "metrics.json").read_text())
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and k != "ckpt"}
+    assert len(pngs) == 4 * 32 and numbers["num_objects"] > 0
+    check("eval_micro.json", {"pngs": pngs, "metrics": numbers})
+
+
+@pytest.mark.slow
+def test_training_losses_match_the_goldens(small_synthetic, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable, "train.py", "seed=0",
+            f"data.root={small_synthetic}", "data.synthetic=false", "data.num_workers=0",
+            "data.samples_per_epoch=8", "data.clip_len=4", "data.val_max_videos=1",
+            "trainer.max_steps=20", "trainer.log_every_n_steps=1",
+            "trainer.val_check_interval=20", "export.name=null",
+            "callbacks.rich_progress_bar=null", f"hydra.run.dir={out}",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((out / "csv" / "version_0" / "metrics.csv").open()))
+    terms = ("train/loss", "train/loss_mask", "train/loss_dice", "train/loss_iou", "val/jf")
+    found = {
+        term: [float(r[term]) for r in rows if r.get(term)] for term in terms
+    }
+    assert len(found["train/loss"]) == 20 and len(found["val/jf"]) == 1
+    check("train_seed0_20_steps.json", found)
