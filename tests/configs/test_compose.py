@@ -112,3 +112,8 @@ def test_hparams_search_composes(tmp_path):
     for option in options("hparams_search"):
         cfg = compose_cfg("train", [f"hparams_search={option}"], tmp_path)
         assert cfg.hydra.sweeper.params
+
+
+def test_mix_trains_and_validates_on_the_sa_v_that_data_root_names(tmp_path):
+    cfg = resolve(compose_cfg("train", ["data=mix", "data.root=/elsewhere/SA-V"], tmp_path))
+    assert cfg["data"]["mix"]["sav"]["root"] == "/elsewhere/SA-V" == cfg["data"]["root"]
