@@ -103,8 +103,6 @@ def test_training_losses_match_the_goldens(small_synthetic, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader((out / "csv" / "version_0" / "metrics.csv").open()))
     terms = ("train/loss", "train/loss_mask", "train/loss_dice", "train/loss_iou", "val/jf")
-    found = {
-        term: [float(r[term]) for r in rows if r.get(term)] for term in terms
-    }
+    found = {term: [float(r[term]) for r in rows if r.get(term)] for term in terms}
     assert len(found["train/loss"]) == 20 and len(found["val/jf"]) == 1
     check("train_seed0_20_steps.json", found)
