@@ -1,7 +1,7 @@
 """Behaviour goldens, for refactors that must change nothing: `eval.py`'s label PNGs and
 metrics on 4 val videos of the small synthetic set with a micro SAM 2 built here, and the
-logged losses of 20 seed-0 training steps. A refactor leaves the PNGs byte-identical and
-the numbers within 1e-6.
+logged losses of 20 seed-0 training steps, each in a fresh one-thread process. A refactor
+leaves the PNGs byte-identical and the numbers within 1e-6.
 
 Regenerate only for an intended change of behaviour (and say so in the commit):
 
@@ -20,10 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from mosam_train import tasks
 from mosam_train.models.sam2_builder import build_sam2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,24 +55,35 @@ def micro_weights(path: Path) -> Path:
     return path
 
 
+def run(script: str, *overrides: str) -> None:
+    """A fresh process with one thread: float results depend on the thread count, which
+    other tests in the same process may change (`torch.set_num_threads`)."""
+    proc = subprocess.run(
+        [sys.executable, script, *overrides, "callbacks.rich_progress_bar=null"]
+        if script == "train.py"
+        else [sys.executable, script, *overrides],
+        cwd=REPO,
+        env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 @pytest.mark.slow
 def test_eval_label_pngs_and_metrics_match_the_goldens(small_synthetic, tmp_path):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            "eval",
-            overrides=[
-                f"ckpt={micro_weights(tmp_path / 'micro.pt')}",
-                "sam2=micro",
-                f"data.root={small_synthetic}",
-                "data.synthetic=false",
-                "data.val_max_videos=4",
-                "plots.videos=0",
-            ],
-        )
     out = tmp_path / "eval"
-    cfg.paths.root_dir, cfg.paths.output_dir = str(REPO), str(out)
-    tasks.evaluate(cfg)
+    run(
+        "eval.py",
+        f"ckpt={micro_weights(tmp_path / 'micro.pt')}",
+        "sam2=micro",
+        f"data.root={small_synthetic}",
+        "data.synthetic=false",
+        "data.val_max_videos=4",
+        "plots.videos=0",
+        f"hydra.run.dir={out}",
+    )
     pngs = {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((out / "predictions").rglob("*.png"))
@@ -89,18 +97,13 @@ def test_eval_label_pngs_and_metrics_match_the_goldens(small_synthetic, tmp_path
 @pytest.mark.slow
 def test_training_losses_match_the_goldens(small_synthetic, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable, "train.py", "seed=0",
-            f"data.root={small_synthetic}", "data.synthetic=false", "data.num_workers=0",
-            "data.samples_per_epoch=8", "data.clip_len=4", "data.val_max_videos=1",
-            "trainer.max_steps=20", "trainer.log_every_n_steps=1",
-            "trainer.val_check_interval=20", "export.name=null",
-            "callbacks.rich_progress_bar=null", f"hydra.run.dir={out}",
-        ],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+    run(
+        "train.py", "seed=0",
+        f"data.root={small_synthetic}", "data.synthetic=false", "data.num_workers=0",
+        "data.samples_per_epoch=8", "data.clip_len=4", "data.val_max_videos=1",
+        "trainer.max_steps=20", "trainer.log_every_n_steps=1",
+        "trainer.val_check_interval=20", "export.name=null", f"hydra.run.dir={out}",
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader((out / "csv" / "version_0" / "metrics.csv").open()))
     terms = ("train/loss", "train/loss_mask", "train/loss_dice", "train/loss_iou", "val/jf")
     found = {term: [float(r[term]) for r in rows if r.get(term)] for term in terms}
