@@ -12,7 +12,6 @@ path.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -95,22 +94,14 @@ def require_keys(ckpt: Mapping[str, Any], path: str | Path, keys: Iterable[str],
 
 
 def nonfinite_entries(state: Mapping[str, Any]) -> list[str]:
-    """Names of floating-point tensors in `state` (nested dicts too) holding NaN or inf."""
-    bad: list[str] = []
-
-    def visit(prefix: str, value: Any) -> None:
-        if isinstance(value, torch.Tensor):
-            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-                bad.append(prefix)
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                bad.append(prefix)
-        elif isinstance(value, Mapping):
-            for k, v in value.items():
-                visit(f"{prefix}.{k}" if prefix else str(k), v)
-
-    visit("", state)
-    return bad
+    """Names of the floating-point tensors in `state` that hold NaN or inf."""
+    return [
+        name
+        for name, value in state.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
 
 
 def require_finite(state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -15,17 +15,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
+from mosam_train.data.check import hydra_choice
+
 GPU_ACCELERATORS = ("gpu", "cuda")
-
-
-def _choice(group: str) -> str | None:
-    """``<group>=<option>`` of the running Hydra job, if any."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    option = HydraConfig.get().runtime.choices.get(group)
-    return None if option is None else f"{group}={option}"
 
 
 def data_roots(data: DictConfig) -> list[tuple[str, Path]]:
@@ -79,8 +71,8 @@ def check_train_setup(cfg: DictConfig) -> None:
     accelerator = str(cfg.trainer.get("accelerator") or "auto").lower()
     if accelerator not in GPU_ACCELERATORS or torch.cuda.is_available():
         return
-    asked = _choice("experiment") or "this run"
-    trainer = _choice("trainer")
+    asked = hydra_choice("experiment") or "this run"
+    trainer = hydra_choice("trainer")
     lines = [
         f"{asked} asks for trainer.accelerator={accelerator}"
         + (f" ({trainer})" if trainer else "")

@@ -25,10 +25,10 @@ from rich.progress import Progress
 
 from mosam_train import runs
 from mosam_train.checkpoint_files import (
+    CheckpointFileError,
     displaced_path,
     fingerprint,
     load_checkpoint_file,
-    require_finite,
     require_keys,
     sha256_of,
 )
@@ -177,8 +177,10 @@ def load_module(cfg: DictConfig) -> MoSAMModule:
     # tensors and plain containers only: anything else is refused, naming the file
     raw = load_checkpoint_file(ckpt, mmap=True)
     if "state_dict" in raw and "hyper_parameters" in raw:
-        require_finite(MoSAMModule.checkpoint_weights(raw["state_dict"]), str(ckpt))
-        return MoSAMModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+        try:  # the module refuses non-finite weights (on_load_checkpoint); name the file
+            return MoSAMModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+        except CheckpointFileError as e:
+            raise CheckpointFileError(f"{ckpt}: {e}") from None
     module: MoSAMModule = instantiate(cfg.model, _convert_="all")
     load_sam2_weights(module.model.sam2, ckpt, variant=cfg.model.sam2.variant)
     return module
@@ -281,7 +283,12 @@ def _append_rows(path: Path, rows: list[ObjectScore]) -> None:
 
 
 def _describe(weights: dict[str, Any] | None) -> str:
-    return "no checkpoint (a baseline)" if weights is None else f"checkpoint {weights['path']}"
+    if weights is None:
+        return "no checkpoint (a baseline)"
+    base = weights.get("sam2_base")
+    return f"{weights['path']} (sha256 {weights['sha256']}" + (
+        f"; frozen base {base['path']}, sha256 {base['sha256']})" if base else ")"
+    )
 
 
 def _check_resume(out_dir: Path, cfg: DictConfig) -> None:
@@ -293,24 +300,11 @@ def _check_resume(out_dir: Path, cfg: DictConfig) -> None:
     path = out_dir / "eval_weights.json"
     if path.is_file():
         before = json.loads(path.read_text())
-        changed = [
-            f"{what} {b['path']}: sha256 {b['sha256']} then, {n['sha256']} now ({n['path']})"
-            for what, b, n in (
-                ("checkpoint", before, weights),
-                (
-                    "frozen SAM 2 base",
-                    (before or {}).get("sam2_base"),
-                    (weights or {}).get("sam2_base"),
-                ),
-            )
-            if b and n and b["sha256"] != n["sha256"]
-        ]
-        if changed or (before is None) != (weights is None):
+        if before != weights:
             raise ValueError(
-                f"{out_dir} holds results of another model: "
-                + ("; ".join(changed) or f"{_describe(before)} then, {_describe(weights)} now")
-                + ". Fix: evaluate into a new directory (hydra.run.dir=...), or restore the "
-                "file these results came from."
+                f"{out_dir} holds results of another model: {_describe(before)} then, "
+                f"{_describe(weights)} now. Fix: evaluate into a new directory "
+                f"(hydra.run.dir=...), or restore the file these results came from."
             )
     else:
         path.write_text(json.dumps(weights, indent=2))

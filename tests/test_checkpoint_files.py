@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -131,7 +132,14 @@ def test_weights_with_nan_are_refused_naming_the_file(tmp_path):
     lightning = tmp_path / "nan.ckpt"
     state = {k: v.clone() for k, v in module.state_dict().items()}
     state["model.sam2.no_mem_embed"].fill_(float("inf"))
-    torch.save({"state_dict": state, "hyper_parameters": dict(module.hparams)}, lightning)
+    torch.save(
+        {
+            "state_dict": state,
+            "hyper_parameters": dict(module.hparams),
+            "pytorch-lightning_version": L.__version__,
+        },
+        lightning,
+    )
     with pytest.raises(CheckpointFileError, match=r"model\.sam2\.no_mem_embed") as e:
         tasks.load_module(OmegaConf.create({"ckpt": str(lightning)}))
     assert str(lightning) in str(e.value)

@@ -162,14 +162,14 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
-def _data_option() -> str | None:
-    """``data=<option>`` as given on the command line, when running as a Hydra app."""
+def hydra_choice(group: str) -> str | None:
+    """``<group>=<option>`` of the running Hydra job, if any (for messages)."""
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
         return None
-    choice = HydraConfig.get().runtime.choices.get("data")
-    return None if choice is None else f"data={choice}"
+    option = HydraConfig.get().runtime.choices.get(group)
+    return None if option is None else f"{group}={option}"
 
 
 def data_sources(data: DictConfig) -> list[tuple[str | None, dict[str, Any]]]:
@@ -178,7 +178,7 @@ def data_sources(data: DictConfig) -> list[tuple[str | None, dict[str, Any]]]:
     root, split, reader and subset), as training reads them. Only the keys a reader needs
     are resolved: the check config has no model, which other data keys refer to."""
     if "format" not in data:
-        option = _data_option()
+        option = hydra_choice("data")
         what = option or "this data config"
         kind = (
             f"a box-tracking benchmark ({data.benchmark})"

@@ -2,12 +2,11 @@
 
 A kill while Lightning writes `last.ckpt` in place leaves a truncated file, and the run
 can no longer resume; `checkpoint_files.save_atomic` leaves either the old or the new
-checkpoint. (The module refuses to save non-finite weights: `MoSAMModule.on_save_checkpoint`.)
+checkpoint. (Non-finite weights never get here: `lit.nonfinite.NonFiniteGuard` refuses them.)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from lightning.fabric.utilities.types import _MAP_LOCATION_TYPE, _PATH
@@ -37,8 +36,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         if weights_only is False:
             raise ValueError(f"{path}: this project loads checkpoints with weights_only=True only")
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"Checkpoint file not found: {path}")
         ckpt = load_checkpoint_file(path, map_location, expected=LIGHTNING_CHECKPOINT)
         require_keys(ckpt, path, ("state_dict", "global_step"), LIGHTNING_CHECKPOINT)
         return ckpt
