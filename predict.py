@@ -4,14 +4,17 @@
 import hydra
 from omegaconf import DictConfig
 
-from mosam_train import tasks
 from mosam_train.data.errors import DataError
+from mosam_train.startup import start
+from mosam_train.tasks import predict
+
+start()  # before Hydra starts: see mosam_train.startup
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")
 def main(cfg: DictConfig) -> None:
     try:
-        tasks.predict(cfg)
+        predict(cfg)
     except DataError as e:  # bad input: the message names the file and the fix
         raise SystemExit(f"error: {e}") from None
 

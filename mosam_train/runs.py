@@ -8,8 +8,8 @@ and the loggers' files. `python train.py resume=<run_dir>` runs Hydra in that di
 composing a new one, and fits from `last.ckpt`; loggers continue their own files (CSV,
 TensorBoard version) or run (wandb id).
 
-Importing this module registers the `mosam.*` OmegaConf resolvers the Hydra config uses;
-the entry points import it (through `mosam_train.tasks`) before Hydra starts.
+`register_resolvers()` makes the `mosam.*` OmegaConf resolvers the Hydra config uses known;
+the entry points call it (through `mosam_train.startup.start`) before Hydra starts.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ def output_subdir(resume: str | None, now: str) -> str:
     return f".hydra/resume_{now}" if resume else ".hydra"
 
 
-OmegaConf.register_new_resolver("mosam.run_dir", run_dir, replace=True)
-OmegaConf.register_new_resolver("mosam.output_subdir", output_subdir, replace=True)
+def register_resolvers() -> None:
+    """`${mosam.run_dir:...}` and `${mosam.output_subdir:...}` of `configs/hydra/default.yaml`."""
+    OmegaConf.register_new_resolver("mosam.run_dir", run_dir, replace=True)
+    OmegaConf.register_new_resolver("mosam.output_subdir", output_subdir, replace=True)
 
 
 def _override_key(override: str) -> str:

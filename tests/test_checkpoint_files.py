@@ -27,6 +27,8 @@ from mosam_train.checkpoint_files import (
 from mosam_train.lit.checkpoint_io import AtomicCheckpointIO
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.models.sam2_builder import WeightsMismatchError, build_sam2, read_sam2_state_dict
+from mosam_train.tasks.export import export
+from mosam_train.tasks.inference_model import load_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +84,7 @@ def test_every_loader_names_a_file_that_is_not_a_checkpoint(not_checkpoints, kin
     loaders = {
         "load_checkpoint_file": load_checkpoint_file,
         "model.sam2.weights=": read_sam2_state_dict,
-        "ckpt= (eval, predict)": lambda p: tasks.load_module(eval_cfg(p, tmp_path, tmp_path)),
+        "ckpt= (eval, predict)": lambda p: load_module(eval_cfg(p, tmp_path, tmp_path)),
         "ckpt_path= / resume=": AtomicCheckpointIO().load_checkpoint,
     }
     for entry, load in loaders.items():
@@ -141,7 +143,7 @@ def test_weights_with_nan_are_refused_naming_the_file(tmp_path):
         lightning,
     )
     with pytest.raises(CheckpointFileError, match=r"model\.sam2\.no_mem_embed") as e:
-        tasks.load_module(OmegaConf.create({"ckpt": str(lightning)}))
+        load_module(OmegaConf.create({"ckpt": str(lightning)}))
     assert str(lightning) in str(e.value)
 
 
@@ -183,11 +185,11 @@ def test_export_publishes_only_a_full_schedule_and_keeps_the_old_base(tmp_path):
             }
         )
 
-    tasks._export(cfg("short"), _trainer(4), module)  # a short trial: its own copy only
+    export(cfg("short"), _trainer(4), module)  # a short trial: its own copy only
     assert (tmp_path / "short" / "export" / "base.pt").is_file()
     assert sha256_of(old) == old_sha and sorted(p.name for p in shared.iterdir()) == ["base.pt"]
 
-    tasks._export(cfg("full"), _trainer(10), module)  # the whole schedule: published
+    export(cfg("full"), _trainer(10), module)  # the whole schedule: published
     new_sha = sha256_of(tmp_path / "full" / "export" / "base.pt")
     assert sha256_of(shared / "base.pt") == new_sha
     kept = displaced_path(shared / "base.pt", old_sha)

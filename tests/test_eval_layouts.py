@@ -28,6 +28,7 @@ from PIL import Image
 
 from mosam_train import tasks
 from mosam_train.data.formats.davis import voc_palette
+from mosam_train.tasks import vos_evaluation
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUTS = ("davis", "sav", "ytvos", "mose", "lvos")
@@ -276,7 +277,7 @@ def test_a_crash_halfway_then_a_rerun_gives_the_uninterrupted_result(
     cfg = OmegaConf.load(reference / ".hydra" / "config.yaml")
     cfg.paths.root_dir = str(REPO)
     cfg.paths.output_dir = str(tmp_path)
-    real = tasks.run_record
+    real = vos_evaluation.run_record
     calls: list[str] = []
 
     def crash_in_second_video(propagator, record, image_size, on_frame, **kwargs):
@@ -293,7 +294,7 @@ def test_a_crash_halfway_then_a_rerun_gives_the_uninterrupted_result(
 
         return real(propagator, record, image_size, on_frame=write_then_crash, **kwargs)
 
-    monkeypatch.setattr(tasks, "run_record", crash_in_second_video)
+    monkeypatch.setattr(vos_evaluation, "run_record", crash_in_second_video)
     with pytest.raises(RuntimeError, match="simulated crash"):
         tasks.evaluate(cfg)
     assert (tmp_path / "done_videos.txt").read_text().split() == calls[:1]
@@ -307,7 +308,7 @@ def test_a_crash_halfway_then_a_rerun_gives_the_uninterrupted_result(
         resumed.append(record.name)
         return real(propagator, record, *args, **kwargs)
 
-    monkeypatch.setattr(tasks, "run_record", count)
+    monkeypatch.setattr(vos_evaluation, "run_record", count)
     tasks.evaluate(cfg)
     assert calls[0] not in resumed and resumed[0] == calls[1]  # done videos are skipped
     assert snapshot(tmp_path) == snapshot(reference)

@@ -14,10 +14,10 @@ import torch
 from lightning.pytorch.demos.boring_classes import BoringModel
 from omegaconf import OmegaConf
 
-from mosam_train import tasks
 from mosam_train.lit.checkpoint_io import AtomicCheckpointIO, load_checkpoint_file
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.models.sam2_builder import read_sam2_state_dict
+from mosam_train.tasks.inference_model import load_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_every_entry_refuses_a_checkpoint_with_objects(unsafe_ckpt):
     assert_refusal(e.value, path)
     # eval.py / predict.py (.ckpt of this project or SAM 2 weights)
     with pytest.raises(ValueError) as e:
-        tasks.load_module(OmegaConf.create({"ckpt": str(path)}))
+        load_module(OmegaConf.create({"ckpt": str(path)}))
     assert_refusal(e.value, path)
     # model.sam2.weights=... (official .pt or a checkpoint of this project)
     with pytest.raises(ValueError) as e:

@@ -50,6 +50,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mosam_train.data.errors import DataError
 from mosam_train.data.formats.davis import voc_palette
 from mosam_train.data.formats.tracking import read_boxes
+from mosam_train.data.synthetic_tracking import ensure_synthetic_tracking
 from mosam_train.inference.boxes import TrackedFrame, tracked_frame
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.prompts import Box, PointPrompt, Prompt
@@ -275,6 +276,21 @@ def read_prompts(
     if points is not None:
         return dict(enumerate(parse_points(points, size), 1))
     return dict(read_mask_prompt(mask, size))
+
+
+def demo_input(root: str | Path, sequence: str, box: Any, prompted: bool) -> tuple[Path, Any]:
+    """(frames, box) of the default demo, run with no `video=`: sequence `sequence` of the
+    synthetic LaSOT-layout set at `root` (generated on first use), prompted with its
+    first_box.txt unless the command gave a prompt (`prompted`; `box` is then passed on)."""
+    root = ensure_synthetic_tracking(root)
+    folder = root / str(sequence)
+    if not (folder / "img").is_dir():
+        raise DataError(
+            f"demo.sequence={sequence}: no such sequence in {root}. Fix: pick one "
+            f"listed in {root / 'testing_set.txt'} as <class>/<name>.",
+            folder,
+        )
+    return folder / "img", box if prompted else folder / "first_box.txt"
 
 
 # ---------------------------------------------------------------------- outputs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import matplotlib
 
@@ -181,6 +182,46 @@ def write_overlay(
     else:
         raise ValueError(f"{path}: use a .gif or .mp4 file name")
     return path
+
+
+class PlottedVideo(Protocol):
+    """What `plot_video` reads from a video (a `VideoRecord` has it all)."""
+
+    name: str
+    object_ids: Sequence[int]
+    annotated_frames: Sequence[int]
+
+    def load_masks(self, t: int) -> np.ndarray: ...
+    def load_void(self, t: int) -> np.ndarray | None: ...
+    def load_frames(self, ts: Sequence[int]) -> np.ndarray: ...
+
+
+def plot_video(
+    video: PlottedVideo, preds: Mapping[int, np.ndarray], out: str | Path, overlay: str | None
+) -> None:
+    """J over time per object (`<out>/<video>_j.png`, where ground truth exists) and, with
+    `overlay` (gif | mp4), the predictions (bool [O, H, W] by frame, in `object_ids`
+    order) blended into the frames."""
+    out = Path(out)
+    ids = list(video.object_ids)
+    gt = {t: video.load_masks(t) for t in video.annotated_frames if t in preds}
+    if gt:
+        frames = sorted(gt)
+        voids = {t: video.load_void(t) for t in frames}
+        present = {oid: [bool(gt[t][k].any()) for t in frames] for k, oid in enumerate(ids)}
+        plot_j_over_time(
+            frames, per_frame_j(gt, preds, ids, voids), out / f"{video.name}_j.png",
+            title=video.name, present=present,
+        )  # fmt: skip
+    if overlay:
+        ts = sorted(preds)
+        labels = []
+        for t in ts:  # colour k + 1 for the k-th object (later objects on top)
+            lbl = np.zeros(preds[t].shape[1:], np.uint8)
+            for k in range(len(ids)):
+                lbl[preds[t][k]] = k + 1
+            labels.append(lbl)
+        write_overlay(video.load_frames(ts), labels, out / f"{video.name}.{overlay}")
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:

@@ -354,3 +354,48 @@ def plot_got10k(result: dict, out_dir: str | Path, name: str, title: str) -> lis
             f"Success plot: {title}",
         )
     ]  # fmt: skip
+
+
+def benchmark_report(
+    benchmark: str,
+    sequences: Sequence,
+    preds: dict[str, np.ndarray],
+    plots_dir: str | Path,
+    name: str,
+    title: str,
+) -> dict:
+    """The figures `eval.py task=tracking` reports for `benchmark` (lasot | got10k) over
+    `sequences` (with ground truth; `preds` by sequence name): the headline `score` and
+    the other figures in percent, frame counts, curves, thresholds and the plots drawn."""
+    if benchmark == "lasot":
+        agg = aggregate_lasot(
+            [score_lasot_sequence(preds[s.name], s.gt, s.absent, s.name) for s in sequences]
+        )
+        plots = plot_lasot(agg, plots_dir, name, title)
+        keys = ("success_auc", "precision", "norm_precision", "norm_precision_auc",
+                "success_rate_50", "mean_iou")  # fmt: skip
+        headline = "success_auc"
+        thresholds = {
+            "success": SUCCESS_THRESHOLDS.tolist(),
+            "precision": PRECISION_THRESHOLDS.tolist(),
+            "norm_precision": NORM_PRECISION_THRESHOLDS.tolist(),
+        }
+    else:
+        agg = aggregate_got10k(
+            [
+                score_got10k_sequence(preds[s.name], s.gt, s.cover, (s.width, s.height), s.name)
+                for s in sequences
+            ]
+        )
+        plots = plot_got10k(agg, plots_dir, name, title)
+        keys = ("ao", "sr50", "sr75")
+        headline = "ao"
+        thresholds = {"success": GOT10K_THRESHOLDS.tolist()}
+    figures = {k: 100 * agg[k] for k in keys}
+    return {
+        "figures": {**figures, "score": figures[headline]},
+        "counts": {k: agg[k] for k in ("num_sequences", "num_frames", "num_scored_frames")},
+        "curves": {k: v for k, v in agg.items() if k.endswith("_curve")},
+        "thresholds": thresholds,
+        "plots": plots,
+    }

@@ -9,7 +9,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-import mosam_train.tasks  # noqa: F401  (imports sam2 first, as the entry points do)
+from mosam_train.startup import start
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -19,6 +19,7 @@ def options(group: str) -> list[str]:
 
 
 def compose_cfg(name: str, overrides: list[str], tmp_path: Path):
+    start()
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose(name, overrides=overrides, return_hydra_config=True)

@@ -1,0 +1,32 @@
+"""What every entry point calls before Hydra starts (`start()`), so that nothing the
+scripts rely on happens as a side effect of an import."""
+
+from __future__ import annotations
+
+from hydra.core.global_hydra import GlobalHydra
+
+from mosam_train.runs import register_resolvers
+
+
+def release_hydra_from_sam2() -> None:
+    """Import `sam2` and undo the Hydra state its import leaves.
+
+    `sam2/__init__.py` calls `initialize_config_module("sam2")` when Hydra is not yet
+    initialised, and a `@hydra.main` app then refuses to start ("GlobalHydra is already
+    initialized"). Only that state is cleared (Hydra's main config source is sam2's
+    package); inside a running Hydra app `sam2` left Hydra alone and nothing is touched.
+    Later `sam2` imports find the module cached and do nothing."""
+    import sam2  # noqa: F401
+
+    hydra = GlobalHydra.instance()
+    if hydra.is_initialized() and any(
+        s.provider == "main" and s.scheme() == "pkg" and s.path == "sam2"
+        for s in hydra.config_loader().get_sources()
+    ):
+        hydra.clear()
+
+
+def start() -> None:
+    """Before `@hydra.main`: `sam2`'s Hydra state released, the config's resolvers known."""
+    release_hydra_from_sam2()
+    register_resolvers()

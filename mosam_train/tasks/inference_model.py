@@ -1,0 +1,55 @@
+"""The model that eval and the demo run, loaded in one place: a checkpoint of this project
+or official SAM 2 weights, on the evaluation device, with the configured inference rule."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mosam_train.checkpoint_files import CheckpointFileError, load_checkpoint_file
+from mosam_train.lit.module import MoSAMModule
+from mosam_train.models.sam2_builder import load_sam2_weights
+
+
+def load_module(cfg: DictConfig) -> MoSAMModule:
+    """The model named by `cfg.ckpt`: a checkpoint of this project or official SAM 2 weights."""
+    ckpt = Path(cfg.ckpt)
+    if not ckpt.is_file():
+        raise FileNotFoundError(
+            f"ckpt={ckpt}: no such file. Pass a .ckpt of this project or a .pt."
+        )
+    # tensors and plain containers only: anything else is refused, naming the file
+    raw = load_checkpoint_file(ckpt, mmap=True)
+    if "state_dict" in raw and "hyper_parameters" in raw:
+        try:  # the module refuses non-finite weights (on_load_checkpoint); name the file
+            return MoSAMModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+        except CheckpointFileError as e:
+            raise CheckpointFileError(f"{ckpt}: {e}") from None
+    module: MoSAMModule = instantiate(cfg.model, _convert_="all")
+    load_sam2_weights(module.model.sam2, ckpt, variant=cfg.model.sam2.variant)
+    return module
+
+
+def inference_module(cfg: DictConfig) -> MoSAMModule:
+    """`load_module`, in eval mode on `eval_device`, set to the configured inference rule."""
+    module = load_module(cfg).eval().to(eval_device(cfg))
+    module.inference_cfg = dict(cfg.model.inference)
+    return module
+
+
+def eval_device(cfg: DictConfig) -> torch.device:
+    """`device` from the config, else CUDA when there is one."""
+    name = cfg.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(cfg: DictConfig) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, as SAM 2's `tools/vos_inference.py` runs; float32 elsewhere
+    (`precision=32` forces float32 on CUDA too)."""
+    if eval_device(cfg).type == "cuda" and str(cfg.get("precision") or "bf16") == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
