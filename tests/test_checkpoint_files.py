@@ -5,16 +5,12 @@ the very same checkpoint file (by sha256); exports never clobber a shared base."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from mosam_train import tasks
@@ -26,24 +22,16 @@ from mosam_train.checkpoint_files import (
 )
 from mosam_train.lit.checkpoint_io import AtomicCheckpointIO
 from mosam_train.lit.module import MoSAMModule
-from mosam_train.models.sam2_builder import WeightsMismatchError, build_sam2, read_sam2_state_dict
+from mosam_train.models.sam2_builder import WeightsMismatchError, read_sam2_state_dict
 from mosam_train.tasks.export import export
 from mosam_train.tasks.inference_model import load_module
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def micro_weights(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    torch.save({"model": build_sam2("sam2.1_micro").state_dict()}, path)
-    return path
-
 
 @pytest.fixture(scope="module")
-def not_checkpoints(tmp_path_factory) -> dict[str, tuple[Path, str]]:
+def not_checkpoints(micro, tmp_path_factory) -> dict[str, tuple[Path, str]]:
     """Files that are not checkpoints, with what the error must say about each."""
     root = tmp_path_factory.mktemp("bad")
-    full = micro_weights(root / "full.pt", 0).read_bytes()
+    full = micro(seed=0, object_score_bias=None, path=root / "full.pt").read_bytes()
     files = {
         "text": (b"these are not weights\n", "is not a PyTorch checkpoint"),
         "truncated": (full[: len(full) // 2], "is a truncated or corrupt PyTorch archive"),
@@ -58,33 +46,24 @@ def not_checkpoints(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     return out
 
 
-def eval_cfg(ckpt: Path, root: Path, out: Path, *extra: str):
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose(
-            "eval",
-            overrides=[
-                f"ckpt={ckpt}",
-                "sam2=micro",
-                f"data.root={root}",
-                "data.synthetic=false",
-                "data.val_max_videos=1",
-                "plots.videos=0",
-                *extra,
-            ],
-        )
-    cfg.paths.root_dir = str(REPO)
-    cfg.paths.output_dir = str(out)
-    return cfg
+def eval_cfg(compose_config, ckpt: Path, root: Path, out: Path, *extra: str):
+    return compose_config(
+        "eval", f"ckpt={ckpt}", "sam2=micro", f"data.root={root}", "data.synthetic=false",
+        "data.val_max_videos=1", "plots.videos=0", *extra, out=out,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["text", "truncated", "empty", "list"])
-def test_every_loader_names_a_file_that_is_not_a_checkpoint(not_checkpoints, kind, tmp_path):
+def test_every_loader_names_a_file_that_is_not_a_checkpoint(
+    compose_config, not_checkpoints, kind, tmp_path
+):
     path, message = not_checkpoints[kind]
     loaders = {
         "load_checkpoint_file": load_checkpoint_file,
         "model.sam2.weights=": read_sam2_state_dict,
-        "ckpt= (eval, predict)": lambda p: load_module(eval_cfg(p, tmp_path, tmp_path)),
+        "ckpt= (eval, predict)": lambda p: load_module(
+            eval_cfg(compose_config, p, tmp_path, tmp_path)
+        ),
         "ckpt_path= / resume=": AtomicCheckpointIO().load_checkpoint,
     }
     for entry, load in loaders.items():
@@ -105,14 +84,10 @@ def test_wrong_keys_are_named(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["text", "truncated"])
-def test_eval_py_names_a_broken_checkpoint(not_checkpoints, kind, tmp_path):
+def test_eval_py_names_a_broken_checkpoint(run_script, not_checkpoints, kind, tmp_path):
     path, message = not_checkpoints[kind]
-    proc = subprocess.run(
-        [sys.executable, "eval.py", f"ckpt={path}", "sam2=micro", f"hydra.run.dir={tmp_path}"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_script(
+        "eval.py", f"ckpt={path}", "sam2=micro", f"hydra.run.dir={tmp_path}", ok=False, timeout=300
     )
     assert proc.returncode != 0
     assert str(path) in proc.stderr and message in proc.stderr, proc.stderr[-2000:]
@@ -121,8 +96,8 @@ def test_eval_py_names_a_broken_checkpoint(not_checkpoints, kind, tmp_path):
     )
 
 
-def test_weights_with_nan_are_refused_naming_the_file(tmp_path):
-    official = micro_weights(tmp_path / "nan.pt", 0)
+def test_weights_with_nan_are_refused_naming_the_file(micro, tmp_path):
+    official = micro(seed=0, object_score_bias=None, path=tmp_path / "nan.pt")
     sd = torch.load(official, weights_only=True)
     sd["model"]["obj_ptr_proj.layers.0.weight"][0, 0] = float("nan")
     torch.save(sd, official)
@@ -148,17 +123,19 @@ def test_weights_with_nan_are_refused_naming_the_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_eval_resume_with_a_swapped_checkpoint_is_refused(small_synthetic, tmp_path):
-    ckpt = micro_weights(tmp_path / "model.pt", 0)
+def test_eval_resume_with_a_swapped_checkpoint_is_refused(
+    compose_config, micro, small_synthetic, tmp_path
+):
+    ckpt = micro(seed=0, object_score_bias=None, path=tmp_path / "model.pt")
     first_sha = sha256_of(ckpt)
     out = tmp_path / "eval"
-    tasks.evaluate(eval_cfg(ckpt, small_synthetic, out))
+    tasks.evaluate(eval_cfg(compose_config, ckpt, small_synthetic, out))
     recorded = json.loads((out / "eval_weights.json").read_text())
     assert recorded == {"path": str(ckpt), "sha256": first_sha}
-    tasks.evaluate(eval_cfg(ckpt, small_synthetic, out))  # the same file resumes
-    micro_weights(ckpt, 1)  # another model at the same path
+    tasks.evaluate(eval_cfg(compose_config, ckpt, small_synthetic, out))  # the same file resumes
+    micro(seed=1, object_score_bias=None, path=ckpt)  # another model at the same path
     with pytest.raises(ValueError, match="holds results of another model") as e:
-        tasks.evaluate(eval_cfg(ckpt, small_synthetic, out))
+        tasks.evaluate(eval_cfg(compose_config, ckpt, small_synthetic, out))
     assert first_sha in str(e.value) and sha256_of(ckpt) in str(e.value)
 
 
@@ -170,11 +147,11 @@ def _trainer(step: int, best: str = "") -> SimpleNamespace:
     )
 
 
-def test_export_publishes_only_a_full_schedule_and_keeps_the_old_base(tmp_path):
+def test_export_publishes_only_a_full_schedule_and_keeps_the_old_base(micro, tmp_path):
     module = MoSAMModule(sam2={"variant": "sam2.1_micro"})
     shared = tmp_path / "checkpoints"
     shared.mkdir()
-    old = micro_weights(shared / "base.pt", 7)
+    old = micro(seed=7, object_score_bias=None, path=shared / "base.pt")
     old_sha = sha256_of(old)
 
     def cfg(run: str) -> OmegaConf:

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +35,6 @@ from lightning.pytorch import Callback, LightningModule, Trainer, seed_everythin
 
 from mosam_train.lit.module import MoSAMModule
 
-REPO = Path(__file__).resolve().parents[1]
 VAL_VIDEOS = 3  # odd: the DistributedSampler must pad
 
 
@@ -67,9 +63,8 @@ class RankProbe(Callback):
         )
 
 
-def train(root: Path, logs: Path, trainer: str) -> Path:
+def train(run_script, root: Path, logs: Path, trainer: str) -> Path:
     """Runs train.py with `paths.log_dir=logs`; returns the one run directory it made."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
     overrides = [
         f"trainer={trainer}",
         f"data.root={root}",
@@ -91,15 +86,7 @@ def train(root: Path, logs: Path, trainer: str) -> Path:
         "export.name=null",
         f"paths.log_dir={logs}",
     ]
-    proc = subprocess.run(
-        [sys.executable, "train.py", *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    run_script("train.py", *overrides, env={"PYTHONHASHSEED": "0"}, one_thread=True)
     (run,) = (logs / "train" / "runs").iterdir()  # one run folder, whatever the processes
     return run
 
@@ -120,10 +107,10 @@ def state(out: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_ddp_training_and_validation_match_single_process(small_synthetic, tmp_path):
+def test_ddp_training_and_validation_match_single_process(run_script, small_synthetic, tmp_path):
     single_logs, ddp_logs = tmp_path / "single", tmp_path / "ddp"
-    single = train(small_synthetic, single_logs, "cpu")
-    ddp = train(small_synthetic, ddp_logs, "ddp_cpu")
+    single = train(run_script, small_synthetic, single_logs, "cpu")
+    ddp = train(run_script, small_synthetic, ddp_logs, "ddp_cpu")
     assert sorted(p.name for p in ddp.glob("*.log")) == ["train.log", "train_rank1.log"]
 
     # Both runs trained and took the same steps.

@@ -3,8 +3,6 @@
 import csv
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,41 +10,15 @@ import torch
 
 from mosam_train.lit.module import MoSAMModule
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run(script: str, *overrides: str, ok: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, script, *overrides],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if ok:
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc
-
-
-def data_overrides(root: Path) -> list[str]:
-    return [
-        f"data.root={root}",
-        "data.synthetic=false",
-        "data.num_workers=0",
-        "data.samples_per_epoch=4",
-        "data.clip_len=4",
-        "data.val_max_videos=2",
-    ]
-
 
 @pytest.fixture(scope="module")
-def trained(small_synthetic, tmp_path_factory):
+def trained(run_script, small_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("train")
     shared = tmp_path_factory.mktemp("shared") / "sam2_micro_synthetic.pt"
     shared.write_bytes(b"a trained base")  # a short run must leave it as it is
-    proc = run(
+    proc = run_script(
         "train.py",
-        *data_overrides(small_synthetic),
+        *small_data(samples_per_epoch=4),
         "trainer.max_steps=4",
         "trainer.log_every_n_steps=1",
         "trainer.val_check_interval=2",
@@ -80,15 +52,17 @@ def test_train_writes_checkpoints_and_plain_hparams(trained):
 
 
 @pytest.mark.slow
-def test_eval_writes_outputs_and_matches_exported_weights(trained, small_synthetic, tmp_path):
+def test_eval_writes_outputs_and_matches_exported_weights(
+    run_script, trained, small_data, tmp_path
+):
     _, best, export = trained
     a, b = tmp_path / "a", tmp_path / "b"
-    run("eval.py", f"ckpt={best}", *data_overrides(small_synthetic), f"hydra.run.dir={a}")
-    run(
+    run_script("eval.py", f"ckpt={best}", *small_data(samples_per_epoch=4), f"hydra.run.dir={a}")
+    run_script(
         "eval.py",
         f"ckpt={export}",
         "sam2=micro",
-        *data_overrides(small_synthetic),
+        *small_data(samples_per_epoch=4),
         f"hydra.run.dir={b}",
     )
     ma = json.loads((a / "metrics.json").read_text())
@@ -105,14 +79,14 @@ def test_eval_writes_outputs_and_matches_exported_weights(trained, small_synthet
 
     # A rerun in the same directory resumes: nothing is recomputed, same numbers.
     (a / "predictions").rename(a / "old_predictions")
-    run("eval.py", f"ckpt={best}", *data_overrides(small_synthetic), f"hydra.run.dir={a}")
+    run_script("eval.py", f"ckpt={best}", *small_data(samples_per_epoch=4), f"hydra.run.dir={a}")
     assert json.loads((a / "metrics.json").read_text())["JF"] == ma["JF"]
     assert not (a / "predictions").exists()
     # Rows of another evaluation are never mixed in.
-    other = run(
+    other = run_script(
         "eval.py",
         "baseline=copy_first",
-        *data_overrides(small_synthetic),
+        *small_data(samples_per_epoch=4),
         f"hydra.run.dir={a}",
         ok=False,
     )
@@ -120,11 +94,11 @@ def test_eval_writes_outputs_and_matches_exported_weights(trained, small_synthet
 
 
 @pytest.mark.slow
-def test_copy_first_baseline_needs_no_checkpoint(small_synthetic, tmp_path):
-    run(
+def test_copy_first_baseline_needs_no_checkpoint(run_script, small_data, tmp_path):
+    run_script(
         "eval.py",
         "baseline=copy_first",
-        *data_overrides(small_synthetic),
+        *small_data(samples_per_epoch=4),
         f"hydra.run.dir={tmp_path}",
     )
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -132,13 +106,13 @@ def test_copy_first_baseline_needs_no_checkpoint(small_synthetic, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def mosam_trained(trained, small_synthetic, tmp_path_factory):
+def mosam_trained(run_script, trained, small_data, tmp_path_factory):
     _, _, export = trained
     out = tmp_path_factory.mktemp("mosam")
-    run(
+    run_script(
         "train.py",
         "experiment=mosam_synthetic",
-        *data_overrides(small_synthetic),
+        *small_data(samples_per_epoch=4),
         f"model.sam2.weights={export}",
         "trainer.max_steps=2",
         "trainer.val_check_interval=2",
@@ -150,13 +124,15 @@ def mosam_trained(trained, small_synthetic, tmp_path_factory):
 
 @pytest.mark.slow
 def test_mosam_experiment_trains_and_its_checkpoint_evaluates(
-    mosam_trained, small_synthetic, tmp_path
+    run_script, mosam_trained, small_data, tmp_path
 ):
     _, best, export = mosam_trained
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     assert ckpt["sam2_base"]["path"] == str(export)
     assert not any(k.startswith("model.sam2.") for k in ckpt["state_dict"])
-    run("eval.py", f"ckpt={best}", *data_overrides(small_synthetic), f"hydra.run.dir={tmp_path}")
+    run_script(
+        "eval.py", f"ckpt={best}", *small_data(samples_per_epoch=4), f"hydra.run.dir={tmp_path}"
+    )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_objects"] > 0 and 0 <= metrics["JF"] <= 100
 
@@ -184,14 +160,14 @@ def _real_layout(experiment: str, root: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", ["mosam_sav", "mosam_ytvos", "mosam_mose"])
-def test_real_data_experiments_run_a_fast_dev_run(experiment, tmp_path):
+def test_real_data_experiments_run_a_fast_dev_run(run_script, experiment, tmp_path):
     """The shipped experiments, on the micro model and fixture roots in the real layouts."""
     from mosam_train.models.sam2_builder import build_sam2
 
     torch.manual_seed(0)
     base = tmp_path / "base.pt"
     torch.save({"model": build_sam2("sam2.1_micro").state_dict()}, base)
-    proc = run(
+    proc = run_script(
         "train.py",
         f"experiment={experiment}",
         *_real_layout(experiment, tmp_path / "data"),

@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from mosam_train import tasks
@@ -28,7 +23,6 @@ from mosam_train.metrics.tracking import (
     score_got10k_sequence,
     score_lasot_sequence,
 )
-from mosam_train.models.sam2_builder import build_sam2
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = 16
@@ -42,27 +36,21 @@ def tiny_lasot(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def micro_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "micro.pt"
-    torch.save({"model": build_sam2("sam2.1_micro").state_dict()}, path)
-    return path
+def random_micro_weights(micro, tmp_path_factory) -> Path:
+    """Micro weights as initialised (masks mostly empty: boxes of absent objects)."""
+    return micro(object_score_bias=None, path=tmp_path_factory.mktemp("w") / "micro.pt")
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_lasot, micro_weights, tmp_path_factory) -> Path:
+def reference(run_script, tiny_lasot, random_micro_weights, tmp_path_factory) -> Path:
     """One uninterrupted run of the entry point with random-init micro weights, on the
     first 2 sequences."""
     out = tmp_path_factory.mktemp("eval_tracking")
-    proc = subprocess.run(
-        [
-            sys.executable, "eval.py", "task=tracking", "data=tracking/synthetic_lasot",
-            f"data.root={tiny_lasot}", "data.synthetic=false", f"ckpt={micro_weights}",
-            "sam2=micro", "data.max_sequences=2", f"hydra.run.dir={out}",
-        ],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+    run_script(
+        "eval.py", "task=tracking", "data=tracking/synthetic_lasot",
+        f"data.root={tiny_lasot}", "data.synthetic=false", f"ckpt={random_micro_weights}",
+        "sam2=micro", "data.max_sequences=2", f"hydra.run.dir={out}",
     )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return out
 
 
@@ -72,16 +60,6 @@ def job_config(reference: Path, out: Path, **changes):
     cfg.paths.root_dir = str(REPO)
     cfg.paths.output_dir = str(out)
     return OmegaConf.merge(cfg, changes)
-
-
-def composed(out: Path, *overrides: str):
-    """`python eval.py task=tracking <overrides>`'s job config, in-process, writing to `out`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("eval", overrides=["task=tracking", *overrides])
-    cfg.paths.root_dir = str(REPO)
-    cfg.paths.output_dir = str(out)
-    return cfg
 
 
 def rows(out: Path) -> dict[str, dict[str, str]]:
@@ -166,10 +144,10 @@ def test_a_crash_halfway_then_a_rerun_gives_the_uninterrupted_result(
         tasks.evaluate_tracking(OmegaConf.merge(cfg, {"baseline": "first_box", "ckpt": None}))
 
 
-def test_first_box_baseline_scores_the_first_box_overlaps(tiny_lasot, tmp_path):
-    cfg = composed(
-        tmp_path, "data=tracking/synthetic_lasot", f"data.root={tiny_lasot}",
-        "data.synthetic=false", "baseline=first_box",
+def test_first_box_baseline_scores_the_first_box_overlaps(compose_config, tiny_lasot, tmp_path):
+    cfg = compose_config(
+        "eval", "task=tracking", "data=tracking/synthetic_lasot", f"data.root={tiny_lasot}",
+        "data.synthetic=false", "baseline=first_box", out=tmp_path,
     )  # fmt: skip
     out = tasks.evaluate_tracking(cfg)
     succ, prec = [], []
@@ -186,8 +164,8 @@ def test_first_box_baseline_scores_the_first_box_overlaps(tiny_lasot, tmp_path):
     assert out["precision"] == pytest.approx(100 * np.mean(prec))
 
 
-def test_tracking_needs_a_tracking_data_config(tmp_path):
-    cfg = composed(tmp_path, "data=davis", "baseline=first_box")
+def test_tracking_needs_a_tracking_data_config(compose_config, tmp_path):
+    cfg = compose_config("eval", "task=tracking", "data=davis", "baseline=first_box", out=tmp_path)
     with pytest.raises(ValueError, match="data=tracking/synthetic_lasot"):
         tasks.evaluate_tracking(cfg)
 
@@ -210,11 +188,13 @@ def got10k_layout(root: Path, lasot: Path) -> None:
         (root / split / "list.txt").write_text("\n".join(names) + "\n")
 
 
-def test_got10k_val_scores_and_test_submission(tiny_lasot, tmp_path):
+def test_got10k_val_scores_and_test_submission(compose_config, tiny_lasot, tmp_path):
     got = tmp_path / "GOT-10k"
     got10k_layout(got, tiny_lasot)
     options = ("data=tracking/got10k", f"data.root={got}", "baseline=first_box")
-    out = tasks.evaluate_tracking(composed(tmp_path / "val", *options))
+    out = tasks.evaluate_tracking(
+        compose_config("eval", "task=tracking", *options, out=tmp_path / "val")
+    )
     pooled = []
     for s in read_tracking("got10k", got, "val"):
         folder = tmp_path / "val" / "predictions" / s.name
@@ -233,7 +213,9 @@ def test_got10k_val_scores_and_test_submission(tiny_lasot, tmp_path):
     assert (tmp_path / "val" / "plots" / "success_plot.png").is_file()
 
     test_out = tmp_path / "test"
-    out = tasks.evaluate_tracking(composed(test_out, *options, "data.split=test"))
+    out = tasks.evaluate_tracking(
+        compose_config("eval", "task=tracking", *options, "data.split=test", out=test_out)
+    )
     assert not out["gt_available"] and np.isnan(out["score"])
     names = [f"GOT-10k_Test_{i:06d}" for i in (1, 2, 3)]
     with zipfile.ZipFile(test_out / "submission.zip") as zf:

@@ -1,7 +1,9 @@
 """Behaviour goldens, for refactors that must change nothing: `eval.py`'s label PNGs and
-metrics on 4 val videos of the small synthetic set with a micro SAM 2 built here, and the
-logged losses of 20 seed-0 training steps, each in a fresh one-thread process. A refactor
-leaves the PNGs byte-identical and the numbers within 1e-6.
+metrics on 4 val videos of the small synthetic set with the micro SAM 2 of conftest's
+`micro_weights`, and the logged losses of 20 seed-0 training steps, each in a fresh
+one-thread process (float results depend on the thread count, which other tests in the
+same process may change). A refactor leaves the PNGs byte-identical and the numbers
+within 1e-6.
 
 Regenerate only for an intended change of behaviour (and say so in the commit):
 
@@ -14,16 +16,10 @@ import csv
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from mosam_train.models.sam2_builder import build_sam2
-
-REPO = Path(__file__).resolve().parents[1]
 GOLDENS = Path(__file__).parent / "goldens"
 UPDATE = os.environ.get("MOSAM_UPDATE_GOLDENS") == "1"
 TOLERANCE = 1e-6
@@ -45,44 +41,21 @@ def check(name: str, found: dict) -> None:
             assert found[key] == pytest.approx(value, rel=TOLERANCE, abs=TOLERANCE), key
 
 
-def micro_weights(path: Path) -> Path:
-    """Seed-0 micro SAM 2.1 with a positive object-score bias, so its masks are not empty."""
-    torch.manual_seed(0)
-    sam = build_sam2("sam2.1_micro")
-    with torch.no_grad():
-        sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    torch.save({"model": sam.state_dict()}, path)
-    return path
-
-
-def run(script: str, *overrides: str) -> None:
-    """A fresh process with one thread: float results depend on the thread count, which
-    other tests in the same process may change (`torch.set_num_threads`)."""
-    proc = subprocess.run(
-        [sys.executable, script, *overrides, "callbacks.rich_progress_bar=null"]
-        if script == "train.py"
-        else [sys.executable, script, *overrides],
-        cwd=REPO,
-        env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-
-
 @pytest.mark.slow
-def test_eval_label_pngs_and_metrics_match_the_goldens(small_synthetic, tmp_path):
+def test_eval_label_pngs_and_metrics_match_the_goldens(
+    small_synthetic, micro_weights, run_script, tmp_path
+):
     out = tmp_path / "eval"
-    run(
+    run_script(
         "eval.py",
-        f"ckpt={micro_weights(tmp_path / 'micro.pt')}",
+        f"ckpt={micro_weights}",
         "sam2=micro",
         f"data.root={small_synthetic}",
         "data.synthetic=false",
         "data.val_max_videos=4",
         "plots.videos=0",
         f"hydra.run.dir={out}",
+        one_thread=True,  # float results depend on the thread count
     )
     pngs = {
         p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -95,14 +68,15 @@ def test_eval_label_pngs_and_metrics_match_the_goldens(small_synthetic, tmp_path
 
 
 @pytest.mark.slow
-def test_training_losses_match_the_goldens(small_synthetic, tmp_path):
+def test_training_losses_match_the_goldens(small_synthetic, run_script, tmp_path):
     out = tmp_path / "run"
-    run(
+    run_script(
         "train.py", "seed=0",
         f"data.root={small_synthetic}", "data.synthetic=false", "data.num_workers=0",
         "data.samples_per_epoch=8", "data.clip_len=4", "data.val_max_videos=1",
         "trainer.max_steps=20", "trainer.log_every_n_steps=1",
         "trainer.val_check_interval=20", "export.name=null", f"hydra.run.dir={out}",
+        "callbacks.rich_progress_bar=null", one_thread=True,
     )  # fmt: skip
     rows = list(csv.DictReader((out / "csv" / "version_0" / "metrics.csv").open()))
     terms = ("train/loss", "train/loss_mask", "train/loss_dice", "train/loss_iou", "val/jf")

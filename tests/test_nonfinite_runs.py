@@ -4,19 +4,12 @@ a non-finite loss on one process stops both."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import lightning as L
 import pytest
 import torch
 
 from mosam_train.checkpoint_files import nonfinite_entries
 from mosam_train.lit.module import MoSAMModule
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class PoisonBatch(L.Callback):
@@ -30,36 +23,16 @@ class PoisonBatch(L.Callback):
             batch.frames.fill_(float("nan"))
 
 
-def train(*overrides: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", *overrides, "callbacks.rich_progress_bar=null"],
-        cwd=REPO,
-        env=dict(os.environ, **(env or {})),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def data(root: Path) -> list[str]:
-    return [
-        f"data.root={root}",
-        "data.synthetic=false",
-        "data.num_workers=0",
-        "data.samples_per_epoch=8",
-        "data.clip_len=4",
-        "data.val_max_videos=2",
-    ]
-
-
 @pytest.mark.slow
-def test_diverging_run_stops_non_zero_without_best_or_export(small_synthetic, tmp_path):
+def test_diverging_run_stops_non_zero_without_best_or_export(run_script, small_data, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "sam2_micro_synthetic.pt").write_bytes(b"a trained base")
     out = tmp_path / "run"
-    proc = train(
-        *data(small_synthetic),
+    proc = run_script(
+        "train.py",
+        *small_data(),
+        "callbacks.rich_progress_bar=null",
         "model.optim.lr=1e4",
         "trainer.max_steps=30",
         "trainer.val_check_interval=15",
@@ -67,6 +40,7 @@ def test_diverging_run_stops_non_zero_without_best_or_export(small_synthetic, tm
         f"export.publish_dir={shared}",
         "export.publish_min_steps=0",
         f"hydra.run.dir={out}",
+        ok=False,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, log[-3000:]
@@ -85,11 +59,13 @@ def test_diverging_run_stops_non_zero_without_best_or_export(small_synthetic, tm
 
 
 @pytest.mark.slow
-def test_ddp_non_finite_loss_on_one_process_stops_both(small_synthetic, tmp_path):
+def test_ddp_non_finite_loss_on_one_process_stops_both(run_script, small_data, tmp_path):
     out = tmp_path / "run"
-    proc = train(
+    proc = run_script(
+        "train.py",
         "trainer=ddp_cpu",
-        *data(small_synthetic),
+        *small_data(),
+        "callbacks.rich_progress_bar=null",
         "data.batch_size=2",
         "trainer.max_steps=6",
         "trainer.val_check_interval=6",
@@ -99,7 +75,8 @@ def test_ddp_non_finite_loss_on_one_process_stops_both(small_synthetic, tmp_path
         "callbacks.last_checkpoint.every_n_train_steps=1",
         "export.name=null",
         f"hydra.run.dir={out}",
-        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        one_thread=True,
+        ok=False,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode != 0, log[-3000:]

@@ -3,34 +3,12 @@ trainer option to use and whether the data and weights the run reads are there."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 
 from mosam_train import tasks
 from mosam_train.preflight import check_train_setup
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def compose_train(tmp_path: Path, overrides: list[str]):
-    """train.yaml as `python train.py <overrides>` composes it (the job's config)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path / "out")
-        cfg.hydra.runtime.cwd = str(tmp_path)
-    HydraConfig.instance().set_config(cfg)
-    job = cfg.copy()
-    with open_dict(job):
-        del job["hydra"]
-    return job
+from mosam_train.tasks import training
 
 
 @pytest.fixture
@@ -39,17 +17,20 @@ def no_gpu(monkeypatch):
 
 
 def test_gpu_experiment_without_gpu_names_the_fix_the_data_and_the_weights(
-    tmp_path, no_gpu, monkeypatch
+    compose_config, tmp_path, no_gpu, monkeypatch
 ):
-    cfg = compose_train(
-        tmp_path,
-        ["experiment=mosam_sav", f"paths.data_dir={tmp_path / 'data'}", f"paths.checkpoint_dir={tmp_path / 'ckpt'}"],
-    )  # fmt: skip
+    cfg = compose_config(
+        "train",
+        "experiment=mosam_sav",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.checkpoint_dir={tmp_path / 'ckpt'}",
+        out=tmp_path / "out",
+    )
 
     def built(*args, **kwargs):
         raise AssertionError("instantiated something before the check")
 
-    monkeypatch.setattr(tasks, "instantiate", built)
+    monkeypatch.setattr(training, "instantiate", built)
     with pytest.raises(RuntimeError) as e:
         tasks.train(cfg)
     msg = str(e.value)
@@ -61,15 +42,19 @@ def test_gpu_experiment_without_gpu_names_the_fix_the_data_and_the_weights(
     assert "python -m mosam_train.models.download sam2.1_hiera_base_plus" in msg
 
 
-def test_with_the_data_and_weights_in_place_it_says_so(tmp_path, no_gpu):
+def test_with_the_data_and_weights_in_place_it_says_so(compose_config, tmp_path, no_gpu):
     for d in ("SA-V", "YouTubeVOS2019", "MOSE"):
         (tmp_path / "data" / d).mkdir(parents=True)
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "sam2.1_hiera_base_plus.pt").write_bytes(b"")
-    cfg = compose_train(
-        tmp_path,
-        ["experiment=mosam_sav", "data=mix", f"paths.data_dir={tmp_path / 'data'}", f"paths.checkpoint_dir={tmp_path / 'ckpt'}"],
-    )  # fmt: skip
+    cfg = compose_config(
+        "train",
+        "experiment=mosam_sav",
+        "data=mix",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.checkpoint_dir={tmp_path / 'ckpt'}",
+        out=tmp_path / "out",
+    )
     with pytest.raises(RuntimeError, match="trainer=cpu") as e:
         check_train_setup(cfg)
     assert "does not exist" not in str(e.value)
@@ -78,6 +63,8 @@ def test_with_the_data_and_weights_in_place_it_says_so(tmp_path, no_gpu):
 
 
 @pytest.mark.parametrize("trainer", ["cpu", "ddp_cpu", "default"])
-def test_cpu_trainers_pass(tmp_path, no_gpu, trainer):
-    cfg = compose_train(tmp_path, ["experiment=mosam_sav", f"trainer={trainer}"])
+def test_cpu_trainers_pass(compose_config, tmp_path, no_gpu, trainer):
+    cfg = compose_config(
+        "train", "experiment=mosam_sav", f"trainer={trainer}", out=tmp_path / "out"
+    )
     check_train_setup(cfg)  # missing data is the datamodule's to report, as before

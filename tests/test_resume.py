@@ -23,7 +23,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, STEPS_PER_EPOCH, EVERY = 8, 4, 3
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
+ENV = dict(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
 
 
 def overrides(root: Path) -> list[str]:
@@ -45,14 +45,6 @@ def overrides(root: Path) -> list[str]:
     ]
 
 
-def train(*args: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-
-
 def weights(run: Path) -> dict[str, torch.Tensor]:
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == STEPS
@@ -67,13 +59,15 @@ def curve(run: Path, key: str) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(small_synthetic, tmp_path):
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(
+    run_script, small_synthetic, tmp_path
+):
     whole, killed = tmp_path / "runs" / "whole", tmp_path / "runs" / "killed"
-    train(*overrides(small_synthetic), f"hydra.run.dir={whole}")
+    run_script("train.py", *overrides(small_synthetic), f"hydra.run.dir={whole}", env=ENV)
 
     proc = subprocess.Popen(
         [sys.executable, "train.py", *overrides(small_synthetic), f"hydra.run.dir={killed}"],
-        cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO, env=dict(os.environ, **ENV), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 600
@@ -85,7 +79,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(small_synthetic
     assert step < STEPS and step % STEPS_PER_EPOCH != 0, f"not killed mid-epoch (step {step})"
     saved_config = (killed / ".hydra" / "config.yaml").read_text()
 
-    train(f"resume={killed}")
+    run_script("train.py", f"resume={killed}", env=ENV)
 
     # same weights
     a, b = weights(whole), weights(killed)
@@ -105,10 +99,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(small_synthetic
     assert not list((killed / "checkpoints").glob(".*.tmp"))  # no torn temporary files
 
 
-def test_resume_refuses_a_directory_without_a_run(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "train.py", f"resume={tmp_path}"],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+def test_resume_refuses_a_directory_without_a_run(run_script, tmp_path):
+    proc = run_script("train.py", f"resume={tmp_path}", env=ENV, ok=False, timeout=300)
     assert proc.returncode != 0
     assert "config.yaml is missing" in proc.stderr and str(tmp_path) in proc.stderr

@@ -11,18 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from layouts.davis import write_davis, write_sequence, write_split
-from omegaconf import open_dict
 
 from mosam_train import tasks
 from mosam_train.data.formats.davis import read_davis
 from mosam_train.lit.module import MoSAMModule
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 MICRO = {"variant": "sam2.1_micro", "image_size": 128, "weights": None, "overrides": {}}
 
 
@@ -39,28 +34,17 @@ def davis_with_short_videos(tmp_path) -> Path:
     return root
 
 
-def compose_eval(tmp_path: Path, overrides: list[str]):
-    """eval.yaml as `python eval.py <overrides>` composes it, writing into tmp_path/out."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("eval", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path / "out")
-        cfg.hydra.runtime.cwd = str(tmp_path)
-    HydraConfig.instance().set_config(cfg)
-    job = cfg.copy()  # the job's config, as the app passes it (no hydra node)
-    with open_dict(job):
-        del job["hydra"]
-    return job
-
-
 def test_eval_names_short_videos_as_unscorable_and_scores_the_others(
-    davis_with_short_videos, tmp_path, caplog
+    compose_config, davis_with_short_videos, tmp_path, caplog
 ):
-    cfg = compose_eval(
-        tmp_path,
-        ["baseline=copy_first", "data=davis", f"data.root={davis_with_short_videos}", "plots.videos=0"],
-    )  # fmt: skip
+    cfg = compose_config(
+        "eval",
+        "baseline=copy_first",
+        "data=davis",
+        f"data.root={davis_with_short_videos}",
+        "plots.videos=0",
+        out=tmp_path / "out",
+    )
     with caplog.at_level(logging.WARNING):
         result = tasks.evaluate(cfg)
     out = tmp_path / "out"
@@ -80,11 +64,17 @@ def test_eval_names_short_videos_as_unscorable_and_scores_the_others(
     assert (out / "predictions" / "single" / "00000.png").is_file()
 
 
-def test_eval_refuses_val_max_videos_0_before_writing(davis_with_short_videos, tmp_path):
-    cfg = compose_eval(
-        tmp_path,
-        ["baseline=copy_first", "data=davis", f"data.root={davis_with_short_videos}", "data.val_max_videos=0"],
-    )  # fmt: skip
+def test_eval_refuses_val_max_videos_0_before_writing(
+    compose_config, davis_with_short_videos, tmp_path
+):
+    cfg = compose_config(
+        "eval",
+        "baseline=copy_first",
+        "data=davis",
+        f"data.root={davis_with_short_videos}",
+        "data.val_max_videos=0",
+        out=tmp_path / "out",
+    )
     # Hydra's instantiate wraps the datamodule's ValueError, message kept
     with pytest.raises(InstantiationException, match=r"data\.val_max_videos=0 evaluates no video"):
         tasks.evaluate(cfg)

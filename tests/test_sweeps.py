@@ -8,14 +8,11 @@ import csv
 import json
 import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from test_entry_points import REPO, data_overrides
 
 from mosam_train.models.losses import LOSS_TERMS
 
@@ -24,17 +21,6 @@ COMMON = [
     "callbacks.rich_progress_bar=null",
     "export.name=null",
 ]
-
-
-def multirun(*overrides: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", "-m", *overrides],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def wandb_records(path: Path) -> list:
@@ -87,7 +73,7 @@ def read_wandb_run(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_failed_job_leaves_the_next_job_its_own_run_and_wandb_run(small_synthetic, tmp_path):
+def test_failed_job_leaves_the_next_job_its_own_run_and_wandb_run(run_script, small_data, tmp_path):
     """Job 0 fails inside `fit` (AdamW refuses beta 2.0), after its wandb run started; job
     1 must still train, in its own directory, into a wandb run of its own (not job 0's, which
     a WandbLogger would reuse if it were left open), and the command must report job 0."""
@@ -99,10 +85,11 @@ def test_failed_job_leaves_the_next_job_its_own_run_and_wandb_run(small_syntheti
         WANDB_CACHE_DIR=str(tmp_path / "wandb_cache"),
         WANDB_DATA_DIR=str(tmp_path / "wandb_data"),
     )
-    proc = multirun(
-        *data_overrides(small_synthetic),
+    proc = run_script(
+        "train.py",
+        "-m",
+        *small_data(samples_per_epoch=4, val_videos=1),
         *COMMON,
-        "data.val_max_videos=1",
         "trainer.max_steps=2",
         "trainer.val_check_interval=2",
         "logger=wandb",
@@ -110,6 +97,9 @@ def test_failed_job_leaves_the_next_job_its_own_run_and_wandb_run(small_syntheti
         "model.optim.betas=[2.0,0.999],[0.9,0.999]",
         f"hydra.sweep.dir={sweep}",
         env=env,
+        inherit_env=False,
+        ok=False,
+        timeout=900,
     )
     log = proc.stdout + proc.stderr
     # the sweep ends with job 0's error (Hydra re-raises it after the last job)
@@ -151,13 +141,8 @@ def test_failed_job_leaves_the_next_job_its_own_run_and_wandb_run(small_syntheti
 
 
 @pytest.fixture(scope="module")
-def mosam_base(tmp_path_factory) -> Path:
-    from mosam_train.models.sam2_builder import build_sam2
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("base") / "sam2_micro.pt"
-    torch.save({"model": build_sam2("sam2.1_micro").state_dict()}, path)
-    return path
+def mosam_base(micro, tmp_path_factory) -> Path:
+    return micro(object_score_bias=None, path=tmp_path_factory.mktemp("base") / "sam2_micro.pt")
 
 
 def _metric(job: Path, key: str) -> float:
@@ -166,24 +151,27 @@ def _metric(job: Path, key: str) -> float:
 
 
 @pytest.mark.slow
-def test_optuna_search_runs_each_trial_in_its_own_directory(small_synthetic, mosam_base, tmp_path):
+def test_optuna_search_runs_each_trial_in_its_own_directory(
+    run_script, small_data, mosam_base, tmp_path
+):
     """hparams_search=mosam_optuna with 2 trials: two run directories with their own
     checkpoints and logs, and the study's best value is the best trial's val/jf_best, which
     only reaches Optuna as the value train.py returns."""
     sweep = tmp_path / "optuna"
-    proc = multirun(
+    run_script(
+        "train.py",
+        "-m",
         "experiment=mosam_synthetic",
         "hparams_search=mosam_optuna",
         "hydra.sweeper.n_trials=2",
         f"model.sam2.weights={mosam_base}",
-        *data_overrides(small_synthetic),
-        "data.val_max_videos=1",
+        *small_data(samples_per_epoch=4, val_videos=1),
         *COMMON,
         "trainer.max_steps=1",
         "trainer.val_check_interval=1",
         f"hydra.sweep.dir={sweep}",
+        timeout=900,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     jobs = [sweep / "0", sweep / "1"]
     params = []
     for job in jobs:

@@ -1,19 +1,12 @@
 """The demo (`predict.py` / `tasks.predict`): an mp4 or a frame folder plus a first-frame
 prompt in, per-frame masks, boxes and an overlay video out; bad input refused up front."""
 
-import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
 from PIL import Image
 
 from mosam_train import tasks
@@ -29,27 +22,13 @@ from mosam_train.inference.demo import (
 )
 from mosam_train.inference.prompts import PointPrompt
 from mosam_train.inference.video_input import open_video
-from mosam_train.models.sam2_builder import build_sam2
+from mosam_train.tasks import prediction
 
-REPO = Path(__file__).resolve().parents[2]
 NUM_FRAMES = 6
 SIZE = (120, 160)  # the synthetic videos' height, width
 
 
 # ---------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def micro_ckpt(tmp_path_factory) -> Path:
-    """Random-init micro SAM 2.1 weights in the official format; a positive object-score
-    bias keeps its masks non-empty (see test_engine_parity)."""
-    torch.manual_seed(0)
-    sam = build_sam2("sam2.1_micro")
-    with torch.no_grad():
-        sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    path = tmp_path_factory.mktemp("ckpt") / "micro.pt"
-    torch.save({"model": sam.state_dict()}, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def clip(small_synthetic):
     """First frames (uint8 [T, H, W, 3]) and first-frame GT masks of a synthetic video."""
@@ -80,18 +59,6 @@ def read_video(path: Path) -> tuple[list[np.ndarray], float]:
     with av.open(str(path)) as c:
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
         return frames, float(c.streams.video[0].average_rate)
-
-
-def compose_predict(tmp_path: Path, *overrides: str):
-    """The predict config as the app composes it, running in `tmp_path`."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("predict", overrides=list(overrides), return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path / "out")
-        cfg.hydra.runtime.cwd = str(tmp_path)
-    HydraConfig.instance().set_config(cfg)
-    return cfg
 
 
 def check_outputs(out: Path, num_frames: int, ids: list[int], fps: float | None = None) -> None:
@@ -130,90 +97,90 @@ def check_outputs(out: Path, num_frames: int, ids: list[int], fps: float | None 
 
 
 # ---------------------------------------------------------------------- end to end
-def test_mp4_with_a_box_file_of_two_objects(tmp_path, clip, micro_ckpt):
+def test_mp4_with_a_box_file_of_two_objects(compose_config, tmp_path, clip, micro_weights):
     frames, gt = clip
     video = write_mp4(tmp_path / "clip.mp4", frames, fps=12)
     box_file = tmp_path / "boxes.txt"
     box_file.write_text(
         "".join(" ".join(str(int(v)) for v in mask_to_box(m)) + "\n" for m in gt[:2])
     )
-    cfg = compose_predict(
-        tmp_path, f"video={video}", f"box={box_file}", f"ckpt={micro_ckpt}", "device=cpu"
+    cfg = compose_config(
+        "predict",
+        f"video={video}",
+        f"box={box_file}",
+        f"ckpt={micro_weights}",
+        "device=cpu",
+        out=tmp_path / "out",
     )
     summary = tasks.predict(cfg)
     assert summary["num_frames"] == NUM_FRAMES and summary["objects"] == [1, 2]
     check_outputs(tmp_path / "out", NUM_FRAMES, [1, 2], fps=12)
 
 
-def test_jpg_folder_with_a_mask_prompt(tmp_path, clip, micro_ckpt):
+def test_jpg_folder_with_a_mask_prompt(compose_config, tmp_path, clip, micro_weights):
     frames, gt = clip
     folder = write_folder(tmp_path / "frames", frames)
     label = np.zeros(SIZE, np.uint8)
     label[gt[0]] = 3  # ids are the PNG's values
     Image.fromarray(label).save(tmp_path / "first.png")
-    cfg = compose_predict(
-        tmp_path, f"video={folder}", f"mask={tmp_path / 'first.png'}", f"ckpt={micro_ckpt}"
+    cfg = compose_config(
+        "predict",
+        f"video={folder}",
+        f"mask={tmp_path / 'first.png'}",
+        f"ckpt={micro_weights}",
+        out=tmp_path / "out",
     )
     assert tasks.predict(cfg)["objects"] == [3]
     check_outputs(tmp_path / "out", NUM_FRAMES, [3], fps=30)
 
 
-def test_clicks_on_a_folder_in_natural_order(tmp_path, clip, micro_ckpt):
+def test_clicks_on_a_folder_in_natural_order(compose_config, tmp_path, clip, micro_weights):
     frames, gt = clip
     names = [f"{t + 1}.jpg" for t in range(NUM_FRAMES)]  # 1.jpg ... (no zero padding)
     folder = write_folder(tmp_path / "frames", frames, names)
     assert [p.name for p in open_video(folder).files] == names
     ys, xs = np.nonzero(gt[0])
-    cfg = compose_predict(
-        tmp_path,
+    cfg = compose_config(
+        "predict",
         f"video={folder}",
         f"points=[[{xs[0]},{ys[0]},1]]",
-        f"ckpt={micro_ckpt}",
+        f"ckpt={micro_weights}",
+        out=tmp_path / "out",
     )
     assert tasks.predict(cfg)["num_frames"] == NUM_FRAMES
     check_outputs(tmp_path / "out", NUM_FRAMES, [1])
 
 
-def test_predict_py_with_an_inline_box(tmp_path, clip, micro_ckpt):
+def test_predict_py_with_an_inline_box(run_script, tmp_path, clip, micro_weights):
     frames, gt = clip
     folder = write_folder(tmp_path / "frames", frames)
     x, y, w, h = (int(v) for v in mask_to_box(gt[0]))
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "predict.py",
-            f"video={folder}",
-            f"box=[{x},{y},{w},{h}]",
-            f"ckpt={micro_ckpt}",
-            "sam2=micro",
-            f"hydra.run.dir={out}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    run_script(
+        "predict.py",
+        f"video={folder}",
+        f"box=[{x},{y},{w},{h}]",
+        f"ckpt={micro_weights}",
+        "sam2=micro",
+        f"hydra.run.dir={out}",
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     check_outputs(out, NUM_FRAMES, [1])
     assert "frames with a box" in (out / "predict.log").read_text()
 
 
-def test_predict_py_refuses_a_box_outside_the_video_before_loading_a_model(tmp_path, clip):
+def test_predict_py_refuses_a_box_outside_the_video_before_loading_a_model(
+    run_script, tmp_path, clip
+):
     folder = write_folder(tmp_path / "frames", clip[0][:2])
     out = tmp_path / "run"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "predict.py",
-            f"video={folder}",
-            "box=[200,10,20,20]",
-            f"ckpt={tmp_path / 'missing.pt'}",
-            f"hydra.run.dir={out}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    proc = run_script(
+        "predict.py",
+        f"video={folder}",
+        "box=[200,10,20,20]",
+        f"ckpt={tmp_path / 'missing.pt'}",
+        f"hydra.run.dir={out}",
+        ok=False,
         timeout=300,
     )
     assert proc.returncode == 1
@@ -222,20 +189,24 @@ def test_predict_py_refuses_a_box_outside_the_video_before_loading_a_model(tmp_p
     assert not (out / "masks").exists()
 
 
-def test_bad_input_fails_before_the_model_is_loaded(tmp_path, clip, monkeypatch):
+def test_bad_input_fails_before_the_model_is_loaded(compose_config, tmp_path, clip, monkeypatch):
     def no_model(cfg):
         raise AssertionError("the model was loaded before the input was checked")
 
-    monkeypatch.setattr(tasks, "load_module", no_model)
+    monkeypatch.setattr(prediction, "inference_module", no_model)
     folder = write_folder(tmp_path / "frames", clip[0][:2])
     bad = tmp_path / "bad.txt"
     bad.write_text("10,20,30\n")
-    cfg = compose_predict(tmp_path, f"video={folder}", f"box={bad}", "ckpt=whatever.pt")
+    cfg = compose_config(
+        "predict", f"video={folder}", f"box={bad}", "ckpt=whatever.pt", out=tmp_path / "out"
+    )
     with pytest.raises(DataError, match=r"bad\.txt:1: expected 4 numbers"):
         tasks.predict(cfg)
     good = tmp_path / "good.txt"
     good.write_text("10,20,30,40\n")
-    cfg = compose_predict(tmp_path, f"video={folder}", f"box={good}", "ckpt=missing.pt")
+    cfg = compose_config(
+        "predict", f"video={folder}", f"box={good}", "ckpt=missing.pt", out=tmp_path / "out"
+    )
     with pytest.raises(DataError, match=r"ckpt=missing\.pt: no such file"):
         tasks.predict(cfg)
 
