@@ -5,7 +5,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mosam_train import tasks
-from mosam_train.data.errors import DataError
+from mosam_train.errors import DataError
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="predict")

@@ -635,8 +635,8 @@ def _demo_input(cfg: DictConfig) -> tuple[Path, Any]:
     """(video, box) of the default demo: sequence `demo.sequence` of the synthetic LaSOT-
     layout set at `demo.root` (generated on first use), with its first_box.txt unless the
     command gives a prompt."""
-    from mosam_train.data.errors import DataError
     from mosam_train.data.synthetic_tracking import ensure_synthetic_tracking
+    from mosam_train.errors import DataError
 
     root = ensure_synthetic_tracking(cfg.demo.root)
     folder = root / str(cfg.demo.sequence)
@@ -655,7 +655,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     per-frame masks, boxes and an overlay video under the run directory.
 
     Every input (video, prompt, checkpoint path) is checked before the model is loaded."""
-    from mosam_train.data.errors import DataError
+    from mosam_train.errors import DataError
     from mosam_train.inference.demo import read_prompts, run_demo
     from mosam_train.inference.video_input import open_video
 
