@@ -4,7 +4,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from mosam_train.data.errors import DataError
+from mosam_train.errors import DataError
 from mosam_train.startup import start
 from mosam_train.tasks import predict
 

@@ -27,7 +27,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mosam_train import tasks
-from mosam_train.data.formats.davis import voc_palette
+from mosam_train.palette import voc_palette
 from mosam_train.tasks import vos_evaluation
 
 REPO = Path(__file__).resolve().parents[1]

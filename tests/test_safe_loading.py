@@ -90,7 +90,7 @@ def test_every_entry_refuses_a_checkpoint_with_objects(unsafe_ckpt):
 
 
 def test_raft_weights_are_loaded_safely(unsafe_ckpt):
-    from mosam_train.models.motion.flow import RaftFlow
+    from mosam_train.optical_flow import RaftFlow
 
     path, marker = unsafe_ckpt
     with pytest.raises(ValueError) as e:

@@ -34,10 +34,10 @@ from rich.table import Table
 
 from mosam_train.data.datamodule import ClipDataset
 from mosam_train.data.formats import read_split
-from mosam_train.data.formats.davis import voc_palette
 from mosam_train.data.synthetic import make_video
 from mosam_train.data.transforms import build_train_transform
-from mosam_train.models.motion.flow import FarnebackFlow
+from mosam_train.optical_flow import FarnebackFlow
+from mosam_train.palette import voc_palette
 
 SAM21_BPLUS_FPS = 64.1  # REFERENCE: SAM 2.1 Hiera-B+, A100, frames/s (inference)
 SAV_SIZE = (720, 1280)

@@ -27,9 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import Progress
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats import read_split, source_spec
 from mosam_train.data.video import VideoRecord
+from mosam_train.errors import DataError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 FRAME_CHUNK = 32

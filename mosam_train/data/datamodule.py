@@ -33,11 +33,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats import read_source, read_split
 from mosam_train.data.sampling import choose_objects, sample_clip
 from mosam_train.data.transforms import ClipTransform, build_eval_transform, build_train_transform
 from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
+from mosam_train.errors import DataError
+from mosam_train.optical_flow import build_flow_provider
 
 log = logging.getLogger(__name__)
 
@@ -473,8 +474,6 @@ class VOSDataModule(L.LightningDataModule):
         """`flow` (build_flow_provider arguments) -> a provider for the workers, or None."""
         if not self.hparams.flow:
             return None
-        from mosam_train.models.motion.flow import build_flow_provider
-
         return build_flow_provider(**self.hparams.flow)
 
     @property

@@ -29,7 +29,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.synthetic import (
     _SPLIT_CODE,
     GENERATOR_VERSION,
@@ -41,6 +40,7 @@ from mosam_train.data.synthetic import (
     generate_once,
     video_tag,
 )
+from mosam_train.errors import DataError
 
 TRACKING_VERSION = 1  # bump whenever the written bytes change (with GENERATOR_VERSION)
 

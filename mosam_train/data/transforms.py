@@ -1,10 +1,10 @@
-"""Frame preprocessing for inference and clip augmentation for training.
+"""Clip augmentation for training, and the eval transform (SAM 2's exact frame
+preprocessing, `mosam_train.images.preprocess_frame`).
 
-`preprocess_frame` reproduces SAM 2's video predictor input exactly, so our streaming
-engine sees the same tensors as `SAM2VideoPredictor`. Training clips are augmented with
-albumentations' batch targets (`images=`, `masks=`): geometric parameters are drawn once
-per call, hence identical for every frame of a clip, as SAM 2's recipe requires
-(`consistent_transform: True`); a second, per-frame colour jitter follows.
+Training clips are augmented with albumentations' batch targets (`images=`, `masks=`):
+geometric parameters are drawn once per call, hence identical for every frame of a clip,
+as SAM 2's recipe requires (`consistent_transform: True`); a second, per-frame colour
+jitter follows.
 """
 
 from __future__ import annotations
@@ -15,32 +15,8 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
-
-_MEAN = torch.tensor(IMAGE_MEAN, dtype=torch.float32)[:, None, None]
-_STD = torch.tensor(IMAGE_STD, dtype=torch.float32)[:, None, None]
-
-
-def preprocess_frame(rgb: np.ndarray, image_size: int) -> torch.Tensor:
-    """[3, S, S] float32 exactly as `sam2.utils.misc.load_video_frames_from_jpg_images`.
-
-    Same steps in the same precision: PIL resize with its default filter (bicubic),
-    /255 in float64, cast to float32, then (x - mean) / std in float32.
-    """
-    img = np.array(Image.fromarray(rgb).convert("RGB").resize((image_size, image_size)))
-    x = torch.from_numpy(img / 255.0).permute(2, 0, 1).to(torch.float32)
-    x -= _MEAN
-    x /= _STD
-    return x
-
-
-def normalize_frames(frames: np.ndarray) -> torch.Tensor:
-    """uint8 [T, S, S, 3] -> float32 [T, 3, S, S] normalised with ImageNet mean/std."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - _MEAN) / _STD
+from mosam_train.images import normalize_frames, preprocess_frame
 
 
 def resize_masks(masks: np.ndarray, image_size: int) -> np.ndarray:

@@ -47,10 +47,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.davis import voc_palette
 from mosam_train.data.formats.tracking import read_boxes
 from mosam_train.data.synthetic_tracking import ensure_synthetic_tracking
+from mosam_train.errors import DataError
 from mosam_train.inference.boxes import TrackedFrame, tracked_frame
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.prompts import Box, PointPrompt, Prompt
@@ -59,6 +58,7 @@ from mosam_train.inference.video_input import VideoFrames, VideoInput
 from mosam_train.inference.writers import save_png
 from mosam_train.metrics.plots import overlay_frames
 from mosam_train.metrics.tracking import boxes_array
+from mosam_train.palette import voc_palette
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from mosam_train.data.transforms import preprocess_frame
 from mosam_train.data.video import VideoRecord
+from mosam_train.images import preprocess_frame
 
 
 class ChunkedFrames:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.files import image_size, list_frames, read_rgb
 from mosam_train.data.formats.mp4 import Mp4Video
+from mosam_train.dataset_files import image_size, list_frames, read_rgb
+from mosam_train.errors import DataError
 from mosam_train.inference.sources import ChunkedFrames
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")

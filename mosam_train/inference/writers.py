@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mosam_train.data.formats.davis import voc_palette
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.vos import FramePrediction
+from mosam_train.palette import voc_palette
 
 log = logging.getLogger(__name__)
 

@@ -53,16 +53,14 @@ Which frames each object is scored on is a `Protocol` (J and F themselves never 
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import cv2
 import numpy as np
-
-if TYPE_CHECKING:
-    from mosam_train.data.video import VideoRecord
 
 __all__ = [
     "APPEARANCE",
@@ -73,6 +71,7 @@ __all__ = [
     "SAV",
     "ObjectScore",
     "Protocol",
+    "ScoredVideo",
     "aggregate",
     "boundary_f",
     "boundary_radius",
@@ -408,7 +407,27 @@ def _protocol(protocol: Protocol | str) -> Protocol:
     return PROTOCOLS[protocol]
 
 
-def default_protocol(record: VideoRecord) -> Protocol:
+# `typing.Protocol` (a structural type), not this module's scoring `Protocol`
+class ScoredVideo(typing.Protocol):
+    """What every scoring reads from a video. `data.video.VideoRecord` has it (and the
+    optional members); the scoring CLI's PNG folders have just this.
+
+    Optional members, read only when present or asked for: `tags` (tuple of str, carried
+    into the rows), `overlapping` (bool, picks ``SAV`` by default), `load_void(t)` (bool
+    [H, W] or None, with ``use_void=True``) and `first_appearance()` ({object id: frame},
+    by the appearance protocols when none is passed).
+    """
+
+    name: str
+    object_ids: tuple[int, ...]
+    annotated_frames: tuple[int, ...]
+
+    def load_masks(self, t: int) -> np.ndarray:
+        """bool [O, H, W] of `object_ids` on annotated frame `t`."""
+        ...
+
+
+def default_protocol(record: ScoredVideo) -> Protocol:
     """``SAV`` for records whose masks may overlap (SA-V), else ``APPEARANCE`` (which is
     ``DAVIS`` whenever every object is in the first frame)."""
     return SAV if getattr(record, "overlapping", False) else APPEARANCE
@@ -573,7 +592,7 @@ def score_video(
 
 
 def score_record(
-    record: VideoRecord,
+    record: ScoredVideo,
     predict_masks: Callable[[int], np.ndarray] | Mapping[int, np.ndarray],
     use_void: bool = False,
     bound_th: float = DEFAULT_BOUND_TH,
@@ -581,7 +600,8 @@ def score_record(
     first_appearance: Mapping[int, int] | None = None,
     stop: Mapping[int, int] | None = None,
 ) -> list[ObjectScore]:
-    """Score a ``VideoRecord``'s annotated frames under `protocol`.
+    """Score a video's annotated frames (a ``VideoRecord``, or any ``ScoredVideo``) under
+    `protocol`.
 
     predict_masks maps a frame index to bool [O,H,W] in ``record.object_ids`` order
     (a dict or a callable). protocol defaults to ``default_protocol(record)``: ``SAV`` for

@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from mosam_train.data.formats.davis import voc_palette
 from mosam_train.metrics.jf import ObjectScore, aggregate, jaccard
+from mosam_train.palette import voc_palette
 
 
 def video_scores(rows: Iterable[ObjectScore]) -> dict[str, float]:

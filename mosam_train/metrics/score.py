@@ -51,15 +51,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.files import (
-    VOID_LABEL,
-    image_size,
-    list_frames,
-    read_label,
-    read_list,
-)
-from mosam_train.data.video import VideoRecord
+from mosam_train.dataset_files import VOID_LABEL, image_size, list_frames, read_label, read_list
+from mosam_train.errors import DataError
 from mosam_train.metrics.jf import (
     DAVIS,
     DEFAULT_BOUND_TH,
@@ -77,9 +70,10 @@ LAYOUTS = ("davis", "sav")
 CSV_FIELDS = (*ROW_FIELDS, "J", "F", "JF")
 
 
-class PngVideo(VideoRecord):
-    """Ground truth read from one folder of PNGs (a DAVIS video, or one SA-V object), so the
-    folders are scored by the same ``score_record`` as validation and ``eval.py``."""
+class PngVideo:
+    """Ground truth read from one folder of PNGs (a DAVIS video, or one SA-V object): a
+    ``jf.ScoredVideo``, so the folders are scored by the same ``score_record`` as validation
+    and ``eval.py``."""
 
     def __init__(
         self, name: str, folder: Path, object_ids: Sequence[int] | None = None, binary: bool = False
@@ -109,16 +103,6 @@ class PngVideo(VideoRecord):
                     self.paths[0],
                 )
         self.object_ids = tuple(object_ids)
-
-    @property
-    def source(self) -> str:
-        return str(self.folder)
-
-    def frame_name(self, t: int) -> str:
-        return self.stems[t]
-
-    def load_frame(self, t: int) -> np.ndarray:
-        raise NotImplementedError("scoring reads masks only")
 
     def load_label(self, t: int) -> np.ndarray:
         label = read_label(self.paths[t], (self.height, self.width))

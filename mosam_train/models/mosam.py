@@ -30,10 +30,10 @@ from torch import nn
 
 from mosam_train.models.memory.attention import enable_key_bias, set_key_bias
 from mosam_train.models.memory.selection import MemorySelection
-from mosam_train.models.motion.flow import build_flow_provider
 from mosam_train.models.motion.prompting import MotionGuidedPrompting, MotionPrompt
 from mosam_train.models.motion.sparse import KEYPOINTS, mask_keypoints
 from mosam_train.models.video_sam import FrameFeatures, OutputDict, VideoSAM
+from mosam_train.optical_flow import build_flow_provider
 
 MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
 

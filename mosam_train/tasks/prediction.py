@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mosam_train.data.errors import DataError
+from mosam_train.errors import DataError
 from mosam_train.inference.demo import demo_input, read_prompts, run_demo
 from mosam_train.inference.video_input import open_video
 from mosam_train.tasks.inference_model import autocast, inference_module

@@ -19,11 +19,11 @@ from mosam_train.data.datamodule import (
     collate_clips,
     per_device_batch_size,
 )
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats.davis import DavisVideo, read_davis
 from mosam_train.data.synthetic import ensure_synthetic
 from mosam_train.data.transforms import build_train_transform
 from mosam_train.data.video import ClipSample, VideoRecord
+from mosam_train.errors import DataError
 
 
 def _dm(root, **kw) -> VOSDataModule:
@@ -150,7 +150,7 @@ def test_persistent_worker_sees_new_epoch(small_synthetic):
 
 
 def test_clips_carry_flow_of_their_augmented_frames_and_their_frame_step(small_synthetic):
-    from mosam_train.models.motion.flow import FarnebackFlow
+    from mosam_train.optical_flow import FarnebackFlow
 
     records = read_davis(small_synthetic, "train")
     for r in records:

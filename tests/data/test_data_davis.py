@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.davis import DavisVideo, read_davis, voc_palette
+from mosam_train.data.formats.davis import DavisVideo, read_davis
+from mosam_train.errors import DataError
+from mosam_train.palette import voc_palette
 
 
 def _label(h: int = 8, w: int = 10, **boxes: tuple[int, int, int, int]) -> np.ndarray:

@@ -11,10 +11,10 @@ import pytest
 from layouts.lvos import ATTRIBUTES, stem, valid_folder, video_name, write_lvos
 from PIL import Image
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats import get_reader
 from mosam_train.data.formats.lvos import LvosVideo, read_lvos
 from mosam_train.data.video import VideoRecord
+from mosam_train.errors import DataError
 
 
 def _check_against_truth(videos, truth) -> None:

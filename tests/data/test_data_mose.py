@@ -11,10 +11,11 @@ from layouts import Truth
 from layouts.mose import mose_name, write_mose
 from PIL import Image
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats import read_split
-from mosam_train.data.formats.davis import PaletteVideo, voc_palette
+from mosam_train.data.formats.davis import PaletteVideo
 from mosam_train.data.formats.mose import MoseVideo, read_mose
+from mosam_train.errors import DataError
+from mosam_train.palette import voc_palette
 
 
 def _check(records: list[MoseVideo], truth: Truth) -> None:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from layouts.sav import draw_index, encode_mp4, read_index
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats import mp4
 from mosam_train.data.formats.mp4 import Mp4Video, available_backends
+from mosam_train.errors import DataError
 
 N, H, W = 50, 64, 96
 GOP = 12

@@ -18,10 +18,10 @@ from layouts.sav import (
 )
 from PIL import Image
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats import mp4, read_split
 from mosam_train.data.formats.mp4 import available_backends
 from mosam_train.data.formats.sav import SavFramesVideo, SavTrainVideo, read_sav
+from mosam_train.errors import DataError
 
 BACKENDS = [
     pytest.param(b, marks=pytest.mark.skipif(b not in available_backends(), reason=f"no {b}"))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from mosam_train.data import synthetic
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats.davis import read_davis
 from mosam_train.data.synthetic import ensure_synthetic
+from mosam_train.errors import DataError
 
 TINY = dict(num_train=1, num_val=1, train_frames=16, val_frames=16, progress=False, workers=1)
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats.tracking import read_tracking
 from mosam_train.data.synthetic import make_video
 from mosam_train.data.synthetic_tracking import (
@@ -19,6 +18,7 @@ from mosam_train.data.synthetic_tracking import (
     sequence_name,
     target_track,
 )
+from mosam_train.errors import DataError
 from mosam_train.inference.sources import RecordFrames
 
 

@@ -1,45 +1,12 @@
-"""Frame preprocessing matches SAM 2 exactly; clip augmentation is consistent over frames."""
+"""Clip augmentation is consistent over frames; the eval transform is SAM 2's preprocessing."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 
-from mosam_train.data.transforms import (
-    IMAGE_MEAN,
-    build_eval_transform,
-    build_train_transform,
-    preprocess_frame,
-)
-
-
-def _sam2_loader():
-    """sam2's JPEG-folder loader, without leaving Hydra initialised (sam2 does on import)."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    was = GlobalHydra.instance().is_initialized()
-    from sam2.utils.misc import load_video_frames_from_jpg_images
-
-    if not was:
-        GlobalHydra.instance().clear()
-    return load_video_frames_from_jpg_images
-
-
-def test_preprocess_frame_equals_sam2(tmp_path):
-    rng = np.random.default_rng(0)
-    for t in range(2):
-        rgb = rng.integers(0, 256, (75, 131, 3), dtype=np.uint8)
-        Image.fromarray(rgb).save(tmp_path / f"{t:05d}.jpg", quality=90)
-    ref, h, w = _sam2_loader()(
-        str(tmp_path), 64, offload_video_to_cpu=True, compute_device=torch.device("cpu")
-    )
-    assert (h, w) == (75, 131)
-    for t in range(2):
-        rgb = np.array(Image.open(tmp_path / f"{t:05d}.jpg").convert("RGB"))
-        mine = preprocess_frame(rgb, 64)
-        assert mine.dtype == torch.float32 and mine.shape == (3, 64, 64)
-        assert torch.equal(mine, ref[t])
+from mosam_train.data.transforms import build_eval_transform, build_train_transform
+from mosam_train.images import IMAGE_MEAN, preprocess_frame
 
 
 def _clip(T=6, H=40, W=48, seed=0):

@@ -12,10 +12,10 @@ from layouts import Truth
 from layouts.ytvos import write_ytvos, ytvos_plan, ytvos_truth
 from PIL import Image
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats import read_split
-from mosam_train.data.formats.davis import voc_palette
 from mosam_train.data.formats.ytvos import YouTubeVOSVideo, read_ytvos, stem_step
+from mosam_train.errors import DataError
+from mosam_train.palette import voc_palette
 
 
 def _check(records: list[YouTubeVOSVideo], truth: Truth) -> None:

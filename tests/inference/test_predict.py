@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from mosam_train import tasks
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats.davis import read_davis
+from mosam_train.errors import DataError
 from mosam_train.inference.boxes import mask_to_box
 from mosam_train.inference.demo import (
     OverlayVideo,

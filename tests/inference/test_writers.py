@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from mosam_train.data.formats.davis import voc_palette
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.engine import FrameResult
 from mosam_train.inference.vos import FramePrediction
 from mosam_train.inference.writers import BINARY_PALETTE, make_writer, write_zip
+from mosam_train.palette import voc_palette
 
 H, W = 2, 6
 NO_OBJ = -1024.0

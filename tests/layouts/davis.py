@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from layouts import Truth, VideoTruth
-from mosam_train.data.formats.davis import voc_palette
+from mosam_train.palette import voc_palette
 
 
 def write_sequence(

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from layouts import Truth, VideoTruth
-from mosam_train.data.formats.davis import voc_palette
+from mosam_train.palette import voc_palette
 
 META_SCHEMAS = (None, "ytvos", "flat", "broken")
 

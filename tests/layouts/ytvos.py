@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from layouts import Truth, VideoTruth
-from mosam_train.data.formats.davis import voc_palette
+from mosam_train.palette import voc_palette
 
 STEP = 5
 CATEGORIES = {1: "person", 2: "dog", 3: "skateboard", 5: "frisbee"}

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mosam_train.data.formats.davis import voc_palette
 from mosam_train.metrics.jf import ObjectScore
 from mosam_train.metrics.plots import (
     overlay_frames,
@@ -17,6 +16,7 @@ from mosam_train.metrics.plots import (
     video_scores,
     write_overlay,
 )
+from mosam_train.palette import voc_palette
 
 
 def _row(video, oid, j, f, tags=()):

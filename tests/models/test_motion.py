@@ -4,14 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from mosam_train.data.transforms import normalize_frames
-from mosam_train.models.motion.flow import (
-    FarnebackFlow,
-    RaftFlow,
-    build_flow_provider,
-    warp_backward,
-)
+from mosam_train.images import normalize_frames
+from mosam_train.models.motion.dense import warp_backward
 from mosam_train.models.motion.sparse import constant_velocity, mask_keypoints
+from mosam_train.optical_flow import FarnebackFlow, RaftFlow, build_flow_provider
 
 DX, DY = 6, -4  # the object moves right 6 px and up 4 px from previous to current
 

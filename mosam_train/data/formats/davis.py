@@ -21,40 +21,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.files import (
+from mosam_train.data.formats.files import FolderVideo, keep_subset, read_each
+from mosam_train.dataset_files import (
     VOID_LABEL,
-    FolderVideo,
     frame_sort_key,
     image_size,
-    keep_subset,
     list_frames,
-    read_each,
     read_label,
     read_list,
 )
+from mosam_train.errors import DataError
 
 DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
-
-
-@cache
-def voc_palette() -> tuple[int, ...]:
-    """The PASCAL VOC colormap (DAVIS palette) as a flat 768-long list for `putpalette`."""
-    cmap = np.zeros((256, 3), np.uint8)
-    for i in range(256):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return tuple(int(v) for v in cmap.reshape(-1))
 
 
 def missing_root_message(root: Path) -> str:

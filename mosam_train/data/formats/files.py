@@ -1,8 +1,6 @@
-"""File-level reading shared by every layout: JPEG frames, indexed (palette) PNGs, frame
-folders, split lists.
-
-Each function raises `DataError` naming the file and the fix, so every reader reports bad
-files the same way and the training loader can skip them.
+"""What the frame-folder readers share: split subsets, per-video error collection, and
+`FolderVideo` (one JPEG per frame plus indexed PNGs). The file reading itself is
+`mosam_train.dataset_files`.
 """
 
 from __future__ import annotations
@@ -12,103 +10,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from PIL import Image
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.video import VideoRecord
+from mosam_train.dataset_files import VOID_LABEL, read_label, read_list, read_rgb
+from mosam_train.errors import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg")
 T = TypeVar("T")
-VOID_LABEL = 255
-
-
-def frame_sort_key(stem: str) -> tuple:
-    """Numeric stems in numeric order (YouTube-VOS names are 30 fps indices), others after."""
-    return (0, int(stem), stem) if stem.isdigit() else (1, 0, stem)
-
-
-def list_frames(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dict[str, Path]:
-    """{stem: path} of the files in `folder` with one of `suffixes`, in frame order."""
-    try:
-        files = [p for p in folder.iterdir() if p.suffix.lower() in suffixes]
-    except OSError as e:
-        raise DataError(
-            f"{folder}: cannot list the folder ({e}). Fix: check the path.", folder
-        ) from e
-    return {p.stem: p for p in sorted(files, key=lambda p: frame_sort_key(p.stem))}
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the header only."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(
-            f"{path}: cannot read image ({e}). Fix: re-extract or replace this frame.", path
-        ) from e
-    return h, w
-
-
-def read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 [H, W, 3]; `size` = the (H, W) the video's other frames have."""
-    try:
-        with Image.open(path) as im:
-            rgb = np.array(im.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(
-            f"{path}: cannot read image ({e}). Fix: re-extract or replace this frame.", path
-        ) from e
-    if size is not None and rgb.shape[:2] != tuple(size):
-        raise DataError(
-            f"{path}: frame is {rgb.shape[0]}x{rgb.shape[1]} but the video's first frame is "
-            f"{size[0]}x{size[1]}. Fix: resize the frames consistently.",
-            path,
-        )
-    return rgb
-
-
-def read_label(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Raw object ids of an indexed PNG as uint8 [H, W] (0 background, 255 void).
-
-    Palette ('P') and grey ('L') PNGs hold ids as pixel values; an RGB PNG holds colours,
-    and guessing ids from colours silently merges objects, so it is an error.
-    """
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-            label = np.array(im)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(
-            f"{path}: cannot read annotation ({e}). Fix: re-export it as an 8-bit palette PNG.",
-            path,
-        ) from e
-    if mode not in ("P", "L") or label.ndim != 2:
-        raise DataError(
-            f"{path}: annotation has PIL mode {mode!r}; expected an 8-bit palette ('P') or "
-            f"grey ('L') PNG of object ids. Fix: re-export with ids as pixel values (never "
-            f"as RGB colours).",
-            path,
-        )
-    if size is not None and label.shape != tuple(size):
-        raise DataError(
-            f"{path}: mask is {label.shape[0]}x{label.shape[1]} but the frames are "
-            f"{size[0]}x{size[1]}. Fix: export masks at the frame resolution.",
-            path,
-        )
-    return label.astype(np.uint8, copy=False)
-
-
-def read_list(path: Path) -> list[str]:
-    """Names in a split file: one per line, blank lines and '#' comments skipped, deduplicated."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise DataError(
-            f"{path}: cannot read the split list ({e}). Fix: check the path.", path
-        ) from e
-    names = [ln.strip() for ln in lines]
-    return list(dict.fromkeys(n for n in names if n and not n.startswith("#")))
 
 
 def keep_subset(names: Iterable[str], subset: Iterable[str] | str | Path | None) -> list[str]:

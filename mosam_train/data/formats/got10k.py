@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.files import keep_subset, list_frames, read_each, read_list
+from mosam_train.data.formats.files import keep_subset, read_each
 from mosam_train.data.formats.tracking import TrackingSequence, read_boxes, read_flags
+from mosam_train.dataset_files import list_frames, read_list
+from mosam_train.errors import DataError
 
 GOT10K_URL = "http://got-10k.aitestunion.com/downloads"
 

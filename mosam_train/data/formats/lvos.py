@@ -46,16 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.files import (
-    VOID_LABEL,
-    FolderVideo,
-    frame_sort_key,
-    image_size,
-    keep_subset,
-    list_frames,
-    read_each,
-)
+from mosam_train.data.formats.files import FolderVideo, keep_subset, read_each
+from mosam_train.dataset_files import VOID_LABEL, frame_sort_key, image_size, list_frames
+from mosam_train.errors import DataError
 
 LVOS_URL = "https://github.com/LingyiHongfd/LVOS"
 VERSIONS = ("v1", "v2")

@@ -29,9 +29,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from mosam_train.data.errors import DataError
 from mosam_train.data.formats.davis import PaletteVideo
 from mosam_train.data.formats.files import keep_subset, read_each
+from mosam_train.errors import DataError
 
 MOSE_URL = "https://henghuiding.github.io/MOSE/"
 SPARSE_SPLITS = ("valid", "test")

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mosam_train.data.errors import DataError
+from mosam_train.errors import DataError
 
 BACKENDS = ("decord", "pyav")
 # decoders kept open per process (least recently used closed first)

@@ -73,18 +73,11 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.files import (
-    image_size,
-    keep_subset,
-    list_frames,
-    read_each,
-    read_label,
-    read_list,
-    read_rgb,
-)
+from mosam_train.data.formats.files import keep_subset, read_each
 from mosam_train.data.formats.mp4 import Mp4Video, resolve_backend
 from mosam_train.data.video import VideoRecord
+from mosam_train.dataset_files import image_size, list_frames, read_label, read_list, read_rgb
+from mosam_train.errors import DataError
 
 SAV_URL = "https://ai.meta.com/datasets/segment-anything-video/"
 ANN_EVERY = 4  # SA-V: 24 fps videos annotated at 6 fps

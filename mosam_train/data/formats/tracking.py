@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.files import image_size, read_rgb
 from mosam_train.data.video import VideoRecord
+from mosam_train.dataset_files import image_size, read_rgb
+from mosam_train.errors import DataError
 
 TRACKING_READERS: dict[str, str] = {
     "lasot": "mosam_train.data.formats.lasot:read_lasot",

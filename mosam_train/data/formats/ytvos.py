@@ -46,15 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from mosam_train.data.errors import DataError
-from mosam_train.data.formats.files import (
-    FolderVideo,
-    frame_sort_key,
-    image_size,
-    keep_subset,
-    list_frames,
-    read_each,
-)
+from mosam_train.data.formats.files import FolderVideo, keep_subset, read_each
+from mosam_train.dataset_files import frame_sort_key, image_size, list_frames
+from mosam_train.errors import DataError
 
 YTVOS_URL = "https://youtube-vos.org/dataset/vos/"
 # every 5th frame of the 30 fps videos is in the split folders (and annotated in train)

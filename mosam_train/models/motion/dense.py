@@ -1,4 +1,5 @@
-"""Dense motion: the previous mask warped by optical flow, encoded as a dense prompt.
+"""Dense motion: the previous mask warped by optical flow (`warp_backward`; flow direction
+and providers: `mosam_train.optical_flow`), encoded as a dense prompt.
 
 Input maps at the model's image size: the warped previous mask probability (`prior`), the
 sparse forecast's soft box (zeros when the sparse branch is off) and the flow itself in
@@ -42,3 +43,23 @@ class DenseMotionEncoder(nn.Module):
         # Two stride-2 convolutions from 4x the embedding size (SAM's mask-input resolution).
         x = F.adaptive_avg_pool2d(x, (embed_size[0] * 4, embed_size[1] * 4))
         return self.net(x)
+
+
+def warp_backward(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Move `x` [N, C, H, W] (on the previous frame) onto the current frame.
+
+    flow: current -> previous [N, 2, H, W] in pixels. Pixels that come from outside the
+    previous frame read zero.
+    """
+    h, w = flow.shape[-2:]
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=flow.device, dtype=flow.dtype),
+        torch.arange(w, device=flow.device, dtype=flow.dtype),
+        indexing="ij",
+    )
+    sx = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
+    sy = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
+    grid = torch.stack([sx, sy], dim=-1)
+    return F.grid_sample(
+        x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+    )

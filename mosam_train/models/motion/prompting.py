@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mosam_train.models.motion.dense import DenseMotionEncoder
-from mosam_train.models.motion.flow import warp_backward
+from mosam_train.models.motion.dense import DenseMotionEncoder, warp_backward
 from mosam_train.models.motion.sparse import SparseMotionEncoder, forecast_heatmap
 
 

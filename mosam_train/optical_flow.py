@@ -1,10 +1,11 @@
-"""Optical flow for the dense motion branch, and the warp that uses it.
+"""Optical flow providers, for the dense motion branch: the training data workers
+(`data.datamodule`) and the model (`models.mosam`) both build them, so they live below both.
 
 Direction, everywhere in this project: a flow field maps the **current** frame back to the
 **previous** one. `flow[:, 0/1, y, x] = (dx, dy)` means the content at pixel (x, y) of the
 current frame was at (x + dx, y + dy) in the previous frame. Warping the previous mask into
 the current frame is then a plain lookup, `warped(x, y) = previous(x + dx, y + dy)`
-(`warp_backward`), with no flow inversion and no holes.
+(`models.motion.dense.warp_backward`), with no flow inversion and no holes.
 
 Providers take frames as the model sees them (normalised [N, 3, S, S], after any
 augmentation) and return float [N, 2, S, S] in pixels. `FarnebackFlow` (OpenCV, no weights)
@@ -24,20 +25,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mosam_train.checkpoint_files import load_checkpoint_file
-from mosam_train.data.transforms import IMAGE_MEAN, IMAGE_STD
+from mosam_train.images import denormalize
 
 
 class FlowProvider(Protocol):
     def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """Flow current -> previous, float [N, 2, S, S] in pixels."""
         ...
-
-
-def denormalize(frames: torch.Tensor) -> torch.Tensor:
-    """Normalised [N, 3, S, S] -> RGB in [0, 1]."""
-    mean = frames.new_tensor(IMAGE_MEAN)[:, None, None]
-    std = frames.new_tensor(IMAGE_STD)[:, None, None]
-    return (frames * std + mean).clamp(0, 1)
 
 
 def _gray_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -155,23 +149,3 @@ def build_flow_provider(name: str = "farneback", **kwargs) -> FlowProvider:
     if name == "raft":
         return RaftFlow(**kwargs)
     raise ValueError(f"unknown flow provider {name!r}: use 'farneback' or 'raft'")
-
-
-def warp_backward(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Move `x` [N, C, H, W] (on the previous frame) onto the current frame.
-
-    flow: current -> previous [N, 2, H, W] in pixels. Pixels that come from outside the
-    previous frame read zero.
-    """
-    h, w = flow.shape[-2:]
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=flow.device, dtype=flow.dtype),
-        torch.arange(w, device=flow.device, dtype=flow.dtype),
-        indexing="ij",
-    )
-    sx = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
-    sy = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
-    grid = torch.stack([sx, sy], dim=-1)
-    return F.grid_sample(
-        x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
-    )

@@ -3,6 +3,7 @@
 Readers raise `DataError` with a message that names the file, the problem and the fix, so
 a user can act on it without reading our code. Training code catches exactly this type to
 skip a broken sample instead of crashing mid-epoch; programming errors stay other types.
+The scoring CLI, the demo and `predict.py` raise or catch it too, so it sits below them all.
 """
 
 from __future__ import annotations
