@@ -54,6 +54,7 @@ from mosam_train.metrics.plots import (
 )
 from mosam_train.models.sam2_builder import load_sam2_weights
 from mosam_train.preflight import check_train_setup
+from mosam_train.trackers import build_tracker
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ def train(cfg: DictConfig) -> float | None:
     check_train_setup(cfg)  # e.g. a GPU trainer without a GPU: stop before building anything
     L.seed_everything(cfg.seed, workers=True)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
-    module: MoSAMModule = instantiate(cfg.model, _convert_="all")
+    # validation runs with the tracker= rule
+    module: MoSAMModule = instantiate(cfg.model, _convert_="all", tracker=cfg.get("tracker"))
     callbacks = _instantiate_dict(cfg.get("callbacks"))
     loggers = _loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -195,8 +197,8 @@ def _predictor(cfg: DictConfig) -> tuple[Propagator, int]:
     if not cfg.get("ckpt"):
         raise ValueError("eval.py needs ckpt=PATH (or baseline=copy_first)")
     module = load_module(cfg).eval().to(eval_device(cfg))
-    module.inference_cfg = dict(cfg.model.inference)
-    return module.propagator(), module.model.image_size
+    tracker = build_tracker(OmegaConf.to_container(cfg.tracker, resolve=True))
+    return module.propagator(tracker), module.model.image_size
 
 
 def eval_device(cfg: DictConfig) -> torch.device:
@@ -404,10 +406,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             progress.advance(task)
 
     submission = writer.finish(records)
+    tracker = None if cfg.get("baseline") else OmegaConf.to_container(cfg.tracker, resolve=True)
     meta = {
         "ckpt": cfg.get("ckpt"),
         "baseline": cfg.get("baseline"),
-        "memory": None if cfg.get("baseline") else cfg.model.inference.memory,
+        "tracker": tracker,
         "format": fmt,
         "data": root,
         "split": split,
@@ -675,13 +678,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             f"default micro checkpoint, checkpoints/sam2_micro_synthetic.pt."
         )
     module = load_module(cfg).eval().to(eval_device(cfg))
-    module.inference_cfg = dict(cfg.model.inference)
+    tracker = build_tracker(OmegaConf.to_container(cfg.tracker, resolve=True))
     log.info(
         "%s: %d frames %dx%d, %d object(s), %s", video.path, video.num_frames, video.width,
         video.height, len(prompts), cfg.ckpt,
     )  # fmt: skip
     result = run_demo(
-        module.propagator(),
+        module.propagator(tracker),
         video,
         prompts,
         Path(cfg.paths.output_dir),
