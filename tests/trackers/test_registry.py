@@ -1,6 +1,9 @@
 """`tracker=<name>` resolves through one registry, with errors that say what exists."""
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from mosam_train.inference.rules import TrackerRule
 from mosam_train.trackers import build_tracker, register_tracker, tracker_class, tracker_names
@@ -48,3 +51,13 @@ def test_taken_names_and_non_rules_are_refused():
         register_tracker("cond_only", Toy)
     with pytest.raises(TypeError, match="not a TrackerRule subclass"):
         register_tracker("test_registry_bad", dict)
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tracker"
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_tracker_config_builds_its_rule(path):
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["name"] == path.stem  # tracker=<file> builds the rule of that name
+    assert isinstance(build_tracker(cfg), tracker_class(path.stem))
