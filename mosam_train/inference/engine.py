@@ -8,13 +8,16 @@ memory from their low-resolution mask, memory features are stored in bfloat16, a
 objects that share a prompt frame and prompt kind are tracked as a batch.
 Unlike the reference it reads frames lazily and keeps only the memory entries a later
 frame can still use, so memory stays flat however long the video is.
+
+What enters memory, what a frame attends to and what is dropped are a `TrackerRule`'s
+decisions (`inference.rules`; SAM 2's own by default); the engine names no variant.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -22,9 +25,8 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_base import NO_OBJ_SCORE
 
 from mosam_train.inference.prompts import PointPrompt, Prompt
-from mosam_train.models.video_sam import OutputDict, VideoSAM, new_output_dict
-
-MemoryMode = Literal["full", "cond_only"]
+from mosam_train.inference.rules import MemoryBank, TrackerRule
+from mosam_train.models.video_sam import VideoSAM
 
 
 class FrameSource(Protocol):
@@ -65,7 +67,10 @@ class _Group:
     object_ids: list[int]
     mask_inputs: torch.Tensor | None = None
     point_inputs: dict[str, torch.Tensor] | None = None
-    output_dict: OutputDict = field(default_factory=new_output_dict)
+    bank: MemoryBank = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bank = MemoryBank(self.object_ids)
 
 
 def _num_stored_tensors_bytes(entry: Mapping[str, Any]) -> int:
@@ -77,48 +82,47 @@ def _num_stored_tensors_bytes(entry: Mapping[str, Any]) -> int:
 
 
 class VideoPropagator:
-    """Propagates first-frame (or first-appearance) masks through a video.
-
-    memory="cond_only" keeps only the prompted frames in memory (a baseline that shows
-    what SAM 2's memory of past predictions buys).
-    """
+    """Propagates first-frame (or first-appearance) masks through a video with `model`,
+    under `rule` (default: SAM 2's, `TrackerRule()`)."""
 
     def __init__(
         self,
         model: VideoSAM,
-        memory: MemoryMode = "full",
+        rule: TrackerRule | None = None,
         memory_dtype: torch.dtype = torch.bfloat16,
     ) -> None:
-        if memory not in ("full", "cond_only"):
-            raise ValueError(f"memory must be 'full' or 'cond_only', got {memory!r}")
         self.model = model
-        self.memory = memory
+        self.rule = rule if rule is not None else TrackerRule()
         self.memory_dtype = memory_dtype
+        # optical flow once per frame, for the model and/or the rule (the model's provider
+        # first: it is the one the model was trained with)
+        self.flow_provider = None
+        if model.needs_flow or self.rule.needs_flow:
+            providers = (model.flow_provider, self.rule.flow_provider)
+            self.flow_provider = next((p for p in providers if p is not None), None)
+            if self.flow_provider is None:
+                raise ValueError(
+                    f"tracker rule {type(self.rule).__name__} needs optical flow, but neither "
+                    f"it nor the model has a flow provider. Fix: give the rule a "
+                    f"flow_provider, or use a model that computes flow (model.flow)."
+                )
         self.groups: list[_Group] = []
 
     # ------------------------------------------------------------------ memory window
     def _prune(self, group: _Group, frame_idx: int, num_frames: int, frame_step: int) -> None:
         """Drop what no later frame can use: old entries, and memory of pointer-only frames."""
-        oldest_mem, oldest_ptr = self.model.memory_horizon(frame_idx + 1, num_frames, frame_step)
-        non_cond = group.output_dict["non_cond_frame_outputs"]
-        for t in list(non_cond):
-            if t < oldest_mem and t < oldest_ptr:
-                del non_cond[t]
-            elif t < oldest_mem and "maskmem_features" in non_cond[t]:
-                non_cond[t] = {"obj_ptr": non_cond[t]["obj_ptr"]}
+        model_horizon = self.model.memory_horizon(frame_idx + 1, num_frames, frame_step)
+        group.bank.drop_older(*self.rule.horizon(group.bank, frame_idx + 1, model_horizon))
 
     def memory_entries(self) -> int:
         """Number of frame entries held across all groups (for flat-memory checks)."""
-        return sum(
-            len(g.output_dict["cond_frame_outputs"]) + len(g.output_dict["non_cond_frame_outputs"])
-            for g in self.groups
-        )
+        return sum(len(g.bank.cond) + len(g.bank.non_cond) for g in self.groups)
 
     def memory_bytes(self) -> int:
         return sum(
             _num_stored_tensors_bytes(e)
             for g in self.groups
-            for d in g.output_dict.values()
+            for d in g.bank.output_dict.values()
             for e in d.values()
         )
 
@@ -203,6 +207,8 @@ class VideoPropagator:
         num_frames = frames.num_frames
         video_size = (frames.height, frames.width)
         self.groups = self._make_groups(prompts, video_size, device)
+        for g in self.groups:
+            g.bank.state = self.rule.initial_state(len(g.object_ids), device)
         order = sorted((g.start, oid) for g in self.groups for oid in g.object_ids)
         object_ids = [oid for _, oid in order]
         row = {oid: k for k, oid in enumerate(object_ids)}
@@ -214,8 +220,8 @@ class VideoPropagator:
             image = frames.image(t).to(device, torch.float32)[None]
             feats = self.model.encode_images(image)
             flow = None
-            if self.model.needs_flow and previous is not None:
-                flow = self.model.flow_provider(image, previous)
+            if self.flow_provider is not None and previous is not None:
+                flow = self.flow_provider(image, previous)
             previous = image
             low_res: torch.Tensor | None = None
             scores = torch.full((len(object_ids),), NO_OBJ_SCORE, device=device)
@@ -224,26 +230,32 @@ class VideoPropagator:
                     continue
                 n = len(g.object_ids)
                 g_feats = feats.expand(n)
-                if t == g.start:
+                g_flow = flow.expand(n, -1, -1, -1) if flow is not None else None
+                prompted = t == g.start
+                memory = self.rule.visible(g.bank, t, g_flow)
+                if prompted:
                     out = self.model.track(
                         t,
                         g_feats,
-                        g.output_dict,
+                        memory,
                         num_frames,
                         is_init_cond_frame=True,
                         point_inputs=g.point_inputs,
                         mask_inputs=g.mask_inputs,
                         memory_from_low_res=True,
                     )
-                    g.output_dict["cond_frame_outputs"][t] = self._compact(out)
                 else:
-                    g_flow = flow.expand(n, -1, -1, -1) if flow is not None else None
                     out = self.model.track(
-                        t, g_feats, g.output_dict, num_frames, flow=g_flow, frame_step=frame_step
+                        t,
+                        g_feats,
+                        memory,
+                        num_frames,
+                        flow=g_flow if self.model.needs_flow else None,
+                        frame_step=frame_step,
                     )
-                    if self.memory == "full":
-                        g.output_dict["non_cond_frame_outputs"][t] = self._compact(out)
-                        self._prune(g, t, num_frames, frame_step)
+                entry = self._compact(out)
+                self.rule.remember(g.bank, t, entry, out, prompted=prompted, flow=g_flow)
+                self._prune(g, t, num_frames, frame_step)
                 masks = out["pred_masks"]
                 if low_res is None:
                     low_res = torch.full(

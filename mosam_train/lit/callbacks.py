@@ -8,12 +8,15 @@ import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
+
+if TYPE_CHECKING:
+    from mosam_train.lit.module import MoSAMModule
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +141,10 @@ class ValidationPlots(L.Callback):
       predicted masks blended into `overlay_frames` frames spread over the video, above the
       ground truth where the frame has one (`val/overlay/<video>`).
 
-    It reads the module's `val_jf` rows before the module computes and resets them; under
-    DDP the rows of every rank are gathered first (a collective: all ranks take part) and
-    rank zero draws (overlays: of the first videos of rank zero's share).
+    It asks the module for label maps (`MoSAMModule.keep_validation_labels`) and reads its
+    `val_jf` rows before the module computes and resets them; under DDP the rows of every
+    rank are gathered first (a collective: all ranks take part) and rank zero draws
+    (overlays: of the first videos of rank zero's share).
     """
 
     def __init__(
@@ -156,10 +160,9 @@ class ValidationPlots(L.Callback):
         """Whether this validation (about to end, or running) is one that draws."""
         return not trainer.sanity_checking and self.count % self.every == 0
 
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_validation_start(self, trainer: L.Trainer, pl_module: MoSAMModule) -> None:
         self._overlays = []
-        if hasattr(pl_module, "val_keep_labels"):  # MoSAMModule: returns the label maps
-            pl_module.val_keep_labels = self.overlay_videos if self._drawing(trainer) else 0
+        pl_module.keep_validation_labels(self.overlay_videos if self._drawing(trainer) else 0)
 
     def on_validation_batch_end(
         self,
@@ -194,16 +197,15 @@ class ValidationPlots(L.Callback):
         )  # fmt: skip
         self._overlays.append((record.name, path))
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        metric = getattr(pl_module, "val_jf", None)
-        if trainer.sanity_checking or metric is None:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: MoSAMModule) -> None:
+        if trainer.sanity_checking:
             return
         drawing = self._drawing(trainer)
         self.count += 1
         if not drawing:
             return
-        with metric.sync_context():
-            rows = metric.rows()
+        with pl_module.val_jf.sync_context():
+            rows = pl_module.val_jf.rows()
         if not trainer.is_global_zero or not rows:
             return
         from mosam_train.lit.loggers import log_image

@@ -18,14 +18,16 @@ from torchmetrics import MaxMetric
 from mosam_train.checkpoint_files import displaced_path, require_finite, save_atomic, sha256_of
 from mosam_train.data.video import ClipBatch, VideoRecord
 from mosam_train.inference.engine import VideoPropagator
+from mosam_train.inference.rules import TrackerRule
 from mosam_train.inference.vos import FramePrediction, run_record, unscorable_videos
 from mosam_train.metrics.metric import VideoJF
 from mosam_train.metrics.plots import index_labels
 from mosam_train.models.losses import LOSS_TERMS, SAM2VideoLoss, memory_confidence_losses
-from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.models.prompts import PromptSimulation
 from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights
-from mosam_train.models.video_sam import VideoSAM, enable_activation_checkpointing
+from mosam_train.models.variants import build_video_model
+from mosam_train.models.video_sam import enable_activation_checkpointing
+from mosam_train.trackers import build_tracker
 
 DEFAULT_OPTIM = {
     "lr": 5e-6,
@@ -35,6 +37,26 @@ DEFAULT_OPTIM = {
     "warmup_steps": 0,
     "min_lr_ratio": 0.1,
 }
+
+
+# `inference.memory` of checkpoints saved before the tracker= group -> the tracker rule
+_MEMORY_TRACKERS = {"full": "sam2", "cond_only": "cond_only"}
+
+
+def _tracker_config(
+    tracker: dict[str, Any] | None, inference: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The validation tracker: `tracker` when given, else read from the `inference:
+    {memory: full|cond_only}` hyperparameter older checkpoints and run configs carry."""
+    if tracker:
+        return dict(tracker)
+    memory = (inference or {}).get("memory", "full")
+    if memory not in _MEMORY_TRACKERS:
+        raise ValueError(
+            f"inference.memory={memory!r}: unknown (this setting is now tracker=). Fix: "
+            f"inference.memory full or cond_only, or tracker=<name> instead."
+        )
+    return {"name": _MEMORY_TRACKERS[memory]}
 
 
 def _no_decay(name: str, p: torch.Tensor) -> bool:
@@ -48,9 +70,12 @@ class MoSAMModule(L.LightningModule):
 
     sam2: {variant, image_size, weights, overrides}; prompts: PromptSimulation fields;
     loss: SAM2VideoLoss fields plus `weight_frame_conf` / `weight_pixel_conf` for the memory
-    heads; optim: see DEFAULT_OPTIM; inference: {memory}; mgp / stms / flow: MoSAMTracker.
-    `activation_checkpointing` recomputes SAM 2's encoder blocks and memory attention in the
-    backward pass (long clips at full resolution; see `enable_activation_checkpointing`).
+    heads; optim: see DEFAULT_OPTIM; mgp / stms / flow: the parts on top of SAM 2
+    (`models.variants.build_video_model`). `activation_checkpointing` recomputes SAM 2's
+    encoder blocks and memory attention in the backward pass (long clips at full resolution;
+    see `enable_activation_checkpointing`). tracker: the `tracker=` config validation runs
+    with ({name, ...}; `mosam_train.trackers`), which the train task passes; inference:
+    what checkpoints saved before `tracker=` carry instead ({memory: full|cond_only}).
     """
 
     def __init__(
@@ -65,6 +90,7 @@ class MoSAMModule(L.LightningModule):
         flow: dict[str, Any] | None = None,
         freeze_sam2: bool = False,
         activation_checkpointing: bool = False,
+        tracker: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -73,13 +99,15 @@ class MoSAMModule(L.LightningModule):
             overrides=sam2.get("overrides") or {},
             image_size=sam2.get("image_size"),
         )
-        self.model = MoSAMTracker(base, mgp, stms, flow) if (mgp or stms) else VideoSAM(base)
+        self.model = build_video_model(base, mgp, stms, flow)
         if activation_checkpointing:
             enable_activation_checkpointing(base)
         self.freeze_sam2 = bool(freeze_sam2)
         if self.freeze_sam2:
-            if not isinstance(self.model, MoSAMTracker):
-                raise ValueError("freeze_sam2 needs MoSAM parts to train (mgp and/or stms)")
+            if not self.model.added_parameter_prefixes:
+                raise ValueError(
+                    "freeze_sam2 needs parts to train on top of SAM 2 (mgp and/or stms)"
+                )
             self.model.sam2.requires_grad_(False)
             self.model.sam2.eval()
         loss = dict(loss or {})
@@ -90,11 +118,12 @@ class MoSAMModule(L.LightningModule):
         self.prompt_sim = PromptSimulation(**(prompts or {}))
         self.criterion = SAM2VideoLoss(**loss)
         self.optim_cfg = {**DEFAULT_OPTIM, **(optim or {})}
-        self.inference_cfg = {"memory": "full", **(inference or {})}
+        self.tracker_cfg = _tracker_config(tracker, inference)
+        self._tracker: TrackerRule | None = None  # built from tracker_cfg on first use
         # this step's loss terms (detached), which the non-finite guard checks
         self.step_losses: dict[str, torch.Tensor] = {}
         self.val_jf = VideoJF()
-        self.val_keep_labels = 0  # see validation_step
+        self.val_keep_labels = 0  # see keep_validation_labels
         self.val_unscorable: dict[str, str] = {}  # video: why it has no J&F (warned once)
         self.val_jf_best = MaxMetric()
         self.val_jf_best.persistent(True)
@@ -110,6 +139,7 @@ class MoSAMModule(L.LightningModule):
         # Before a resumed fit restores its checkpoint, which then overwrites these weights.
         if stage == "fit":
             self.load_initial_weights()
+            self.validation_tracker()  # an unknown tracker= stops the run before it trains
 
     def train(self, mode: bool = True) -> MoSAMModule:
         """A frozen SAM 2 stays in eval mode: its dropout and its train-time memory stride
@@ -141,9 +171,9 @@ class MoSAMModule(L.LightningModule):
         # A MoSAM checkpoint holds what it trained and names its frozen base.
         if self.freeze_sam2:
             state = checkpoint["state_dict"]
-            for key in [k for k in state if not k.startswith(("model.mgp.", "model.stms."))]:
-                if key.startswith("model."):
-                    del state[key]
+            own = tuple(f"model.{p}" for p in self.model.added_parameter_prefixes)
+            for key in [k for k in state if k.startswith("model.") and not k.startswith(own)]:
+                del state[key]
             checkpoint["sam2_base"] = self._base_record()
 
     @staticmethod
@@ -250,15 +280,31 @@ class MoSAMModule(L.LightningModule):
             self.log("train/skipped_clips", float(skipped))
 
     # ------------------------------------------------------------------ validation
-    def propagator(self) -> VideoPropagator:
-        return VideoPropagator(self.model, memory=self.inference_cfg["memory"])
+    def validation_tracker(self) -> TrackerRule:
+        """The rule validation runs with (`tracker_cfg`). Built on first use, not when a
+        checkpoint loads: eval and predict bring their own, so a checkpoint whose rule
+        this process does not know still loads."""
+        if self._tracker is None:
+            self._tracker = build_tracker(self.tracker_cfg)
+        return self._tracker
+
+    def propagator(self, tracker: TrackerRule | None = None) -> VideoPropagator:
+        """The streaming engine on this model under `tracker` (eval and predict build it
+        from their `tracker=` config); None: `validation_tracker()`."""
+        return VideoPropagator(
+            self.model, tracker if tracker is not None else self.validation_tracker()
+        )
+
+    def keep_validation_labels(self, num_videos: int) -> None:
+        """Make the next validation return the predicted label maps of its first
+        `num_videos` videos (0: none), for pictures (`ValidationPlots`)."""
+        self.val_keep_labels = max(0, int(num_videos))
 
     def validation_step(self, record: VideoRecord, batch_idx: int) -> dict[str, Any] | None:
-        """Scores the video; for the first `val_keep_labels` videos (set by the
-        `ValidationPlots` callback, for its overlays) also returns the predictions as label
-        maps (`plots.index_labels`: k + 1 for the record's k-th object) by frame index.
-        A video too short to score (`unscorable_videos`) is warned about once and left out
-        of J&F."""
+        """Scores the video; for the first `val_keep_labels` videos (`keep_validation_labels`)
+        also returns the predictions as label maps (`plots.index_labels`: k + 1 for the
+        record's k-th object) by frame index. A video too short to score
+        (`unscorable_videos`) is warned about once and left out of J&F."""
         keep = batch_idx < self.val_keep_labels
         labels: dict[int, np.ndarray] = {}
 

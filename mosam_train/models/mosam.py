@@ -76,6 +76,10 @@ class MoSAMTracker(VideoSAM):
     def needs_flow(self) -> bool:
         return self.mgp is not None and self.mgp.needs_flow
 
+    @property
+    def added_parameter_prefixes(self) -> tuple[str, ...]:
+        return tuple(f"{name}." for name in ("mgp", "stms") if getattr(self, name) is not None)
+
     # ------------------------------------------------------------------ hooks
     def _add_motion_prompt(self, module: nn.Module, args: Any, output: Any) -> Any:
         motion = self._motion

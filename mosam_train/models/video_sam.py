@@ -9,6 +9,7 @@ inference (`mosam_train.inference.engine`) both go through it, so they cannot dr
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 OutputDict = dict[str, dict[int, dict[str, Any]]]
+# optical flow of frames [N, 3, S, S] to the frames before them -> [N, 2, S, S]
+FlowFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def new_output_dict() -> OutputDict:
@@ -74,11 +77,29 @@ class FrameFeatures:
 
 
 class VideoSAM(nn.Module):
-    """A SAM 2 model (any `SAM2Base`, or a subclass that overrides its hook points)."""
+    """A SAM 2 model (any `SAM2Base`, or a subclass that overrides its hook points).
+
+    A subclass that tracks with more than SAM 2 declares it here, so the Lightning module
+    and the engine never name a variant: `needs_flow` / `flow_provider` (optical flow of
+    each frame to the one before it) and `added_parameter_prefixes` (its own parameters).
+    """
 
     def __init__(self, sam2: SAM2Base) -> None:
         super().__init__()
         self.sam2 = sam2
+        self.flow_provider: FlowFn | None = None  # set by models that need flow
+
+    @property
+    def needs_flow(self) -> bool:
+        """Whether `track` / `forward_clip` want optical flow (from `flow_provider`)."""
+        return False
+
+    @property
+    def added_parameter_prefixes(self) -> tuple[str, ...]:
+        """Name prefixes of the parameters this model adds to SAM 2 (e.g. "mgp."): what it
+        trains on a frozen SAM 2, and all a checkpoint of such a run keeps. Empty: SAM 2
+        alone has nothing of its own to train on a frozen base."""
+        return ()
 
     @property
     def image_size(self) -> int:
@@ -190,10 +211,6 @@ class VideoSAM(nn.Module):
         return current_out, sam_outputs
 
     # ------------------------------------------------------------------ memory bank
-    @property
-    def needs_flow(self) -> bool:
-        return False
-
     def memory_entry(self, out: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
         """What the streaming memory bank keeps of a frame (what SAM2VideoPredictor keeps)."""
         maskmem = out["maskmem_features"]

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mosam_train.checkpoint_files import CheckpointFileError, load_checkpoint_file
+from mosam_train.inference.engine import VideoPropagator
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.models.sam2_builder import load_sam2_weights
+from mosam_train.trackers import build_tracker
 
 
 def load_module(cfg: DictConfig) -> MoSAMModule:
@@ -34,11 +36,12 @@ def load_module(cfg: DictConfig) -> MoSAMModule:
     return module
 
 
-def inference_module(cfg: DictConfig) -> MoSAMModule:
-    """`load_module`, in eval mode on `eval_device`, set to the configured inference rule."""
+def inference_propagator(cfg: DictConfig) -> tuple[VideoPropagator, int]:
+    """What eval, tracking eval and the demo run: `load_module`'s model in eval mode on
+    `eval_device`, under the `tracker=` rule; with the image size its frames are prepared at."""
     module = load_module(cfg).eval().to(eval_device(cfg))
-    module.inference_cfg = dict(cfg.model.inference)
-    return module
+    tracker = build_tracker(OmegaConf.to_container(cfg.tracker, resolve=True))
+    return module.propagator(tracker), module.model.image_size
 
 
 def eval_device(cfg: DictConfig) -> torch.device:

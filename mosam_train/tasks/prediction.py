@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from mosam_train.errors import DataError
 from mosam_train.inference.demo import demo_input, read_prompts, run_demo
 from mosam_train.inference.video_input import open_video
-from mosam_train.tasks.inference_model import autocast, inference_module
+from mosam_train.tasks.inference_model import autocast, inference_propagator
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +39,17 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             f"official SAM 2 .pt> (with sam2=<size> for a .pt); `python train.py` writes the "
             f"default micro checkpoint, checkpoints/sam2_micro_synthetic.pt."
         )
-    module = inference_module(cfg)
+    propagator, image_size = inference_propagator(cfg)
     log.info(
         "%s: %d frames %dx%d, %d object(s), %s", video.path, video.num_frames, video.width,
         video.height, len(prompts), cfg.ckpt,
     )  # fmt: skip
     result = run_demo(
-        module.propagator(),
+        propagator,
         video,
         prompts,
         Path(cfg.paths.output_dir),
-        module.model.image_size,
+        image_size,
         fps=cfg.get("fps"),
         read_ahead=int(cfg.get("read_ahead") or 16),
         autocast=autocast(cfg),

@@ -22,7 +22,7 @@ from mosam_train.data.formats.tracking import TrackingSequence, read_boxes, read
 from mosam_train.data.synthetic_tracking import ensure_synthetic_tracking
 from mosam_train.inference import tracking as trk
 from mosam_train.metrics.tracking import benchmark_report
-from mosam_train.tasks.inference_model import autocast, inference_module
+from mosam_train.tasks.inference_model import autocast, inference_propagator
 from mosam_train.tasks.results import PLOTS_DIR, PREDICTIONS_DIR, ZIP_FILE, ResultsDir
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,7 @@ def _box_tracker(cfg: DictConfig) -> trk.BoxTracker:
         )
     if not cfg.get("ckpt"):
         raise ValueError("eval.py task=tracking needs ckpt=PATH (or baseline=first_box)")
-    module = inference_module(cfg)
-    return trk.MaskTracker(module.propagator(), module.model.image_size)
+    return trk.MaskTracker(*inference_propagator(cfg))
 
 
 def _cell(value: Any) -> Any:

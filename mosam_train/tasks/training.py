@@ -38,7 +38,8 @@ def train(cfg: DictConfig) -> float | None:
     check_train_setup(cfg)  # e.g. a GPU trainer without a GPU: stop before building anything
     L.seed_everything(cfg.seed, workers=True)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
-    module: MoSAMModule = instantiate(cfg.model, _convert_="all")
+    # validation runs with the tracker= rule
+    module: MoSAMModule = instantiate(cfg.model, _convert_="all", tracker=cfg.get("tracker"))
     callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values()
                  if c is not None]  # fmt: skip
     loggers = _loggers(cfg)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.progress import Progress
 
 from mosam_train.data.datamodule import VOSDataModule
@@ -32,7 +32,7 @@ from mosam_train.inference.vos import (
 from mosam_train.inference.writers import SubmissionWriter, make_writer
 from mosam_train.metrics.jf import ROW_FIELDS, ObjectScore, aggregate
 from mosam_train.metrics.plots import plot_video, plot_video_scores
-from mosam_train.tasks.inference_model import autocast, inference_module
+from mosam_train.tasks.inference_model import autocast, inference_propagator
 from mosam_train.tasks.results import PLOTS_DIR, PREDICTIONS_DIR, ZIP_FILE, ResultsDir
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     meta = {
         "ckpt": cfg.get("ckpt"),
         "baseline": cfg.get("baseline"),
-        "memory": None if cfg.get("baseline") else cfg.model.inference.memory,
+        "tracker": None
+        if cfg.get("baseline")
+        else OmegaConf.to_container(cfg.tracker, resolve=True),
         "format": fmt,
         "data": root,
         "split": split,
@@ -105,8 +107,7 @@ def _predictor(cfg: DictConfig) -> tuple[Propagator, int]:
         raise ValueError(f"baseline={cfg.baseline}: unknown; use copy_first or leave it null")
     if not cfg.get("ckpt"):
         raise ValueError("eval.py needs ckpt=PATH (or baseline=copy_first)")
-    module = inference_module(cfg)
-    return module.propagator(), module.model.image_size
+    return inference_propagator(cfg)
 
 
 def eval_source(data: DictConfig) -> tuple[str, str, str]:

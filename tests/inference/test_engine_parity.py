@@ -9,6 +9,7 @@ from mosam_train.inference.sources import RecordFrames
 from mosam_train.inference.vos import first_appearance_prompts
 from mosam_train.models.sam2_builder import build_sam2
 from mosam_train.models.video_sam import VideoSAM
+from mosam_train.trackers import build_tracker
 
 PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
 
@@ -52,10 +53,17 @@ def test_engine_logits_match_sam2_video_predictor(small_synthetic):
 
 def test_cond_only_memory_keeps_only_the_prompted_frame(small_synthetic):
     record = read_davis(small_synthetic, "val")[0]
-    engine = VideoPropagator(VideoSAM(build_sam2("sam2.1_micro").eval()), memory="cond_only")
+    engine = VideoPropagator(
+        VideoSAM(build_sam2("sam2.1_micro").eval()), build_tracker({"name": "cond_only"})
+    )
     prompts = first_appearance_prompts(record)
-    for _ in engine.propagate(RecordFrames(record, 128), prompts):
+    assert list(prompts) == [0]
+    frames = []
+    for r in engine.propagate(RecordFrames(record, 128), prompts):
+        frames.append(r.frame_idx)
         assert engine.memory_entries() == 1
+        assert list(engine.groups[0].bank.cond) == [0] and not engine.groups[0].bank.non_cond
+    assert frames == list(range(record.num_frames))
 
 
 def test_objects_join_at_their_first_prompt(small_synthetic):

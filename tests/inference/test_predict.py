@@ -193,7 +193,7 @@ def test_bad_input_fails_before_the_model_is_loaded(compose_config, tmp_path, cl
     def no_model(cfg):
         raise AssertionError("the model was loaded before the input was checked")
 
-    monkeypatch.setattr(prediction, "inference_module", no_model)
+    monkeypatch.setattr(prediction, "inference_propagator", no_model)
     folder = write_folder(tmp_path / "frames", clip[0][:2])
     bad = tmp_path / "bad.txt"
     bad.write_text("10,20,30\n")

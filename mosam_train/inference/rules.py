@@ -1,0 +1,116 @@
+"""Inference-time tracker rules: the decisions the streaming engine leaves to a rule.
+
+A model (`VideoSAM` and its subclasses) is what was trained; a rule is how it is run on a
+video, and any rule applies to any checkpoint (`tracker=` in eval, predict and training's
+validation). The engine calls the rule at each decision point:
+
+- `initial_state`: the rule's own per-object state when a group of objects starts;
+- `visible`: the memory a frame attends to (all of it; or a filtered or re-indexed view:
+  SAM 2 gives its memory slots temporal encodings by distance to the current frame);
+- `remember`: whether and how a frame's output enters memory (prompted frames as
+  conditioning frames, tracked frames as ordinary ones);
+- `horizon`: the oldest entries later frames can still use (older ones are dropped);
+- `needs_flow` / `flow_provider`: optical flow (current -> previous frame) for `visible`
+  and `remember`, computed by the engine once per frame.
+
+Per-video, per-object state lives in the `MemoryBank` of each group of objects, never in
+the rule, so one rule object serves every video and every group. `TrackerRule` itself is
+SAM 2's rule (`tracker=sam2`): every frame is remembered, and memory is pruned to what
+SAM 2's window and the model can still read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from mosam_train.models.video_sam import FlowFn, OutputDict, new_output_dict
+
+
+@dataclass
+class MemoryBank:
+    """The memory of one group of objects tracked together on one video.
+
+    output_dict: SAM 2's layout ({"cond_frame_outputs": {t: entry}, "non_cond_frame_outputs":
+    {t: entry}}, each entry's tensors [N, ...] in `object_ids` order), which the model reads;
+    state: the rule's per-object state (tensors with the objects on dim 0), from
+    `TrackerRule.initial_state`.
+    """
+
+    object_ids: list[int]
+    output_dict: OutputDict = field(default_factory=new_output_dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cond(self) -> dict[int, dict[str, Any]]:
+        """Prompted (conditioning) frames' entries by frame index."""
+        return self.output_dict["cond_frame_outputs"]
+
+    @property
+    def non_cond(self) -> dict[int, dict[str, Any]]:
+        """Tracked frames' entries by frame index."""
+        return self.output_dict["non_cond_frame_outputs"]
+
+    def drop_older(self, oldest_mem: int, oldest_ptr: int) -> None:
+        """Drop tracked frames older than both horizons, and the memory features (keeping
+        the object pointer) of those older than `oldest_mem` only."""
+        non_cond = self.non_cond
+        for t in list(non_cond):
+            if t < oldest_mem and t < oldest_ptr:
+                del non_cond[t]
+            elif t < oldest_mem and "maskmem_features" in non_cond[t]:
+                non_cond[t] = {"obj_ptr": non_cond[t]["obj_ptr"]}
+
+
+class TrackerRule:
+    """SAM 2's rule; subclass it and override the decision points a variant changes
+    (register the subclass with `mosam_train.trackers.register_tracker`).
+
+    A rule holds only its settings (constructor arguments, from the `tracker=` config);
+    whatever it learns about a video goes into the `MemoryBank` it is handed.
+    """
+
+    #: whether `visible` / `remember` read optical flow (then the model's provider is used
+    #: when it has one, else `flow_provider`)
+    needs_flow: bool = False
+    flow_provider: FlowFn | None = None
+
+    def initial_state(self, num_objects: int, device: torch.device) -> dict[str, Any]:
+        """The rule's per-object state for `num_objects` objects starting together."""
+        return {}
+
+    def visible(
+        self, bank: MemoryBank, frame_idx: int, flow: torch.Tensor | None = None
+    ) -> OutputDict:
+        """The memory frame `frame_idx` attends to, in SAM 2's layout (the model picks its
+        conditioning frames, recent frames and object pointers from it by frame index)."""
+        return bank.output_dict
+
+    def remember(
+        self,
+        bank: MemoryBank,
+        frame_idx: int,
+        entry: dict[str, Any],
+        out: dict[str, Any],
+        *,
+        prompted: bool,
+        flow: torch.Tensor | None = None,
+    ) -> None:
+        """Store frame `frame_idx` in `bank`: `entry` is what the model keeps of a frame
+        (`VideoSAM.memory_entry`), `out` the frame's whole output (IoU predictions,
+        candidate masks, object scores). A prompted frame must stay a conditioning frame:
+        SAM 2 tracks from those."""
+        if prompted:
+            bank.cond[frame_idx] = entry
+        else:
+            bank.non_cond[frame_idx] = entry
+
+    def horizon(
+        self, bank: MemoryBank, next_frame: int, model_horizon: tuple[int, int]
+    ) -> tuple[int, int]:
+        """(oldest frame whose memory features, oldest whose object pointer) `next_frame`
+        and later frames may still use; `model_horizon` is what the model itself reads. A
+        rule that looks further back than the model returns older frames."""
+        return model_horizon
