@@ -248,17 +248,6 @@ def _plot_video(
         write_overlay(record.load_frames(ts), labels, out / f"{record.name}.{overlay}")
 
 
-def eval_source(data: DictConfig) -> tuple[str, str, str]:
-    """(format, root, split) that evaluation reads: the datamodule's test split
-    (`data.test_split`, default `data.val_split`) of `data.val` when that names another
-    source (YouTube-VOS / MOSE configs validate on DAVIS), else of the dataset itself."""
-    src = data.get("val") or data
-    split = data.get("test_split") or data.get("val_split")
-    if data.get("val") and data.val.get("split"):
-        split = data.val.split
-    return str(src.format), str(src.root), str(split)
-
-
 def _records(datamodule: VOSDataModule, max_videos: int | None) -> list[VideoRecord]:
     """The videos `trainer.test` would see (`data.val_max_videos` keeps the first N)."""
     datamodule.prepare_data()
@@ -345,16 +334,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     and, where ground truth exists, per-object rows and metrics.json.
 
     The split is the datamodule's test split (`data.test_split`, default `data.val_split`;
-    see `eval_source`). Files are written per frame; a video is recorded as done (its rows
-    in per_object.csv, its name in done_videos.txt) once all its files exist, so a rerun in
-    the same directory (`hydra.run.dir=...`) skips those videos and ends with the same
-    files and numbers as an uninterrupted run.
+    see `VOSDataModule.test_source`). Files are written per frame; a video is recorded as
+    done (its rows in per_object.csv, its name in done_videos.txt) once all its files exist,
+    so a rerun in the same directory (`hydra.run.dir=...`) skips those videos and ends with
+    the same files and numbers as an uninterrupted run.
     """
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor, image_size = _predictor(cfg)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
-    fmt, root, split = eval_source(cfg.data)
+    source = datamodule.test_source
+    fmt, root, split = source["format"], source["root"], source["split"]
     records = _records(datamodule, cfg.data.get("val_max_videos"))
     _check_resume(out_dir, cfg)
     rows_path, done_path = out_dir / "per_object.csv", out_dir / DONE_FILE

@@ -7,7 +7,7 @@ files the same way and the training loader can skip them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -99,6 +99,29 @@ def read_label(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     return label.astype(np.uint8, copy=False)
 
 
+def require_root(root: Path, fix: str) -> None:
+    """The `DataError` every reader gives for a missing dataset root: the path, then `fix`
+    (where to get the dataset and how to unpack it there)."""
+    if not root.is_dir():
+        raise DataError(f"Dataset root not found: {root}. Fix: {fix} (see data/README.md).", root)
+
+
+def check_masks_have_frames(
+    masks: Mapping[str, Path], frames: Mapping[str, Path], image_dir: Path
+) -> None:
+    """Refuse annotation files (`{stem: path}`) whose stem has no frame in `frames`: a
+    stray or misnamed PNG would otherwise be silently ignored."""
+    orphans = sorted(set(masks) - set(frames), key=frame_sort_key)
+    if orphans:
+        first = masks[orphans[0]]
+        raise DataError(
+            f"{first}: annotation has no matching frame {image_dir / (orphans[0] + '.jpg')} "
+            f"({len(orphans)} such PNG(s), {len(masks)} PNGs vs {len(frames)} JPEGs). Fix: "
+            f"add the frames or remove the stray PNGs.",
+            first,
+        )
+
+
 def read_list(path: Path) -> list[str]:
     """Names in a split file: one per line, blank lines and '#' comments skipped, deduplicated."""
     try:
@@ -163,7 +186,8 @@ class FolderVideo(VideoRecord):
 
     def _index_files(self, frames: dict[str, Path], masks: dict[str, Path]) -> None:
         """Record frames = `frames` in their order; annotated = those with a mask (a mask
-        whose stem is not a frame is left out: readers report such orphans themselves)."""
+        whose stem is not a frame is left out: readers refuse such orphans first, with
+        `check_masks_have_frames`)."""
         self.frame_stems = tuple(frames)
         self._image_paths = tuple(frames.values())
         self._stem_to_index = {s: i for i, s in enumerate(self.frame_stems)}
