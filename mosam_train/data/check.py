@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import Progress
 
-from mosam_train.data.formats import read_split, source_spec
+from mosam_train.data.formats import format_names, read_split, source_spec
 from mosam_train.data.video import VideoRecord
 from mosam_train.errors import DataError
 
@@ -187,7 +187,7 @@ def data_sources(data: DictConfig) -> list[tuple[str | None, dict[str, Any]]]:
         )
         raise ValueError(
             f"{what} is {kind}, not a mask (VOS) dataset: the dataset check reads the "
-            f"layouts davis, sav, ytvos, mose and lvos only. Fix: check a VOS config "
+            f"dataset formats {', '.join(format_names())} only. Fix: check a VOS config "
             f"(data=davis|sav|ytvos|mose|lvos|synthetic|mix); box-tracking readers check "
             f"every box file when `python eval.py task=tracking {option or 'data=tracking/...'}` "
             f"reads the split."

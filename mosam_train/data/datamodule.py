@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from mosam_train.data.formats import read_source, read_split
+from mosam_train.data.formats import read_source, read_split, source_spec
 from mosam_train.data.sampling import choose_objects, sample_clip
 from mosam_train.data.transforms import ClipTransform, build_eval_transform, build_train_transform
 from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
@@ -349,11 +349,13 @@ def per_device_batch_size(global_batch: int, world_size: int, accumulate: int) -
 class VOSDataModule(L.LightningDataModule):
     """Video object segmentation data of any supported layout, for train/val/test.
 
-    `format` names the reader (`mosam_train.data.formats.READERS`: davis, sav, ytvos,
-    mose, lvos) and `reader` its options (e.g. ``{resolution: 480p}`` for DAVIS,
-    ``{auto: true}`` for SA-V's automatic masklets). Training reads `split`, validation
-    `val_split`, testing `test_split` (default: `val_split`). `subset` / `val_subset` keep
-    only the listed videos (a list or a file with one name per line).
+    `format` names the dataset format (`mosam_train.data.formats.FORMATS`: davis, sav,
+    ytvos, mose, lvos, or one added with `register_format`) and `reader` its options (e.g.
+    ``{resolution: 480p}`` for DAVIS, ``{auto: true}`` for SA-V's automatic masklets).
+    Training reads `split`, validation `val_split`, testing `test_split` (default:
+    `val_split`); `val_source` / `test_source` say what validation and testing read.
+    `subset` / `val_subset` keep only the listed videos (a list or a file with one name per
+    line).
 
     `mix` trains on several datasets at once, as SAM 2 mixes its data: a mapping
     ``{name: {format, root, split, weight, reader, subset}}``; each clip comes from
@@ -423,22 +425,45 @@ class VOSDataModule(L.LightningDataModule):
 
             ensure_synthetic(self.root, seed=self.hparams.synthetic_seed)
 
-    def _read(self, split: str, subset: Sequence[str] | str | None = None) -> list[VideoRecord]:
+    def _own_source(self, split: str, subset: Sequence[str] | str | None) -> dict[str, Any]:
+        """`split` of this dataset (`format`, `root`, `reader`) as a `source_spec` mapping."""
         hp = self.hparams
-        return read_split(hp.format, self.root, split, subset=subset, **dict(hp.reader or {}))
+        own = {"format": hp.format, "root": hp.root, "split": split, "reader": hp.reader}
+        return source_spec("data", {**own, "subset": subset})
 
-    def _read_eval(self, split: str) -> list[VideoRecord]:
-        """Validation/test videos: from `val` when given, else from this dataset."""
+    def _eval_source(self, split: str) -> dict[str, Any]:
+        """What validation/test read: `val` when given (its own split if it names one, else
+        `split`), else this dataset's `split` with `val_subset`."""
         hp = self.hparams
-        if not hp.val:
-            return self._read(split, hp.val_subset)
-        return read_source("data.val", hp.val, split)
+        if hp.val:
+            return source_spec("data.val", hp.val, split)
+        return self._own_source(split, hp.val_subset)
+
+    @staticmethod
+    def _read_source(spec: Mapping[str, Any]) -> list[VideoRecord]:
+        """Records of a checked `source_spec` mapping."""
+        return read_split(
+            spec["format"], spec["root"], spec["split"], subset=spec["subset"], **spec["reader"]
+        )
+
+    @property
+    def val_source(self) -> dict[str, Any]:
+        """What validation reads: ``{format, root, split, reader, subset}``."""
+        return self._eval_source(self.hparams.val_split)
+
+    @property
+    def test_source(self) -> dict[str, Any]:
+        """What `setup("test")` (and so `eval.py`) reads: ``{format, root, split, reader,
+        subset}``; the split is `test_split`, default `val_split`, unless `val` names its
+        own."""
+        hp = self.hparams
+        return self._eval_source(hp.test_split or hp.val_split)
 
     def _train_records(self) -> tuple[list[VideoRecord], list[float] | None]:
         """Training videos and, when mixing, each video's sampling weight."""
         hp = self.hparams
         if not hp.mix:
-            return self._read(hp.split, hp.subset), None
+            return self._read_source(self._own_source(hp.split, hp.subset)), None
         records: list[VideoRecord] = []
         weights: list[float] = []
         for name, src in hp.mix.items():
@@ -466,9 +491,9 @@ class VOSDataModule(L.LightningDataModule):
                 weights=weights,
             )
         if stage in (None, "fit", "validate") and self._val_records is None:
-            self._val_records = self._read_eval(hp.val_split)[: hp.val_max_videos]
+            self._val_records = self._read_source(self.val_source)[: hp.val_max_videos]
         if stage in (None, "test") and self._test_records is None:
-            self._test_records = self._read_eval(hp.test_split or hp.val_split)
+            self._test_records = self._read_source(self.test_source)
 
     def _flow_provider(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
         """`flow` (build_flow_provider arguments) -> a provider for the workers, or None."""

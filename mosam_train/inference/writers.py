@@ -1,23 +1,14 @@
 """Benchmark submission layouts, written frame by frame while a video is segmented, so a
 crash loses at most the video in progress.
 
-One writer per layout (`make_writer` picks it from the dataset format):
-
-- ``davis`` (DAVIS 2017, the synthetic set): a palette PNG for every frame,
-  ``<root>/<video>/<frame>.png``, as the DAVIS 2017 toolkit reads them; for a split without
-  ground truth (test-dev) also a zip with the video folders at its root, which the DAVIS
-  server requires.
-- ``mose``: the DAVIS layout, every frame, plus a zip with the video folders at its root
-  (what MOSE's server takes).
-- ``ytvos``: ``<root>/Annotations/<video>/<frame>.png`` for exactly the frames of the
-  video's meta.json (`YouTubeVOSVideo.submission_frames()`), plus a zip whose top folder is
-  ``Annotations/``. Objects that have not appeared yet are background.
-- ``lvos``: the DAVIS layout, every frame (names are LVOS's 8-digit stems), which is what
-  `lvos-evaluation` reads (``<results>/<video>/<frame>.png``, object = pixel value).
-- ``sav``: one binary PNG per object and annotated frame,
-  ``<root>/<video>/<object 3 digits>/<frame>.png`` (values 0/1), overlaps kept, as SA-V's
-  `sav_evaluator.py` reads them. Object ids may be 0 or >= 1000, so nothing goes through
-  a uint8 label map.
+`make_writer` builds the writer a dataset format declares (`data.formats.SubmissionLayout`,
+in its registry entry): which frames each video gets a file for (every frame, the annotated
+ones, or the record's own `submission_frames()`), palette PNGs
+(``<root>[/<subdir>]/<video>/<frame>.png``, pixel = object id, no overlaps) or one binary
+PNG per object (``<root>/<video>/<object 3 digits>/<frame>.png``, values 0/1, overlaps
+kept, any object id), and whether the benchmark's server takes a zip of the tree (always,
+or only for a split without ground truth). Frames before an object's first prompt are
+background.
 
 Palette PNGs hold object ids as pixel values (servers and toolkits read the raw indices)
 with the dataset's own palette when its first annotation is a palette PNG, else the DAVIS
@@ -30,20 +21,20 @@ import logging
 import os
 import zipfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from mosam_train.data.formats import SubmissionLayout, get_format
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.vos import FramePrediction
 from mosam_train.palette import voc_palette
 
 log = logging.getLogger(__name__)
 
-LAYOUTS = ("davis", "mose", "ytvos", "lvos", "sav")
 # Index 1 white: a per-object mask is visible in an image viewer; the evaluator reads > 0.
 BINARY_PALETTE = (0, 0, 0, 255, 255, 255) + (0, 0, 0) * 254
 # Fixed member timestamps: a rerun that resumes produces the same bytes.
@@ -187,56 +178,46 @@ class PerObjectVideoWriter(VideoWriter):
         return [self._path(oid, t) for oid in self.record.object_ids for t in self.frames]
 
 
-def all_frames(record: VideoRecord) -> Sequence[int]:
-    return range(record.num_frames)
-
-
-def submission_frames(record: VideoRecord) -> Sequence[int]:
-    """YouTube-VOS: the frames of the video's meta.json (`submission_frames()`)."""
-    frames = getattr(record, "submission_frames", None)
-    if frames is None:
-        raise TypeError(
-            f"{record.name}: the ytvos layout needs YouTube-VOS records (submission_frames()); "
-            f"got {type(record).__name__}. Fix: evaluate with data.format=ytvos."
-        )
-    return frames()
-
-
-def annotated_frames(record: VideoRecord) -> Sequence[int]:
-    return record.annotated_frames
-
-
 class SubmissionWriter:
     """A benchmark's layout under `root`: which frames each video needs, how they are
     written, and the zip (if the benchmark takes one) built from them at the end.
 
-    `subdir`: folder between `root` and the video folders (``Annotations`` for YouTube-VOS);
-    the zip holds the tree under `root`, so it starts with `subdir` when there is one.
+    `layout`: the name of the dataset format that declares `spec` (reported in
+    metrics.json, named in errors). The zip holds the tree under `root`, so it starts with
+    `spec.subdir` when there is one.
     """
 
     def __init__(
-        self,
-        layout: str,
-        root: Path,
-        frames: Callable[[VideoRecord], Iterable[int]],
-        per_object: bool = False,
-        subdir: str = "",
-        zip_path: Path | None = None,
+        self, layout: str, root: Path, spec: SubmissionLayout, zip_path: Path | None = None
     ) -> None:
         self.layout = layout
         self.root = Path(root)
-        self.frames = frames
-        self.per_object = per_object
-        self.subdir = subdir
+        self.spec = spec
         self.zip_path = zip_path
 
+    def frames(self, record: VideoRecord) -> Sequence[int]:
+        """The frames of `record` this layout holds a file for."""
+        if self.spec.frames == "all":
+            return range(record.num_frames)
+        if self.spec.frames == "annotated":
+            return record.annotated_frames
+        frames = getattr(record, "submission_frames", None)
+        if frames is None:
+            raise TypeError(
+                f"{record.name}: the {self.layout} layout writes the frames each record "
+                f"lists in submission_frames(), which {type(record).__name__} does not have. "
+                f"Fix: evaluate with data.format={self.layout} (its records have it), or "
+                f"give the record class a submission_frames() method."
+            )
+        return frames()
+
     def video_dir(self, record: VideoRecord) -> Path:
-        return self.root / self.subdir / record.name if self.subdir else self.root / record.name
+        return self.root / self.spec.subdir / record.name
 
     def video(self, record: VideoRecord) -> VideoWriter:
         """The writer of one video (creates nothing until the first frame is written)."""
         folder = self.video_dir(record)
-        if self.per_object:
+        if self.spec.masks == "per_object":
             return PerObjectVideoWriter(folder, record, self.frames(record))
         return PaletteVideoWriter(folder, record, self.frames(record))
 
@@ -255,23 +236,13 @@ class SubmissionWriter:
 def make_writer(
     fmt: str, root: str | Path, zip_path: str | Path | None, ground_truth: bool = True
 ) -> SubmissionWriter:
-    """The submission writer of dataset format `fmt` (a `LAYOUTS` name) into `root`.
+    """The submission writer of dataset format `fmt` (its registry entry's layout) into
+    `root`.
 
-    `zip_path`: where the zip goes for the benchmarks that take one (MOSE, YouTube-VOS, and
-    DAVIS splits without `ground_truth`, i.e. test-dev).
+    `zip_path`: where the zip goes when the layout takes one (``always``, or
+    ``without_ground_truth`` and the split has no `ground_truth`, i.e. DAVIS test-dev).
     """
-    root = Path(root)
-    zip_path = None if zip_path is None else Path(zip_path)
-    if fmt == "davis":
-        return SubmissionWriter(fmt, root, all_frames, zip_path=None if ground_truth else zip_path)
-    if fmt == "mose":
-        return SubmissionWriter(fmt, root, all_frames, zip_path=zip_path)
-    if fmt == "ytvos":
-        return SubmissionWriter(
-            fmt, root, submission_frames, subdir="Annotations", zip_path=zip_path
-        )
-    if fmt == "lvos":
-        return SubmissionWriter(fmt, root, all_frames)
-    if fmt == "sav":
-        return SubmissionWriter(fmt, root, annotated_frames, per_object=True)
-    raise ValueError(f"no submission layout for dataset format {fmt!r}; known: {list(LAYOUTS)}")
+    layout = get_format(fmt).submission
+    zips = layout.zip == "always" or (layout.zip == "without_ground_truth" and not ground_truth)
+    zip_path = Path(zip_path) if zips and zip_path is not None else None
+    return SubmissionWriter(fmt, Path(root), layout, zip_path)

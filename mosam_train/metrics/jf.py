@@ -22,7 +22,8 @@ Checked against the official ``davisvideochallenge/davis2017-evaluation`` code
   reported x100 like the official CSV.
 - The official tool exits with status 0 and no CSV on bad input; here bad input raises.
 
-Which frames each object is scored on is a `Protocol` (J and F themselves never change):
+Which frames each object is scored on is a `Protocol` (J and F themselves never change);
+each dataset format names the one its videos are scored with (`default_protocol`):
 
 - ``DAVIS``: every object on every annotated frame but the video's first and last
   (``davis2017/evaluation.py``: ``all_gt_masks[:, 1:-1]``; objects = first-frame labels).
@@ -33,7 +34,7 @@ Which frames each object is scored on is a `Protocol` (J and F themselves never 
   GT is empty on all of them is left out (``conclude`` reports ``objects_in_gt`` only; in
   the SA-V folder layout the script then stops on an assertion). Objects are scored from
   their own masks, so overlaps are allowed.
-- ``APPEARANCE`` (default for records without overlaps): DAVIS's rule per object, for
+- ``APPEARANCE`` (default for every dataset format but SA-V): DAVIS's rule per object, for
   objects that appear mid-video (YouTube-VOS, LVOS): each object is scored on
   the annotated frames strictly after its first appearance (where the GT is the prompt,
   as DAVIS's first frame is) and before the video's last annotated frame. When every object
@@ -413,9 +414,10 @@ class ScoredVideo(typing.Protocol):
     optional members); the scoring CLI's PNG folders have just this.
 
     Optional members, read only when present or asked for: `tags` (tuple of str, carried
-    into the rows), `overlapping` (bool, picks ``SAV`` by default), `load_void(t)` (bool
-    [H, W] or None, with ``use_void=True``) and `first_appearance()` ({object id: frame},
-    by the appearance protocols when none is passed).
+    into the rows), `protocol` (the name of the protocol its dataset format scores it
+    with, see `default_protocol`), `load_void(t)` (bool [H, W] or None, with
+    ``use_void=True``) and `first_appearance()` ({object id: frame}, by the appearance
+    protocols when none is passed).
     """
 
     name: str
@@ -428,9 +430,11 @@ class ScoredVideo(typing.Protocol):
 
 
 def default_protocol(record: ScoredVideo) -> Protocol:
-    """``SAV`` for records whose masks may overlap (SA-V), else ``APPEARANCE`` (which is
-    ``DAVIS`` whenever every object is in the first frame)."""
-    return SAV if getattr(record, "overlapping", False) else APPEARANCE
+    """The protocol `record.protocol` names: its dataset format's (`data.formats.read_split`
+    sets it from the format's registry entry, e.g. ``sav`` for SA-V); ``APPEARANCE``
+    (which is ``DAVIS`` whenever every object is in the first frame) for a record read
+    otherwise."""
+    return _protocol(getattr(record, "protocol", APPEARANCE.name))
 
 
 def object_frames(
@@ -604,9 +608,9 @@ def score_record(
     `protocol`.
 
     predict_masks maps a frame index to bool [O,H,W] in ``record.object_ids`` order
-    (a dict or a callable). protocol defaults to ``default_protocol(record)``: ``SAV`` for
-    overlapping records, else ``APPEARANCE`` (= ``DAVIS`` when all objects are in the
-    first frame). first_appearance defaults to ``record.first_appearance()`` (read only
+    (a dict or a callable). protocol defaults to ``default_protocol(record)``: the one its
+    dataset format names (``SAV`` for SA-V), else ``APPEARANCE`` (= ``DAVIS`` when all
+    objects are in the first frame). first_appearance defaults to ``record.first_appearance()`` (read only
     when the protocol needs it); stop: see ``object_frames``. Frames are read one at a
     time, so long videos never sit in memory. ``use_void=False`` reproduces official
     DAVIS numbers (void = background); True removes ``record.load_void(t)`` pixels.

@@ -41,12 +41,13 @@ ROWS_FILE = "per_object.csv"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
-    """J&F of `cfg.ckpt` (or `baseline=copy_first`) on the datamodule's test split
-    (`data.test_split`, default `data.val_split`, of `data.val` when that names another
-    source); returns the aggregate (`JF` NaN where the benchmark withholds ground truth)."""
+    """J&F of `cfg.ckpt` (or `baseline=copy_first`) on the datamodule's test source
+    (`VOSDataModule.test_source`); returns the aggregate (`JF` NaN where the benchmark
+    withholds ground truth)."""
     predictor, image_size = _predictor(cfg)
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
-    fmt, root, split = eval_source(cfg.data)
+    source = datamodule.test_source
+    fmt, root, split = source["format"], source["root"], source["split"]
     records = _records(datamodule, cfg.data.get("val_max_videos"))
     results = ResultsDir(cfg.paths.output_dir, ROWS_FILE, ROW_FIELDS, key="video")
     results.guard(cfg)
@@ -108,17 +109,6 @@ def _predictor(cfg: DictConfig) -> tuple[Propagator, int]:
     if not cfg.get("ckpt"):
         raise ValueError("eval.py needs ckpt=PATH (or baseline=copy_first)")
     return inference_propagator(cfg)
-
-
-def eval_source(data: DictConfig) -> tuple[str, str, str]:
-    """(format, root, split) that evaluation reads: the datamodule's test split
-    (`data.test_split`, default `data.val_split`) of `data.val` when that names another
-    source (YouTube-VOS / MOSE configs validate on DAVIS), else of the dataset itself."""
-    src = data.get("val") or data
-    split = data.get("test_split") or data.get("val_split")
-    if data.get("val") and data.val.get("split"):
-        split = data.val.split
-    return str(src.format), str(src.root), str(split)
 
 
 def _records(datamodule: VOSDataModule, max_videos: int | None) -> list[VideoRecord]:

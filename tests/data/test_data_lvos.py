@@ -11,7 +11,7 @@ import pytest
 from layouts.lvos import ATTRIBUTES, stem, valid_folder, video_name, write_lvos
 from PIL import Image
 
-from mosam_train.data.formats import get_reader
+from mosam_train.data.formats import read_split
 from mosam_train.data.formats.lvos import LvosVideo, read_lvos
 from mosam_train.data.video import VideoRecord
 from mosam_train.errors import DataError
@@ -85,7 +85,7 @@ def test_split_folder_and_version_aliases(tmp_path):
 
 def test_registered_reader_and_tags_from_attributes(tmp_path):
     write_lvos(tmp_path, version="v2", split="valid", num_videos=3)
-    videos = get_reader("lvos")(tmp_path, "val", version="v2")
+    videos = read_split("lvos", tmp_path, "val", version="v2")
     assert [v.tags for v in videos] == [tuple(ATTRIBUTES[i]) for i in range(3)]
 
 

@@ -134,14 +134,21 @@ def test_mid_video_object(protocol, stop, frames, j2):
     assert by_id[2].j_recall == pytest.approx(j2, abs=1e-12)
 
 
-def test_default_protocol_follows_the_record():
-    rec = MidVideoRecord()
+def test_default_protocol_is_the_one_the_record_names():
+    rec = MidVideoRecord()  # not read through a dataset format: no name
     assert default_protocol(rec) is APPEARANCE
     assert score_record(rec, mid_prediction) == score_record(
         rec, mid_prediction, protocol=APPEARANCE
     )
-    rec.overlapping = True
+    rec.protocol = "sav"  # what `read_split` sets for an SA-V record
     assert default_protocol(rec) is SAV
+    assert score_record(rec, mid_prediction) == score_record(rec, mid_prediction, protocol=SAV)
+    assert score_record(rec, mid_prediction) != score_record(
+        rec, mid_prediction, protocol=APPEARANCE
+    )
+    rec.protocol = "nope"
+    with pytest.raises(ValueError, match=r"'nope'.*known.*appearance"):
+        default_protocol(rec)
     # a precomputed first appearance is used as given (here: object 2 from frame 5)
     rows = score_record(rec, mid_prediction, protocol=APPEARANCE, first_appearance={1: 0, 2: 5})
     assert rows[1].num_frames == 1 and rows[1].j_mean == 1.0  # frame 6 only

@@ -1,39 +1,134 @@
-"""One reader per on-disk layout; each turns files into `VideoRecord`s.
+"""Dataset formats: one registry entry per on-disk layout, with its reader, the layout its
+benchmark takes submissions in, and the J&F protocol its videos are scored with.
 
 Every reader has the signature ``read_<name>(root, split, *, subset=None, errors=None,
-**options) -> list[VideoRecord]`` (see `files.read_each` for `errors`). They are imported
-on first use, so a layout's decoder (decord, PyAV) is only needed when that layout is read.
+**options) -> list[VideoRecord]`` (see `files.read_each` for `errors`). Each format module
+(`davis.py`, `ytvos.py`, ...) defines its `DatasetFormat` as ``FORMAT``; `FORMATS` names
+where each one lives and imports it on first use, so a layout's decoder (decord, PyAV) is
+only needed when that layout is read. A format defined elsewhere (a plug-in, a test) joins
+with `register_format`. Nothing here names a metric: `DatasetFormat.protocol` is a name
+that `mosam_train.metrics.jf` resolves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from mosam_train.data.video import VideoRecord
 
-READERS: dict[str, str] = {
-    "davis": "mosam_train.data.formats.davis:read_davis",
-    "sav": "mosam_train.data.formats.sav:read_sav",
-    "ytvos": "mosam_train.data.formats.ytvos:read_ytvos",
-    "mose": "mosam_train.data.formats.mose:read_mose",
-    "lvos": "mosam_train.data.formats.lvos:read_lvos",
+SubmissionFrames = Literal["all", "annotated", "submission"]
+SubmissionMasks = Literal["palette", "per_object"]
+SubmissionZip = Literal["always", "without_ground_truth", "never"]
+
+
+@dataclass(frozen=True)
+class SubmissionLayout:
+    """How a benchmark takes predictions (`inference.writers.make_writer` builds the writer).
+
+    frames: which frames of each video get a file: ``all``, the ``annotated`` ones, or
+    ``submission``: the record's own `submission_frames()` (YouTube-VOS: its meta.json).
+    masks: ``palette``: one palette PNG per frame, pixel = object id (no overlaps);
+    ``per_object``: one binary (0/1) PNG per object and frame in a 3-digit object folder
+    (overlaps kept). subdir: a folder between the output root and the video folders
+    (YouTube-VOS: ``Annotations``). zip: build the server's zip of the tree ``always``,
+    only for a split ``without_ground_truth`` (DAVIS test-dev), or ``never``.
+    """
+
+    frames: SubmissionFrames = "all"
+    masks: SubmissionMasks = "palette"
+    subdir: str = ""
+    zip: SubmissionZip = "never"
+
+    def __post_init__(self) -> None:
+        for key, allowed in (
+            ("frames", get_args(SubmissionFrames)),
+            ("masks", get_args(SubmissionMasks)),
+            ("zip", get_args(SubmissionZip)),
+        ):
+            if getattr(self, key) not in allowed:
+                raise ValueError(
+                    f"SubmissionLayout.{key}={getattr(self, key)!r}: use one of {list(allowed)}"
+                )
+
+
+@dataclass(frozen=True)
+class DatasetFormat:
+    """One dataset layout: `data.format=<name>` selects it.
+
+    reader: ``(root, split, *, subset=None, errors=None, **options) -> list[VideoRecord]``
+    (the options are the config's `data.reader`). submission: the layout `eval.py` writes.
+    protocol: the name of the `metrics.jf` protocol its videos are scored with by default
+    (``appearance``: DAVIS 2017's rule per object, from its first appearance; ``sav``:
+    SA-V's evaluator); `read_split` gives every record it reads this name as `protocol`.
+    """
+
+    name: str
+    reader: Callable[..., list[VideoRecord]]
+    submission: SubmissionLayout = field(default_factory=SubmissionLayout)
+    protocol: str = "appearance"
+
+
+# name -> "module:attribute" of its DatasetFormat (imported on first use), or the entry
+# itself for formats added with `register_format`.
+FORMATS: dict[str, str | DatasetFormat] = {
+    "davis": "mosam_train.data.formats.davis:FORMAT",
+    "sav": "mosam_train.data.formats.sav:FORMAT",
+    "ytvos": "mosam_train.data.formats.ytvos:FORMAT",
+    "mose": "mosam_train.data.formats.mose:FORMAT",
+    "lvos": "mosam_train.data.formats.lvos:FORMAT",
 }
 
 
-def get_reader(fmt: str) -> Callable[..., list[VideoRecord]]:
-    """The reader function of layout `fmt` (a key of `READERS`)."""
-    if fmt not in READERS:
-        raise ValueError(f"unknown dataset format {fmt!r}; known: {sorted(READERS)}")
-    module, name = READERS[fmt].split(":")
-    return getattr(import_module(module), name)
+def format_names() -> list[str]:
+    """Every known format name, sorted."""
+    return sorted(FORMATS)
+
+
+def register_format(entry: DatasetFormat) -> DatasetFormat:
+    """Make `entry` known under `entry.name` (for formats defined outside this package).
+
+    Registering the same entry again is a no-op; another entry under a known name is an
+    error, so a plug-in never silently replaces a format."""
+    known = FORMATS.get(entry.name)
+    if known is not None and known is not entry:
+        raise ValueError(
+            f"dataset format {entry.name!r} is already registered ({known!r}). Fix: give the "
+            f"new format another name."
+        )
+    FORMATS[entry.name] = entry
+    return entry
+
+
+def get_format(name: str) -> DatasetFormat:
+    """The registry entry of format `name` (imports its module on first use)."""
+    if name not in FORMATS:
+        raise ValueError(
+            f"unknown dataset format {name!r}; known: {format_names()}. Fix: set "
+            f"data.format to one of those, or register the format (register_format)."
+        )
+    entry = FORMATS[name]
+    if isinstance(entry, str):
+        module, attribute = entry.split(":")
+        entry = getattr(import_module(module), attribute)
+        if not isinstance(entry, DatasetFormat) or entry.name != name:
+            raise TypeError(
+                f"{FORMATS[name]}: expected the DatasetFormat named {name!r}, got {entry!r}"
+            )
+    return entry
 
 
 def read_split(fmt: str, root: str | Path, split: str, **options: Any) -> list[VideoRecord]:
-    """Records of `split` of the `fmt`-layout dataset at `root`."""
-    return get_reader(fmt)(root, split, **options)
+    """Records of `split` of the `fmt`-layout dataset at `root`, each with its format's
+    scoring protocol name as `protocol` (so validation and eval score it the same way)."""
+    entry = get_format(fmt)
+    records = entry.reader(root, split, **options)
+    for record in records:
+        record.protocol = entry.protocol
+    return records
 
 
 SOURCE_KEYS = ("format", "root", "split", "weight", "reader", "subset")

@@ -25,10 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from mosam_train.data.formats.files import FolderVideo, keep_subset, read_each
+from mosam_train.data.formats import DatasetFormat, SubmissionLayout
+from mosam_train.data.formats.files import (
+    FolderVideo,
+    check_masks_have_frames,
+    keep_subset,
+    read_each,
+    require_root,
+)
 from mosam_train.dataset_files import (
     VOID_LABEL,
-    frame_sort_key,
     image_size,
     list_frames,
     read_label,
@@ -37,16 +43,6 @@ from mosam_train.dataset_files import (
 from mosam_train.errors import DataError
 
 DAVIS_URL = "https://davischallenge.org/davis2017/code.html"
-
-
-def missing_root_message(root: Path) -> str:
-    return (
-        f"Dataset root not found: {root}. Fix: put DAVIS 2017 there "
-        f"(JPEGImages/480p/<seq>/00000.jpg, Annotations/480p/<seq>/00000.png, "
-        f"ImageSets/2017/{{train,val}}.txt; download from {DAVIS_URL}), or generate the "
-        f"built-in synthetic set with `python -m mosam_train.data.synthetic --root {root}` "
-        f"(see data/README.md)."
-    )
 
 
 class PaletteVideo(FolderVideo):
@@ -90,16 +86,8 @@ class PaletteVideo(FolderVideo):
                 self.image_dir,
             )
         pngs = list_frames(self.mask_dir, (".png",))
+        check_masks_have_frames(pngs, images, self.image_dir)
         self._index_files(images, pngs)
-        orphans = sorted(set(pngs) - set(images), key=frame_sort_key)
-        if orphans:
-            raise DataError(
-                f"{pngs[orphans[0]]}: annotation has no matching frame "
-                f"{self.image_dir / (orphans[0] + '.jpg')} ({len(orphans)} such PNG(s), "
-                f"{len(pngs)} PNGs vs {len(images)} JPEGs). Fix: add the frames or remove "
-                f"the stray PNGs.",
-                pngs[orphans[0]],
-            )
         first = self.frame_stems[0]
         if first not in pngs:
             raise DataError(
@@ -207,8 +195,13 @@ def read_davis(
     only those names (a list or a file); `errors`: see `read_each`.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(missing_root_message(root), root)
+    require_root(
+        root,
+        f"put DAVIS 2017 there (JPEGImages/480p/<seq>/00000.jpg, "
+        f"Annotations/480p/<seq>/00000.png, ImageSets/2017/{{train,val}}.txt; download from "
+        f"{DAVIS_URL}), or generate the built-in synthetic set with `python -m "
+        f"mosam_train.data.synthetic --root {root}`",
+    )
     split_file = root / "ImageSets" / "2017" / f"{split}.txt"
     if not split_file.is_file():
         sets = root / "ImageSets" / "2017"
@@ -238,3 +231,14 @@ def read_davis(
     return read_each(
         names, lambda n: DavisVideo(root, n, resolution, tags.get(n, ()), dense=dense), errors
     )
+
+
+FORMAT = DatasetFormat(
+    name="davis",
+    reader=read_davis,
+    # <root>/<video>/<frame>.png for every frame, as the DAVIS 2017 toolkit reads them; a
+    # split without ground truth (test-dev) also gets the zip the DAVIS server requires,
+    # the video folders at its root.
+    submission=SubmissionLayout(frames="all", masks="palette", zip="without_ground_truth"),
+    protocol="appearance",  # = DAVIS 2017's rule: every object is in the first frame
+)

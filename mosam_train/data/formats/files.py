@@ -1,21 +1,44 @@
-"""What the frame-folder readers share: split subsets, per-video error collection, and
-`FolderVideo` (one JPEG per frame plus indexed PNGs). The file reading itself is
+"""What the frame-folder readers share: split subsets, per-video error collection, the
+missing-root and orphan-PNG checks, and `FolderVideo` (one JPEG per frame plus indexed PNGs). The file reading itself is
 `mosam_train.dataset_files`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 
 from mosam_train.data.video import VideoRecord
-from mosam_train.dataset_files import VOID_LABEL, read_label, read_list, read_rgb
+from mosam_train.dataset_files import VOID_LABEL, frame_sort_key, read_label, read_list, read_rgb
 from mosam_train.errors import DataError
 
 T = TypeVar("T")
+
+
+def require_root(root: Path, fix: str) -> None:
+    """The `DataError` every reader gives for a missing dataset root: the path, then `fix`
+    (where to get the dataset and how to unpack it there)."""
+    if not root.is_dir():
+        raise DataError(f"Dataset root not found: {root}. Fix: {fix} (see data/README.md).", root)
+
+
+def check_masks_have_frames(
+    masks: Mapping[str, Path], frames: Mapping[str, Path], image_dir: Path
+) -> None:
+    """Refuse annotation files (`{stem: path}`) whose stem has no frame in `frames`: a
+    stray or misnamed PNG would otherwise be silently ignored."""
+    orphans = sorted(set(masks) - set(frames), key=frame_sort_key)
+    if orphans:
+        first = masks[orphans[0]]
+        raise DataError(
+            f"{first}: annotation has no matching frame {image_dir / (orphans[0] + '.jpg')} "
+            f"({len(orphans)} such PNG(s), {len(masks)} PNGs vs {len(frames)} JPEGs). Fix: "
+            f"add the frames or remove the stray PNGs.",
+            first,
+        )
 
 
 def keep_subset(names: Iterable[str], subset: Iterable[str] | str | Path | None) -> list[str]:
@@ -70,7 +93,8 @@ class FolderVideo(VideoRecord):
 
     def _index_files(self, frames: dict[str, Path], masks: dict[str, Path]) -> None:
         """Record frames = `frames` in their order; annotated = those with a mask (a mask
-        whose stem is not a frame is left out: readers report such orphans themselves)."""
+        whose stem is not a frame is left out: readers refuse such orphans first, with
+        `check_masks_have_frames`)."""
         self.frame_stems = tuple(frames)
         self._image_paths = tuple(frames.values())
         self._stem_to_index = {s: i for i, s in enumerate(self.frame_stems)}

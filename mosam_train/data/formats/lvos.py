@@ -46,7 +46,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mosam_train.data.formats.files import FolderVideo, keep_subset, read_each
+from mosam_train.data.formats import DatasetFormat, SubmissionLayout
+from mosam_train.data.formats.files import (
+    FolderVideo,
+    check_masks_have_frames,
+    keep_subset,
+    read_each,
+    require_root,
+)
 from mosam_train.dataset_files import VOID_LABEL, frame_sort_key, image_size, list_frames
 from mosam_train.errors import DataError
 
@@ -110,14 +117,7 @@ class LvosVideo(FolderVideo):
                 self.image_dir,
             )
         pngs = list_frames(self.mask_dir, (".png",))
-        orphans = sorted(set(pngs) - set(images), key=frame_sort_key)
-        if orphans:
-            raise DataError(
-                f"{pngs[orphans[0]]}: annotation has no matching frame "
-                f"{self.image_dir / (orphans[0] + '.jpg')} ({len(orphans)} such PNG(s)). Fix: "
-                f"add the frames or remove the stray PNGs.",
-                pngs[orphans[0]],
-            )
+        check_masks_have_frames(pngs, images, self.image_dir)
         if not pngs:
             raise DataError(
                 f"{self.mask_dir}: no .png annotation. Fix: re-extract the LVOS annotations "
@@ -212,19 +212,14 @@ def normalize_version(version: str | int) -> str:
     return v
 
 
-def missing_root_message(root: Path, version: str) -> str:
-    return (
-        f"Dataset root not found: {root}. Fix: download LVOS {version} (train / eval "
-        f"archives and the meta jsons) from {LVOS_URL} and unpack it as "
-        f"{root}/{version}/{{train,valid|val}}/{{JPEGImages,Annotations}}/<video>/ with "
-        f"<split>_meta.json in each split folder (see data/README.md)."
-    )
-
-
 def version_root(root: Path, version: str) -> Path:
     """`root/<version>` if present, else `root` itself when it holds split folders."""
-    if not root.is_dir():
-        raise DataError(missing_root_message(root, version), root)
+    require_root(
+        root,
+        f"download LVOS {version} (train / eval archives and the meta jsons) from "
+        f"{LVOS_URL} and unpack it as {root}/{version}/{{train,valid|val}}/"
+        f"{{JPEGImages,Annotations}}/<video>/ with <split>_meta.json in each split folder",
+    )
     if (root / version).is_dir():
         return root / version
     known = {f for folders in SPLIT_FOLDERS.values() for f in folders}
@@ -362,3 +357,15 @@ def read_lvos(
         )
 
     return read_each(names, make, errors)
+
+
+FORMAT = DatasetFormat(
+    name="lvos",
+    reader=read_lvos,
+    # the DAVIS layout, every frame (named by LVOS's 8-digit stems): what lvos-evaluation
+    # reads (<results>/<video>/<frame>.png, object = pixel value); no zip
+    submission=SubmissionLayout(frames="all", masks="palette", zip="never"),
+    # DAVIS's rule per object, after its first appearance (the "lvos" protocol follows
+    # lvos-evaluation instead: see metrics.jf)
+    protocol="appearance",
+)

@@ -29,8 +29,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from mosam_train.data.formats import DatasetFormat, SubmissionLayout
 from mosam_train.data.formats.davis import PaletteVideo
-from mosam_train.data.formats.files import keep_subset, read_each
+from mosam_train.data.formats.files import keep_subset, read_each, require_root
 from mosam_train.errors import DataError
 
 MOSE_URL = "https://henghuiding.github.io/MOSE/"
@@ -71,13 +72,11 @@ def read_mose(
     or a file); `errors`: see `read_each`.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(
-            f"Dataset root not found: {root}. Fix: download MOSE ({MOSE_URL}) and unpack "
-            f"train.tar.gz / valid.tar.gz into it so that {root / 'train' / 'JPEGImages'} "
-            f"and {root / 'train' / 'Annotations'} exist (see data/README.md).",
-            root,
-        )
+    require_root(
+        root,
+        f"download MOSE ({MOSE_URL}) and unpack train.tar.gz / valid.tar.gz into it so "
+        f"that {root / 'train' / 'JPEGImages'} and {root / 'train' / 'Annotations'} exist",
+    )
     image_root = root / split / "JPEGImages"
     mask_root = root / split / "Annotations"
     for folder in (image_root, mask_root):
@@ -102,3 +101,13 @@ def read_mose(
     if dense is None:
         dense = not split.startswith(SPARSE_SPLITS)
     return read_each(names, lambda n: MoseVideo(root, split, n, dense=dense), errors)
+
+
+FORMAT = DatasetFormat(
+    name="mose",
+    reader=read_mose,
+    # the DAVIS layout, every frame, plus the zip MOSE's server takes (video folders at
+    # its root)
+    submission=SubmissionLayout(frames="all", masks="palette", zip="always"),
+    protocol="appearance",
+)

@@ -73,7 +73,13 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from mosam_train.data.formats.files import keep_subset, read_each
+from mosam_train.data.formats import DatasetFormat, SubmissionLayout
+from mosam_train.data.formats.files import (
+    check_masks_have_frames,
+    keep_subset,
+    read_each,
+    require_root,
+)
 from mosam_train.data.formats.mp4 import Mp4Video, resolve_backend
 from mosam_train.data.video import VideoRecord
 from mosam_train.dataset_files import image_size, list_frames, read_label, read_list, read_rgb
@@ -532,13 +538,7 @@ class SavFramesVideo(VideoRecord):
                     f"re-extract the annotations of '{name}'.",
                     folder,
                 )
-            orphans = sorted(set(p) - set(images))
-            if orphans:
-                raise DataError(
-                    f"{p[orphans[0]]}: no matching frame {orphans[0]}.jpg in "
-                    f"{self.image_dir}. Fix: add the frames or remove the stray PNGs.",
-                    p[orphans[0]],
-                )
+            check_masks_have_frames(p, images, self.image_dir)
         self.object_ids = tuple(ids)
         self._pngs = pngs
         self.annotated_frames = tuple(sorted(index[s] for s in stems))
@@ -577,14 +577,6 @@ class SavFramesVideo(VideoRecord):
 # ---------------------------------------------------------------------------------------
 
 
-def missing_root_message(root: Path) -> str:
-    return (
-        f"Dataset root not found: {root}. Fix: download SA-V from {SAV_URL} and extract it "
-        f"there (sav_train/sav_NNN/*.mp4 + *_manual.json; sav_val/ and sav_test/ with "
-        f"JPEGImages_24fps/ and Annotations_6fps/); see data/README.md."
-    )
-
-
 def read_sav(
     root: str | Path,
     split: str,
@@ -604,8 +596,11 @@ def read_sav(
     or a file); `errors`: see `read_each`.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(missing_root_message(root), root)
+    require_root(
+        root,
+        f"download SA-V from {SAV_URL} and extract it there (sav_train/sav_NNN/*.mp4 + "
+        f"*_manual.json; sav_val/ and sav_test/ with {FRAMES_DIR}/ and {MASKS_DIR}/)",
+    )
     split_dir = root / split
     if not split_dir.is_dir():
         have = sorted(p.name for p in root.iterdir() if p.is_dir())
@@ -637,3 +632,14 @@ def read_sav(
     names = keep_subset(sorted(found), subset)
     eager = errors is not None if eager is None else eager
     return read_each(names, lambda n: _train_record(n, found[n], auto, backend, eager), errors)
+
+
+FORMAT = DatasetFormat(
+    name="sav",
+    reader=read_sav,
+    # one binary PNG per object and annotated frame, <root>/<video>/<object 3 digits>/
+    # <frame>.png (values 0/1), overlaps kept, as SA-V's sav_evaluator.py reads them; object
+    # ids may be 0 or >= 1000, so nothing goes through a uint8 label map
+    submission=SubmissionLayout(frames="annotated", masks="per_object", zip="never"),
+    protocol="sav",  # SA-V's evaluator: each object from where its GT or prediction appears
+)

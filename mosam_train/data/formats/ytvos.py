@@ -46,7 +46,14 @@ from typing import Any
 
 import numpy as np
 
-from mosam_train.data.formats.files import FolderVideo, keep_subset, read_each
+from mosam_train.data.formats import DatasetFormat, SubmissionLayout
+from mosam_train.data.formats.files import (
+    FolderVideo,
+    check_masks_have_frames,
+    keep_subset,
+    read_each,
+    require_root,
+)
 from mosam_train.dataset_files import frame_sort_key, image_size, list_frames
 from mosam_train.errors import DataError
 
@@ -141,14 +148,7 @@ class YouTubeVOSVideo(FolderVideo):
                 self.image_dir,
             )
         pngs = list_frames(self.mask_dir, (".png",))
-        orphans = [s for s in pngs if s not in images]
-        if orphans:
-            raise DataError(
-                f"{pngs[orphans[0]]}: annotation has no matching frame "
-                f"{self.image_dir / (orphans[0] + '.jpg')} ({len(orphans)} such PNG(s)). "
-                f"Fix: add the frames or remove the stray PNGs.",
-                pngs[orphans[0]],
-            )
+        check_masks_have_frames(pngs, images, self.image_dir)
         listed = {f for _, frames in objects.values() for f in frames}
         unknown = sorted(listed - set(images), key=frame_sort_key)
         if unknown:
@@ -319,14 +319,12 @@ def read_ytvos(
     file); `errors`: see `read_each`.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(
-            f"Dataset root not found: {root}. Fix: download YouTube-VOS 2019 (or 2018) from "
-            f"{YTVOS_URL} and unpack train.zip / valid.zip there so that "
-            f"{root / 'train' / 'JPEGImages'} and {root / 'train' / 'meta.json'} exist "
-            f"(see data/README.md).",
-            root,
-        )
+    require_root(
+        root,
+        f"download YouTube-VOS 2019 (or 2018) from {YTVOS_URL} and unpack train.zip / "
+        f"valid.zip there so that {root / 'train' / 'JPEGImages'} and "
+        f"{root / 'train' / 'meta.json'} exist",
+    )
     split_dir = root / split
     image_root, mask_root = split_dir / "JPEGImages", split_dir / "Annotations"
     for folder in (image_root, mask_root):
@@ -367,3 +365,16 @@ def read_ytvos(
         )
 
     return read_each(names, make, errors)
+
+
+FORMAT = DatasetFormat(
+    name="ytvos",
+    reader=read_ytvos,
+    # <root>/Annotations/<video>/<frame>.png for exactly the frames of the video's meta.json
+    # (`YouTubeVOSVideo.submission_frames()`; objects not there yet are background), and
+    # the zip the server takes, whose top folder is Annotations/.
+    submission=SubmissionLayout(
+        frames="submission", masks="palette", subdir="Annotations", zip="always"
+    ),
+    protocol="appearance",  # objects appear mid-video: scored after their first appearance
+)
