@@ -349,7 +349,7 @@ def per_device_batch_size(global_batch: int, world_size: int, accumulate: int) -
 class VOSDataModule(L.LightningDataModule):
     """Video object segmentation data of any supported layout, for train/val/test.
 
-    `format` names the dataset format (`mosam_train.data.formats.FORMATS`: davis, sav,
+    `format` names the dataset format (`mosam_train.data.formats.get_format`: davis, sav,
     ytvos, mose, lvos, or one added with `register_format`) and `reader` its options (e.g.
     ``{resolution: 480p}`` for DAVIS, ``{auto: true}`` for SA-V's automatic masklets).
     Training reads `split`, validation `val_split`, testing `test_split` (default:

@@ -2,65 +2,45 @@
 
 A rule (`mosam_train.inference.rules.TrackerRule`) decides what the streaming engine keeps
 in memory and what each frame attends to; eval, predict and training's validation apply
-the configured one to any checkpoint. Names resolve lazily ("module:Class" is imported on
-first use), so listing or building one rule imports no other.
+the configured one to any checkpoint. A rule's module is imported when its name is first
+built, so building one rule imports no other.
 
-Adding a rule: subclass `TrackerRule` in a module here (or anywhere), add its name to
-`_TRACKERS` (or call `register_tracker(name, cls)` from your own code), and write
-`configs/tracker/<name>.yaml` with `name: <name>` plus the rule's constructor arguments.
+Adding a rule: the module `trackers/<name>.py` with a `TrackerRule` subclass assigned to
+`RULE`, and `configs/tracker/<name>.yaml` with `name: <name>` plus the rule's constructor
+arguments. A rule defined outside this package joins with `register_tracker(name, cls)`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from mosam_train.inference.rules import TrackerRule
+from mosam_train.registry import Registry
 
-# name -> the rule class, or "module:Class" imported when the name is first built
-_TRACKERS: dict[str, type[TrackerRule] | str] = {
-    "sam2": "mosam_train.inference.rules:TrackerRule",  # SAM 2's own rule, the default
-    "cond_only": "mosam_train.trackers.cond_only:CondOnly",
-}
+TRACKERS: Registry[type[TrackerRule]] = Registry(
+    "tracker rule",
+    __name__,
+    "RULE",
+    accepts=lambda entry: isinstance(entry, type) and issubclass(entry, TrackerRule),
+    register_with="mosam_train.trackers.register_tracker",
+)
 
 
-def register_tracker(name: str, target: type[TrackerRule] | str) -> None:
-    """Make `tracker=<name>` build `target` (a `TrackerRule` subclass, or "module:Class").
-    A name already taken by another rule is refused: rename yours."""
-    if not isinstance(target, str) and not (
-        isinstance(target, type) and issubclass(target, TrackerRule)
-    ):
-        raise TypeError(f"tracker {name!r}: {target!r} is not a TrackerRule subclass")
-    current = _TRACKERS.get(name)
-    if current is not None and current != target:
-        raise ValueError(
-            f"tracker {name!r} is already registered ({current!r}). Fix: register yours "
-            f"under another name."
-        )
-    _TRACKERS[name] = target
+def register_tracker(name: str, rule: type[TrackerRule]) -> type[TrackerRule]:
+    """Make `tracker=<name>` build `rule` (a `TrackerRule` subclass defined outside this
+    package). A name already taken by another rule is refused: rename yours."""
+    return TRACKERS.register(name, rule)
 
 
 def tracker_names() -> list[str]:
-    """Every registered tracker name."""
-    return sorted(_TRACKERS)
+    """Every known tracker name, sorted."""
+    return TRACKERS.names()
 
 
 def tracker_class(name: str) -> type[TrackerRule]:
-    """The rule class registered as `name`."""
-    if name not in _TRACKERS:
-        raise ValueError(
-            f"tracker={name}: unknown tracker rule. Known: {', '.join(tracker_names())}. "
-            f"Fix: pick one of those, or register yours with "
-            f"mosam_train.trackers.register_tracker."
-        )
-    target = _TRACKERS[name]
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
-        if not (isinstance(target, type) and issubclass(target, TrackerRule)):
-            raise TypeError(f"tracker {name!r}: {_TRACKERS[name]} is not a TrackerRule subclass")
-    return target
+    """The rule class of `tracker=<name>`: `trackers/<name>.py`'s `RULE`, or a registered one."""
+    return TRACKERS.get(name)
 
 
 def build_tracker(cfg: Mapping[str, Any] | None = None) -> TrackerRule:

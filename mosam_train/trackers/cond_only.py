@@ -25,3 +25,6 @@ class CondOnly(TrackerRule):
     ) -> None:
         if prompted:
             super().remember(bank, frame_idx, entry, out, prompted=True, flow=flow)
+
+
+RULE = CondOnly

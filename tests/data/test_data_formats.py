@@ -28,12 +28,11 @@ from mosam_train.data.formats import (
 from mosam_train.data.formats.files import (
     FolderVideo,
     check_masks_have_frames,
-    image_size,
     keep_subset,
-    list_frames,
     read_each,
     require_root,
 )
+from mosam_train.dataset_files import image_size, list_frames
 from mosam_train.errors import DataError
 from mosam_train.inference.engine import FrameResult
 from mosam_train.inference.vos import FramePrediction
@@ -91,7 +90,7 @@ def write_toy(root: Path, split: str, names: list[str], annotated=(0, 2), frames
 @pytest.fixture
 def toy(monkeypatch) -> DatasetFormat:
     """TOY registered for this test only (the registry is restored afterwards)."""
-    monkeypatch.setattr(formats, "FORMATS", dict(formats.FORMATS))
+    monkeypatch.setattr(formats.FORMATS, "registered", {})
     return register_format(TOY)
 
 
@@ -167,9 +166,9 @@ def test_unknown_format_names_the_known_ones(toy, tmp_path):
 
 def test_a_name_is_registered_once(toy):
     assert register_format(TOY) is TOY  # the same entry again: nothing changes
-    with pytest.raises(ValueError, match="'davis' is already registered"):
+    with pytest.raises(ValueError, match="'davis' is already known"):
         register_format(DatasetFormat("davis", read_toy))
-    with pytest.raises(ValueError, match="'toy_folders' is already registered"):
+    with pytest.raises(ValueError, match="'toy_folders' is already known"):
         register_format(DatasetFormat("toy_folders", read_toy))
 
 

@@ -29,13 +29,14 @@ def test_a_rule_defined_elsewhere_registers_and_takes_its_parameters():
     assert "test_registry_toy" in tracker_names()
 
 
-def test_a_rule_registered_as_a_dotted_path_is_imported_when_built():
-    register_tracker("test_registry_lazy", "mosam_train.trackers.cond_only:CondOnly")
-    assert isinstance(build_tracker({"name": "test_registry_lazy"}), CondOnly)
+def test_a_module_that_defines_rule_is_a_tracker_with_no_table_to_edit():
+    package = Path(__file__).resolve().parents[2] / "mosam_train" / "trackers"
+    modules = {p.stem for p in package.glob("*.py") if "\nRULE = " in p.read_text()}
+    assert modules == {"sam2", "cond_only"} and modules <= set(tracker_names())
 
 
 def test_an_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"tracker=samurai: unknown") as e:
+    with pytest.raises(ValueError, match=r"unknown tracker rule 'samurai'") as e:
         build_tracker({"name": "samurai"})
     assert "cond_only, sam2" in str(e.value) and "register_tracker" in str(e.value)
 
@@ -47,9 +48,9 @@ def test_unknown_parameters_name_the_rule_and_its_config():
 
 
 def test_taken_names_and_non_rules_are_refused():
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="already known"):
         register_tracker("cond_only", Toy)
-    with pytest.raises(TypeError, match="not a TrackerRule subclass"):
+    with pytest.raises(TypeError, match="is not a tracker rule"):
         register_tracker("test_registry_bad", dict)
 
 

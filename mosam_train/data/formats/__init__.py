@@ -2,11 +2,11 @@
 benchmark takes submissions in, and the J&F protocol its videos are scored with.
 
 Every reader has the signature ``read_<name>(root, split, *, subset=None, errors=None,
-**options) -> list[VideoRecord]`` (see `files.read_each` for `errors`). Each format module
-(`davis.py`, `ytvos.py`, ...) defines its `DatasetFormat` as ``FORMAT``; `FORMATS` names
-where each one lives and imports it on first use, so a layout's decoder (decord, PyAV) is
-only needed when that layout is read. A format defined elsewhere (a plug-in, a test) joins
-with `register_format`. Nothing here names a metric: `DatasetFormat.protocol` is a name
+**options) -> list[VideoRecord]`` (see `files.read_each` for `errors`). Format `<name>` is
+the module `<name>.py` here, which defines its `DatasetFormat` as ``FORMAT`` (`FORMATS`, a
+`mosam_train.registry.Registry`, finds it there and imports it on first use, so a layout's
+decoder, decord or PyAV, is only needed when that layout is read). A format defined
+elsewhere (a plug-in, a test) joins with `register_format`. Nothing here names a metric: `DatasetFormat.protocol` is a name
 that `mosam_train.metrics.jf` resolves.
 """
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from mosam_train.data.video import VideoRecord
+from mosam_train.registry import Registry
 
 SubmissionFrames = Literal["all", "annotated", "submission"]
 SubmissionMasks = Literal["palette", "per_object"]
@@ -72,52 +72,30 @@ class DatasetFormat:
     protocol: str = "appearance"
 
 
-# name -> "module:attribute" of its DatasetFormat (imported on first use), or the entry
-# itself for formats added with `register_format`.
-FORMATS: dict[str, str | DatasetFormat] = {
-    "davis": "mosam_train.data.formats.davis:FORMAT",
-    "sav": "mosam_train.data.formats.sav:FORMAT",
-    "ytvos": "mosam_train.data.formats.ytvos:FORMAT",
-    "mose": "mosam_train.data.formats.mose:FORMAT",
-    "lvos": "mosam_train.data.formats.lvos:FORMAT",
-}
+FORMATS: Registry[DatasetFormat] = Registry(
+    "dataset format",
+    __name__,
+    "FORMAT",
+    accepts=lambda entry: isinstance(entry, DatasetFormat),
+    register_with="mosam_train.data.formats.register_format",
+)
 
 
 def format_names() -> list[str]:
     """Every known format name, sorted."""
-    return sorted(FORMATS)
+    return FORMATS.names()
 
 
 def register_format(entry: DatasetFormat) -> DatasetFormat:
-    """Make `entry` known under `entry.name` (for formats defined outside this package).
-
-    Registering the same entry again is a no-op; another entry under a known name is an
-    error, so a plug-in never silently replaces a format."""
-    known = FORMATS.get(entry.name)
-    if known is not None and known is not entry:
-        raise ValueError(
-            f"dataset format {entry.name!r} is already registered ({known!r}). Fix: give the "
-            f"new format another name."
-        )
-    FORMATS[entry.name] = entry
-    return entry
+    """Make `entry` known under `entry.name` (for formats defined outside this package)."""
+    return FORMATS.register(entry.name, entry)
 
 
 def get_format(name: str) -> DatasetFormat:
-    """The registry entry of format `name` (imports its module on first use)."""
-    if name not in FORMATS:
-        raise ValueError(
-            f"unknown dataset format {name!r}; known: {format_names()}. Fix: set "
-            f"data.format to one of those, or register the format (register_format)."
-        )
-    entry = FORMATS[name]
-    if isinstance(entry, str):
-        module, attribute = entry.split(":")
-        entry = getattr(import_module(module), attribute)
-        if not isinstance(entry, DatasetFormat) or entry.name != name:
-            raise TypeError(
-                f"{FORMATS[name]}: expected the DatasetFormat named {name!r}, got {entry!r}"
-            )
+    """The entry of format `name`: `data/formats/<name>.py`'s `FORMAT`, or a registered one."""
+    entry = FORMATS.get(name)
+    if entry.name != name:
+        raise TypeError(f"dataset format {name!r}: its FORMAT is named {entry.name!r}")
     return entry
 
 
