@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "images": 0,
     "optical_flow": 0,
     "palette": 0,
+    "registry": 0,
     # 1: siblings
     "data": 1,
     "metrics": 1,
