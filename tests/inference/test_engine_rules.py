@@ -9,7 +9,7 @@ from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.rules import MemoryBank, TrackerRule
 from mosam_train.models.sam2_builder import build_sam2
 from mosam_train.models.video_sam import VideoSAM
-from mosam_train.trackers import build_tracker, register_tracker
+from mosam_train.trackers import TRACKERS, build_tracker, register_tracker
 
 
 class NoiseFrames:
@@ -51,8 +51,12 @@ class AttendToPromptsOnly(TrackerRule):
         return {"cond_frame_outputs": bank.cond, "non_cond_frame_outputs": {}}
 
 
-register_tracker("test_every_nth", EveryNth)
-register_tracker("test_prompts_only", AttendToPromptsOnly)
+@pytest.fixture(autouse=True)
+def toy_rules(monkeypatch):
+    """Both toy rules registered for each test only."""
+    monkeypatch.setattr(TRACKERS, "registered", {})
+    register_tracker("test_every_nth", EveryNth)
+    register_tracker("test_prompts_only", AttendToPromptsOnly)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,25 @@ import pytest
 import yaml
 
 from mosam_train.inference.rules import TrackerRule
-from mosam_train.trackers import build_tracker, register_tracker, tracker_class, tracker_names
+from mosam_train.trackers import (
+    TRACKERS,
+    build_tracker,
+    register_tracker,
+    tracker_class,
+    tracker_names,
+)
 from mosam_train.trackers.cond_only import CondOnly
 
 
 class Toy(TrackerRule):
     def __init__(self, strength: float = 1.0) -> None:
         self.strength = strength
+
+
+@pytest.fixture(autouse=True)
+def registry(monkeypatch):
+    """Registrations last for one test."""
+    monkeypatch.setattr(TRACKERS, "registered", {})
 
 
 def test_built_in_rules_resolve_by_name():
