@@ -36,11 +36,11 @@ def small_synthetic(tmp_path_factory) -> Path:
 
 
 def micro_sam2(seed: int = 0, object_score_bias: float | None = 5.0) -> SAM2Base:
-    """A seed-`seed` random-init micro SAM 2.1. Its object-score head says "no object"
-    everywhere, so its masks are empty; a positive `object_score_bias` keeps them non-empty
-    (None: left as initialised)."""
+    """A seed-`seed` random-init micro SAM 2.1, in eval mode. Its object-score head says
+    "no object" almost everywhere, so its masks are empty; a positive `object_score_bias`
+    keeps them non-empty on most frames (None: left as initialised)."""
     torch.manual_seed(seed)
-    sam = build_sam2("sam2.1_micro")
+    sam = build_sam2("sam2.1_micro").eval()
     if object_score_bias is not None:
         with torch.no_grad():
             sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(object_score_bias)

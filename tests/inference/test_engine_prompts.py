@@ -20,11 +20,8 @@ NUM_FRAMES = 8  # past the micro model's 7 memory frames
 
 
 @pytest.fixture(scope="module")
-def models():
-    torch.manual_seed(0)
-    sam = build_sam2("sam2.1_micro").eval()
-    with torch.no_grad():  # non-empty masks on most frames (see test_engine_parity)
-        sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+def models(micro):
+    sam = micro()  # non-empty masks on most frames
     reference = build_sam2("sam2.1_micro", target=PREDICTOR).eval()
     reference.load_state_dict(sam.state_dict())
     return sam, reference

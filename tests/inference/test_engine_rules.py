@@ -7,7 +7,6 @@ import torch
 
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.rules import MemoryBank, TrackerRule
-from mosam_train.models.sam2_builder import build_sam2
 from mosam_train.models.video_sam import VideoSAM
 from mosam_train.trackers import TRACKERS, build_tracker, register_tracker
 
@@ -60,12 +59,8 @@ def toy_rules(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    sam = build_sam2("sam2.1_micro").eval()
-    with torch.no_grad():
-        sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    return VideoSAM(sam)
+def model(micro):
+    return VideoSAM(micro())
 
 
 def prompts() -> dict[int, dict[int, np.ndarray]]:

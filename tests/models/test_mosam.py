@@ -19,15 +19,6 @@ ALL_ON = {"sparse": True, "dense": True}
 SAM2_WINDOW = {"stride": 1, "candidates": 6, "top_k": 6, "frame": True, "pixel": True}
 
 
-def micro_sam(seed: int = 0):
-    torch.manual_seed(seed)
-    sam = build_sam2("sam2.1_micro").eval()
-    with torch.no_grad():
-        # Non-empty masks on most frames (see the foundation parity test).
-        sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
-    return sam
-
-
 @pytest.fixture(scope="module")
 def record(small_synthetic):
     records = read_davis(small_synthetic, "val")
@@ -46,9 +37,9 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 @pytest.fixture(scope="module")
-def reference_logits(record):
+def reference_logits(micro, record):
     """SAM2VideoPredictor's logits and the foundation engine's, same weights."""
-    sam = micro_sam()
+    sam = micro()
     predictor = build_sam2("sam2.1_micro", target=PREDICTOR).eval()
     predictor.load_state_dict(sam.state_dict())
     state = predictor.init_state(str(record.frame_path(0).parent))
@@ -60,16 +51,16 @@ def reference_logits(record):
     return expected, engine
 
 
-def test_all_parts_off_is_sam2(record, reference_logits):
+def test_all_parts_off_is_sam2(micro, record, reference_logits):
     expected, engine = reference_logits
-    logits = run_engine(MoSAMTracker(micro_sam()), record)
+    logits = run_engine(MoSAMTracker(micro()), record)
     assert max_diff(logits, engine) == 0.0
     assert max_diff(logits, expected) <= 1e-3
 
 
-def test_fresh_mosam_as_sam2_window_passes_through(record, reference_logits):
+def test_fresh_mosam_as_sam2_window_passes_through(micro, record, reference_logits):
     expected, engine = reference_logits
-    model = MoSAMTracker(micro_sam(), mgp=ALL_ON, stms=SAM2_WINDOW)
+    model = MoSAMTracker(micro(), mgp=ALL_ON, stms=SAM2_WINDOW)
     logits = run_engine(model, record)
     non_empty = sum(int((v > 0).flatten(1).any(1).sum()) for v in logits.values())
     assert non_empty > 0.8 * sum(v.shape[0] for v in logits.values())
@@ -82,9 +73,9 @@ def test_fresh_mosam_as_sam2_window_passes_through(record, reference_logits):
     assert max_diff(logits, expected) <= 1e-3
 
 
-def test_top_k_above_memory_slots_is_refused():
+def test_top_k_above_memory_slots_is_refused(micro):
     with pytest.raises(ValueError, match=r"top_k=7.*6 memory slots"):
-        MoSAMTracker(micro_sam(), stms={"top_k": 7, "candidates": 8})
+        MoSAMTracker(micro(), stms={"top_k": 7, "candidates": 8})
 
 
 def _entries(scores: list[list[float]]) -> dict[int, dict]:
@@ -121,8 +112,8 @@ def test_strided_candidates_and_clip_step():
     assert sel.candidates(5) == [1]
 
 
-def test_selected_memory_differs_from_sam2_last_six_when_confidences_differ(record):
-    sam = micro_sam()
+def test_selected_memory_differs_from_sam2_last_six_when_confidences_differ(micro, record):
+    sam = micro()
     model = MoSAMTracker(
         sam, stms={"stride": 1, "candidates": 12, "top_k": 6, "frame": True, "pixel": False}
     ).eval()
@@ -151,8 +142,8 @@ def test_selected_memory_differs_from_sam2_last_six_when_confidences_differ(reco
     assert any(kept != sam2 for (_, kept), (_, sam2) in zip(seen, last_six, strict=True))
 
 
-def test_pixel_map_changes_memory_attention_output():
-    sam = micro_sam()
+def test_pixel_map_changes_memory_attention_output(micro):
+    sam = micro()
     model = MoSAMTracker(sam, stms={"stride": 1, "candidates": 6, "top_k": 6}).eval()
     n, hw, c = 2, 64, sam.hidden_dim
     curr = [torch.randn(hw, n, c)]
@@ -230,12 +221,12 @@ def _dense_towards_logits(model: MoSAMTracker, strength: float = 4.0) -> None:
         net[4].weight[:, 0, 0, 0] = strength * 8 * v
 
 
-def test_flow_forecast_moves_the_prediction_towards_it():
+def test_flow_forecast_moves_the_prediction_towards_it(micro):
     """Frame 1 shows the object 24 px right of frame 0; a flow that says so pulls the
     prediction right, compared with the same model without motion."""
     s = 128
     frames = torch.randn(2, 3, s, s) * 0.2
-    model = MoSAMTracker(micro_sam(), mgp={"sparse": False, "dense": True}).eval()
+    model = MoSAMTracker(micro(), mgp={"sparse": False, "dense": True}).eval()
     _dense_towards_logits(model)
     plain = VideoSAM(model.sam2)
 
@@ -257,12 +248,12 @@ def test_flow_forecast_moves_the_prediction_towards_it():
     assert_moved_towards(moved, still, new_x=44, old_x=20)
 
 
-def test_sparse_forecast_moves_the_prediction_towards_it():
+def test_sparse_forecast_moves_the_prediction_towards_it(micro):
     """Keypoints moving right by 16 px a frame: the forecast (constant velocity) lies right
     of the last mask, and carried by the dense encoder's forecast-box channel it pulls the
     prediction right."""
     s = 128
-    model = MoSAMTracker(micro_sam(), mgp={"sparse": True, "dense": True, "history": 3}).eval()
+    model = MoSAMTracker(micro(), mgp={"sparse": True, "dense": True, "history": 3}).eval()
     _dense_towards_logits(model)
     with torch.no_grad():  # read the forecast-box channel instead of the warped prior
         w = model.mgp.dense.net[0].weight
