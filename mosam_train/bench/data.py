@@ -11,6 +11,17 @@ draws training clips exactly as a DataLoader worker does (`ClipDataset.__getitem
 only the clip's frames, decode masks, augment, resize; optionally Farneback flow), in this
 process with one thread for torch and OpenCV, as each worker runs.
 
+Beside it, as the anchor, SAM 2's own training data pipeline (the `training` package `sam2`
+installs) on the same JPEG-folder set: the MOSE fine-tune recipe's `VOSDataset`
+(`PNGRawDataset` + `RandomUniformSampler` + the recipe's transforms), instantiated from
+`sam2/configs/sam2.1_training/sam2.1_hiera_b+_MOSE_finetune.yaml` with only the paths, the
+resolution, the clip length and the object count set (the recipe draws 8 frames; here both
+draw `--clip-len`). Its segment loader imports pandas, which the project does not need: the
+bench installs it with `pip install --no-deps --target` into a cache folder when the
+environment lacks it (no network: the anchor row says it is unavailable). SAM 2's training
+reads SA-V from JPEG frames extracted beforehand (`JSONRawDataset`), not from the mp4, so the
+SA-V rows have no anchor.
+
 The GPU side is a stated figure, not a measurement: by default a MoSAM step on SAM 2.1
 Hiera-B+ at 1024 px takes `clip_len / 64.1 x 2` seconds (SAM 2's published 64.1 frames/s
 for B+ on an A100; x2 for the backward pass through memory attention and the decoder).
@@ -20,10 +31,16 @@ Pass `--gpu-step-s` for your own measured step.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.resources
+import io
 import json
 import math
+import random
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -32,6 +49,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from mosam_train.bench.pip_target import ReferenceUnavailable, pip_target
 from mosam_train.data.datamodule import ClipDataset
 from mosam_train.data.formats import read_split
 from mosam_train.data.synthetic import make_video
@@ -40,6 +58,7 @@ from mosam_train.optical_flow import FarnebackFlow
 from mosam_train.palette import voc_palette
 
 SAM21_BPLUS_FPS = 64.1  # REFERENCE: SAM 2.1 Hiera-B+, A100, frames/s (inference)
+SAM2_RECIPE = "configs/sam2.1_training/sam2.1_hiera_b+_MOSE_finetune.yaml"
 SAV_SIZE = (720, 1280)
 JPEG_SIZE = (480, 854)
 
@@ -124,12 +143,36 @@ def write_jpeg_video(root: Path, num_frames: int = 48, seed: int = 1) -> None:
     (root / "ImageSets" / "2017" / "train.txt").write_text("bench\n")
 
 
-def clip_seconds(dataset: ClipDataset, clips: int) -> float:
-    """Mean seconds per clip after one warm-up clip (file caches, lazy imports)."""
-    dataset[0]
+def sam2_training_dataset(
+    jpeg_root: Path, image_size: int, clip_len: int, max_objects: int
+) -> Callable[[int], object]:
+    """SAM 2's training pipeline on `jpeg_root`: clip i of its MOSE recipe's `VOSDataset`.
+
+    Its one video is index 0; the recipe's sampler draws a random clip per call (Python's
+    `random`, seeded here). Raises `ReferenceUnavailable` when pandas cannot be installed."""
+    sys.path.append(str(pip_target("sam2-training", {"pandas": "pandas"})))
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(str(importlib.resources.files("sam2") / SAM2_RECIPE))
+    cfg.scratch.resolution, cfg.scratch.num_frames = image_size, clip_len
+    cfg.scratch.max_num_objects = max_objects
+    cfg.dataset.img_folder = str(jpeg_root / "JPEGImages" / "480p")
+    cfg.dataset.gt_folder = str(jpeg_root / "Annotations" / "480p")
+    cfg.dataset.file_list_txt = str(jpeg_root / "ImageSets" / "2017" / "train.txt")
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its length
+        dataset = instantiate(cfg.trainer.data.train.datasets[0].dataset.datasets[0])
+    random.seed(0)
+    return lambda i: dataset[0]
+
+
+def clip_seconds(get: Callable[[int], object], clips: int) -> float:
+    """Mean seconds per clip `get(1..clips)` after one warm-up clip `get(0)` (file caches,
+    lazy imports)."""
+    get(0)
     start = time.perf_counter()
     for i in range(1, clips + 1):
-        dataset[i]
+        get(i)
     return (time.perf_counter() - start) / clips
 
 
@@ -154,22 +197,24 @@ def main(argv: list[str] | None = None) -> None:
             console.print("writing the SA-V mp4 and the JPEG-folder video ...")
             write_sav_video(sav_root)
             write_jpeg_video(jpeg_root)
+        jpeg_name = "JPEG 854x480"
         sets = {
-            "SA-V mp4, 1280x720 H.264": read_split("sav", sav_root, "sav_train"),
-            "JPEG folders, 854x480": read_split("davis", jpeg_root, "train"),
+            "SA-V mp4 1280x720": read_split("sav", sav_root, "sav_train"),
+            jpeg_name: read_split("davis", jpeg_root, "train"),
         }  # fmt: skip
         flows = {
-            "none (model=sam2)": None,
-            "Farneback, 256 px (model=mosam)": FarnebackFlow(max_side=256),
-            "Farneback, full size": FarnebackFlow(),
+            "none (sam2)": None,
+            "Farneback 256 px (mosam)": FarnebackFlow(max_side=256),
+            "Farneback full": FarnebackFlow(),
         }
-        table = Table(
-            title=f"{args.clip_len}-frame clips at {args.image_size} px, <= {args.max_objects} "
-            f"objects, one worker; GPU step {step_s:.3f} s"
-        )
-        for col in ("data", "flow", "s / clip", "clips/s per worker", "workers per GPU",
-                    f"workers for {args.gpus} GPUs"):  # fmt: skip
-            table.add_column(col)
+        rows: list[dict] = []
+
+        def measure(data: str, pipeline: str, flow: str, get: Callable[[int], object]) -> float:
+            s = clip_seconds(get, args.clips)
+            rows.append({"data": data, "pipeline": pipeline, "flow": flow, "s_per_clip": s})
+            console.print(f"{data} | {pipeline} | {flow}: {s:.3f} s/clip", highlight=False)
+            return s
+
         for data_name, records in sets.items():
             for flow_name, flow in flows.items():
                 ds = ClipDataset(
@@ -181,14 +226,48 @@ def main(argv: list[str] | None = None) -> None:
                     samples_per_epoch=args.clips + 1,
                     flow=flow,
                 )
-                s = clip_seconds(ds, args.clips)
-                need = math.ceil(s / step_s)
-                table.add_row(
-                    data_name, flow_name, f"{s:.3f}", f"{1 / s:.2f}", str(need),
-                    str(need * args.gpus),
-                )  # fmt: skip
-                console.print(f"{data_name} | {flow_name}: {s:.3f} s/clip", highlight=False)
+                measure(data_name, "ours", flow_name, ds.__getitem__)
+        anchor_s, anchor = None, "measured"
+        try:
+            get = sam2_training_dataset(jpeg_root, args.image_size, args.clip_len, args.max_objects)
+        except ReferenceUnavailable as e:
+            anchor = f"unavailable: {e}"
+            console.print(f"SAM 2 training pipeline {anchor}", highlight=False, soft_wrap=True)
+        else:
+            anchor_s = measure(jpeg_name, "SAM 2 training", "none", get)
+        table = Table(
+            title=f"{args.clip_len}-frame clips at {args.image_size} px, <= {args.max_objects} "
+            f"objects, one worker; GPU step {step_s:.3f} s",
+            caption="ours: ClipDataset (flow: model=sam2 / model=mosam); SAM 2 training: its "
+            "VOSDataset, MOSE recipe (H.264: no such reader); x SAM 2: s/clip over SAM 2's; "
+            "clips/s and workers: per worker",
+        )
+        for col in ("data", "pipeline", "flow"):
+            table.add_column(col, no_wrap=True)
+        for col in ("s/clip", "clips/s", "x SAM 2", "workers/GPU", f"{args.gpus} GPUs"):
+            table.add_column(col)
+        for row in rows:
+            s = row["s_per_clip"]
+            row["workers_per_gpu"] = math.ceil(s / step_s)
+            if anchor_s is not None and row["data"] == jpeg_name:
+                row["x_sam2"] = s / anchor_s
+            table.add_row(
+                row["data"], row["pipeline"], row["flow"], f"{s:.3f}", f"{1 / s:.2f}",
+                f"{row['x_sam2']:.2f}" if "x_sam2" in row else "-",
+                str(row["workers_per_gpu"]), str(row["workers_per_gpu"] * args.gpus),
+            )  # fmt: skip
         console.print(table)
+        result = {
+            "bench": "data",
+            "image_size": args.image_size,
+            "clip_len": args.clip_len,
+            "max_objects": args.max_objects,
+            "clips": args.clips,
+            "gpu_step_s": step_s,
+            "rows": rows,
+            "sam2_training": anchor,
+        }
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":
