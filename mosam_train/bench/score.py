@@ -14,9 +14,10 @@ each in a fresh subprocess, and prints both evaluators' J, F and J&F, their larg
 per video and overall, and their times as the median of interleaved repeats.
 
 ``vos-benchmark`` is not a project dependency (it declares the GUI OpenCV): the bench installs
-it with ``pip install --no-deps --target`` into a cache folder (``--reference-dir``), with the
-two modules of its imports the project lacks (``skimage`` for ``disk``, and ``lazy_loader``,
-which ``skimage`` imports), and appends that folder to the subprocess's ``sys.path``.
+it with ``pip install --no-deps --target`` into a cache folder (``--reference-dir``), with
+those of its imports the environment lacks (in the project's: ``scikit-image``, for ``disk``,
+and ``lazy_loader``, which it imports), and appends that folder to the subprocess's
+``sys.path``.
 
 Both evaluators run single-threaded in one process each (``OMP_NUM_THREADS=1``,
 ``OPENCV_FOR_THREADS_NUM=1``; ``vos-benchmark`` with ``num_processes=1``, where its default
