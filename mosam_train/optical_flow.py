@@ -63,19 +63,37 @@ class FarnebackFlow:
     ) -> None:
         self.params = (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0)
         self.max_side = max_side
+        # The streaming engine passes each frame twice, as `current` and then as `previous`
+        # of the next call (the same tensor object, never modified): its grey image is kept
+        # for that second call.
+        self._last: tuple[torch.Tensor, np.ndarray] | None = None
 
     def __repr__(self) -> str:
         return f"FarnebackFlow{self.params[:-1]}(max_side={self.max_side})"
 
-    def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        cur, prev = _gray_uint8(current), _gray_uint8(previous)
-        h, w = cur.shape[1:]
-        scale = 1.0
+    def _scale(self, h: int, w: int) -> float:
         if self.max_side is not None and max(h, w) > self.max_side:
-            scale = self.max_side / max(h, w)
+            return self.max_side / max(h, w)
+        return 1.0
+
+    def _gray(self, frames: torch.Tensor) -> np.ndarray:
+        """Grey uint8 [N, h, w] at the size the flow is computed at."""
+        last = self._last
+        if last is not None and last[0] is frames:
+            return last[1]
+        gray = _gray_uint8(frames)
+        h, w = gray.shape[1:]
+        scale = self._scale(h, w)
+        if scale != 1.0:
             small = (round(w * scale), round(h * scale))
-            cur = np.stack([cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in cur])
-            prev = np.stack([cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in prev])
+            gray = np.stack([cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in gray])
+        return gray
+
+    def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        cur, prev = self._gray(current), self._gray(previous)
+        self._last = (current, cur)
+        h, w = current.shape[-2:]
+        scale = self._scale(h, w)
         # calcOpticalFlowFarneback(a, b) returns f with a(y, x) ~ b(y + f_y, x + f_x): a is
         # the frame the field lives on, so (current, previous) gives current -> previous.
         flows = [

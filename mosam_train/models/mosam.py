@@ -218,37 +218,32 @@ class MoSAMTracker(VideoSAM):
         # As in SAM 2, an unselected prompted frame competes as an ordinary past frame.
         pool = {**unselected_cond, **output_dict["non_cond_frame_outputs"]}
         entries, index = stms.select(frame_idx, pool, frame_step)
-        slots: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]] = [
-            (0, e["maskmem_features"], e["maskmem_pos_enc"][-1], None)
-            for e in selected_cond.values()
-        ]
         use_pixel = stms.pixel_head is not None
-        if index is None:  # every object keeps the same frames
-            kept = [
-                (e["maskmem_features"], e["maskmem_pos_enc"][-1], e.get("pixel_logits"))
-                for e in entries
-            ]
-        else:  # each object its own: gather row r of `index` from the stacked candidates
-            rows = torch.arange(n, device=index.device)
-            mem = torch.stack([e["maskmem_features"] for e in entries])
-            pos = torch.stack([e["maskmem_pos_enc"][-1] for e in entries])
-            z = torch.stack([e["pixel_logits"] for e in entries]) if use_pixel else None
-            kept = [
-                (mem[pick, rows], pos[pick, rows], z[pick, rows] if use_pixel else None)
-                for pick in index
-            ]
-        # oldest kept frame first; the r-th most recent takes SAM 2's slot for t-r
-        for r in range(len(kept), 0, -1):
-            slots.append((sam2.num_maskmem - r, *kept[r - 1]))
         memory, memory_pos, bias = [], [], []
-        for t_pos, mem, pos, z in slots:
-            memory.append(mem.to(device).flatten(2).permute(2, 0, 1))
-            tpos = sam2.maskmem_tpos_enc[sam2.num_maskmem - t_pos - 1]
-            memory_pos.append(pos.to(device).flatten(2).permute(2, 0, 1) + tpos)
-            if z is not None:
-                bias.append(stms.pixel_head.bias(z.to(device)).flatten(1))
-            else:
+        tpos = sam2.maskmem_tpos_enc  # [num_maskmem, 1, 1, C]: index = distance slot
+        for e in selected_cond.values():  # prompted frames take the farthest slot
+            memory.append(e["maskmem_features"].to(device).flatten(2).permute(2, 0, 1))
+            pos = e["maskmem_pos_enc"][-1].to(device).flatten(2).permute(2, 0, 1)
+            memory_pos.append(pos + tpos[sam2.num_maskmem - 1])
+            if use_pixel:
                 bias.append(torch.zeros(n, memory[-1].shape[0], device=device))
+        if entries:
+            # kept frames [k, N, ...], most recent first, gathered in one step (no host sync)
+            mem = torch.stack([e["maskmem_features"] for e in entries]).to(device)
+            pos = torch.stack([e["maskmem_pos_enc"][-1] for e in entries]).to(device)
+            z = torch.stack([e["pixel_logits"] for e in entries]).to(device) if use_pixel else None
+            if index is not None:  # each object its own: row r of `index` per object
+                rows = torch.arange(n, device=index.device)
+                mem, pos = mem[index, rows], pos[index, rows]
+                z = z[index, rows] if use_pixel else None
+            k = mem.shape[0]
+            # oldest kept frame first; the r-th most recent takes SAM 2's slot for t-r
+            # (temporal encoding index r - 1): [k, N, C, h, w] -> [k * hw, N, C]
+            memory.append(mem.flip(0).flatten(3).permute(0, 3, 1, 2).flatten(0, 1))
+            pos = pos.flip(0).flatten(3).permute(0, 3, 1, 2) + tpos[:k].flip(0)
+            memory_pos.append(pos.flatten(0, 1))
+            if use_pixel:
+                bias.append(stms.pixel_head.bias(z).flip(0).flatten(2).permute(1, 0, 2).flatten(1))
         key = torch.cat(bias, 1) if use_pixel else None
         return torch.cat(memory), torch.cat(memory_pos), key
 

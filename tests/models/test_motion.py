@@ -105,3 +105,13 @@ def test_constant_velocity_holds_position_after_a_gap():
     assert constant_velocity(traj, present)[0, 0].tolist() == pytest.approx([0.4, 0.1])
     present = torch.tensor([[True, False, True]])
     assert constant_velocity(traj, present)[0, 0].tolist() == pytest.approx([0.3, 0.1])
+
+
+def test_embed_points_equals_sam2_embed_points_bit_for_bit(micro):
+    from mosam_train.models.motion.sparse import KEYPOINT_LABELS, embed_points
+
+    encoder = micro().sam_prompt_encoder
+    coords = torch.rand(3, len(KEYPOINT_LABELS), 2) * 160 - 16  # some outside the frame
+    labels = torch.tensor(KEYPOINT_LABELS)
+    expected = encoder._embed_points(coords, labels.expand(3, -1), pad=False)
+    assert torch.equal(embed_points(encoder, coords, labels), expected)

@@ -9,6 +9,8 @@ prompt encoder's dense embedding. The last convolution starts at zero.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +47,21 @@ class DenseMotionEncoder(nn.Module):
         return self.net(x)
 
 
+@functools.lru_cache(maxsize=8)
+def _pixel_grid(
+    h: int, w: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel row and column indices [h, w], made once per size (not per frame); ordinary
+    tensors even when first made under inference mode, so training can use them too."""
+    with torch.inference_mode(False):
+        ys, xs = torch.meshgrid(
+            torch.arange(h, device=device, dtype=dtype),
+            torch.arange(w, device=device, dtype=dtype),
+            indexing="ij",
+        )
+    return ys, xs
+
+
 def warp_backward(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Move `x` [N, C, H, W] (on the previous frame) onto the current frame.
 
@@ -52,11 +69,7 @@ def warp_backward(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     previous frame read zero.
     """
     h, w = flow.shape[-2:]
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=flow.device, dtype=flow.dtype),
-        torch.arange(w, device=flow.device, dtype=flow.dtype),
-        indexing="ij",
-    )
+    ys, xs = _pixel_grid(h, w, flow.device, flow.dtype)
     sx = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
     sy = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
     grid = torch.stack([sx, sy], dim=-1)

@@ -1,0 +1,526 @@
+"""Inference speed and memory, side by side: SAM 2's own video predictor, our engine, MoSAM
+with each part on and off, and every tracker rule, in one process.
+
+    python -m mosam_train.bench.infer [--sizes micro,tiny] [--objects 2] [--frames 60]
+        [--frames-1024 16] [--repeats 5] [--memory-frames 100,1000] [--profile] [--tiny]
+
+Seconds per frame are the median of `--repeats` interleaved repeats (every variant once per
+repeat, so a busy moment hits all of them), after one warm-up run each; frames are
+preloaded (a synthetic video, preprocessed once), weights are fresh random ones (seed 0;
+the object-score head is biased towards "object" so masks are non-empty, as in the tests'
+micro SAM 2). SAM2VideoPredictor is built as the parity test builds it and loaded with the
+same state dict. Optical flow is timed in its own column. At 1024 px (SAM 2.1 tiny) a
+second mode feeds every variant image features computed beforehand, so the ratio shows
+the cost of the tracking step alone; there `--frames-1024` frames are run (MoSAM's default
+selection fills its six memory slots from frame 13 on).
+
+Memory (micro only): the peak RSS (`ru_maxrss`) of a fresh subprocess that runs the engine
+or MoSAM over `--memory-frames` frames (the synthetic video played back and forth), next to
+its RSS before propagating. Flat memory means the peak does not grow with the video.
+
+`--profile` adds MoSAM's per-frame cost by component (flow, keypoints, forecast and sparse
+encoder, dense encoder, heads, memory selection and pixel bias, bookkeeping, and SAM 2's
+own parts), exclusive wall time per frame, for each size.
+
+Run it on a quiet machine, one thread (`OMP_NUM_THREADS=1`): the figures are ratios, the
+machine's absolute speed is not the point. The last line is the whole result as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import functools
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import cv2
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from sam2.modeling.sam2_base import SAM2Base
+
+from mosam_train.data.synthetic import make_video
+from mosam_train.images import preprocess_frame
+from mosam_train.inference.engine import VideoPropagator
+from mosam_train.models import mosam as mosam_module
+from mosam_train.models.mosam import MoSAMTracker
+from mosam_train.models.motion import prompting as prompting_module
+from mosam_train.models.sam2_builder import build_sam2
+from mosam_train.models.video_sam import VideoSAM
+from mosam_train.trackers import build_tracker, tracker_names
+
+PREDICTOR_MODULE = "sam2.sam2_video_predictor"
+PREDICTOR = f"{PREDICTOR_MODULE}.SAM2VideoPredictor"
+SIZES = {"micro": "sam2.1_micro", "tiny": "sam2.1_hiera_tiny"}
+VIDEO_SIZE = (240, 320)  # (H, W) of the synthetic video; logits are returned at this size
+DEFAULT_FLOW = {"name": "farneback", "max_side": 256}  # configs/model/mosam.yaml
+ENGINE = "engine (tracker=sam2)"
+ALL_PARTS = "MoSAM, all parts (Farneback)"
+NO_FLOW = "MoSAM, no dense branch (no flow)"
+
+
+def _mosam(sparse: bool, dense: bool, frame: bool, pixel: bool) -> dict[str, Any]:
+    mgp = {"sparse": sparse, "dense": dense} if sparse or dense else None
+    stms = {"frame": frame, "pixel": pixel} if frame or pixel else None
+    return {"mgp": mgp, "stms": stms, "flow": DEFAULT_FLOW}
+
+
+# name -> MoSAM parts; every other part at configs/model/mosam.yaml's defaults
+MOSAM_VARIANTS = {
+    ALL_PARTS: _mosam(True, True, True, True),
+    NO_FLOW: _mosam(True, False, True, True),
+    "MoSAM, no sparse branch": _mosam(False, True, True, True),
+    "MoSAM, no frame head (recency)": _mosam(True, True, False, True),
+    "MoSAM, no pixel filter": _mosam(True, True, True, False),
+    "MoSAM, MGP only (no ST-MS)": _mosam(True, True, False, False),
+    "MoSAM, sparse only": _mosam(True, False, False, False),
+    "MoSAM, dense only": _mosam(False, True, False, False),
+    "MoSAM, ST-MS only (no flow)": _mosam(False, False, True, True),
+}
+# At 1024 px on a CPU one frame takes seconds: the variants the targets are about.
+MOSAM_VARIANTS_1024 = (ALL_PARTS, NO_FLOW)
+
+
+# ------------------------------------------------------------------------------ inputs
+class Frames:
+    """Preloaded preprocessed frames [T, 3, S, S]; frame t >= T plays the video back and
+    forth (for long memory runs without holding every frame)."""
+
+    frame_step = 1
+
+    def __init__(self, images: torch.Tensor, num_frames: int) -> None:
+        self.images = images
+        self.num_frames = num_frames
+        self.height, self.width = VIDEO_SIZE
+
+    def image(self, t: int) -> torch.Tensor:
+        n = len(self.images)
+        period = max(1, 2 * (n - 1))
+        k = t % period
+        return self.images[k if k < n else period - k]
+
+
+def synthetic_video(
+    num_frames: int, objects: int, image_size: int
+) -> tuple[torch.Tensor, dict[int, dict[int, np.ndarray]]]:
+    """Preprocessed frames [T, 3, S, S] and first-frame mask prompts of `objects` objects."""
+    for seed in range(100):
+        frames, labels, _ = make_video(np.random.default_rng(seed), num_frames, *VIDEO_SIZE, None)
+        ids = [int(i) for i in np.unique(labels[0]) if i != 0]
+        if len(ids) >= objects:
+            images = torch.stack([preprocess_frame(f, image_size) for f in frames])
+            return images, {0: {oid: labels[0] == oid for oid in ids[:objects]}}
+    raise RuntimeError(f"no synthetic video with {objects} objects on its first frame")
+
+
+def random_sam2(size: str) -> SAM2Base:
+    """Seed-0 random SAM 2 of `size`, its object-score head biased towards "object" (a
+    random head says "no object" everywhere, which would skip MoSAM's keypoints)."""
+    torch.manual_seed(0)
+    sam = build_sam2(SIZES[size]).eval()
+    with torch.no_grad():
+        sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
+    return sam
+
+
+# ------------------------------------------------------------------------------ variants
+class TimedFlow:
+    """A flow provider that adds its own wall time to `seconds`."""
+
+    def __init__(self, flow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.flow = flow
+        self.seconds = 0.0
+
+    def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        start = time.perf_counter()
+        out = self.flow(current, previous)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+@dataclass
+class Variant:
+    """One way to run the video: `run()` returns (seconds, flow seconds)."""
+
+    name: str
+    run: Callable[[], tuple[float, float]]
+    times: list[float] = field(default_factory=list)
+    flow_times: list[float] = field(default_factory=list)
+
+
+def engine_variant(
+    name: str, model: VideoSAM, frames: Frames, prompts: dict, rule: str = "sam2"
+) -> Variant:
+    flow = None
+    if model.flow_provider is not None:
+        flow = model.flow_provider = TimedFlow(model.flow_provider)
+    tracker = build_tracker({"name": rule})
+
+    def run() -> tuple[float, float]:
+        if flow is not None:
+            flow.seconds = 0.0
+        engine = VideoPropagator(model, tracker)
+        start = time.perf_counter()
+        for _ in engine.propagate(frames, prompts):
+            pass
+        return time.perf_counter() - start, flow.seconds if flow is not None else 0.0
+
+    return Variant(name, run)
+
+
+def predictor_variant(size: str, sam: SAM2Base, frames: Frames, prompts: dict) -> Variant:
+    """SAM2VideoPredictor on the same preloaded frames: `init_state` (untimed, its frame-0
+    feature cache emptied) then `add_new_mask` per object and `propagate_in_video`."""
+    predictor = build_sam2(SIZES[size], target=PREDICTOR).eval()
+    predictor.load_state_dict(sam.state_dict())
+    loaded = (frames.images[: frames.num_frames], *VIDEO_SIZE)
+    if "forward_image" in vars(sam):  # features precomputed: the same cache
+        predictor.forward_image = sam.forward_image
+
+    def run() -> tuple[float, float]:
+        with mock.patch(f"{PREDICTOR_MODULE}.load_video_frames", return_value=loaded):
+            state = predictor.init_state("preloaded")
+        state["cached_features"] = {}
+        start = time.perf_counter()
+        with torch.inference_mode(), mock.patch(f"{PREDICTOR_MODULE}.tqdm", lambda it, **_: it):
+            for oid, mask in prompts[0].items():
+                predictor.add_new_mask(state, 0, oid, mask)
+            for _ in predictor.propagate_in_video(state):
+                pass
+        return time.perf_counter() - start, 0.0
+
+    return Variant("SAM2VideoPredictor", run)
+
+
+def precompute_features(sam: SAM2Base, images: torch.Tensor) -> Callable[[torch.Tensor], dict]:
+    """`forward_image` replaced by a lookup of each preloaded frame's backbone output
+    (computed here once; the position encodings, equal on every frame, are shared)."""
+    cache: dict[int, dict[str, Any]] = {}
+    pos = None
+    with torch.inference_mode():
+        for image in images:
+            out = sam.forward_image(image[None])
+            if pos is None:
+                pos = out["vision_pos_enc"]
+            out["vision_pos_enc"] = pos
+            cache[image.data_ptr()] = out
+    return lambda batch: cache[batch.data_ptr()]
+
+
+def build_variants(
+    size: str, frames: Frames, prompts: dict, precomputed: bool, mosam_names: tuple[str, ...]
+) -> list[Variant]:
+    """Predictor, engine, the other tracker rules and MoSAM variants, each on its own copy
+    of one random SAM 2 (MoSAM hooks SAM 2's modules)."""
+    base = random_sam2(size)
+    if precomputed:
+        base.forward_image = precompute_features(base, frames.images[: frames.num_frames])
+    variants = [
+        predictor_variant(size, base, frames, prompts),
+        engine_variant(ENGINE, VideoSAM(copy.deepcopy(base)), frames, prompts),
+    ]
+    for rule in tracker_names():
+        if rule != "sam2":
+            model = VideoSAM(copy.deepcopy(base))
+            variants.append(engine_variant(f"engine, tracker={rule}", model, frames, prompts, rule))
+    for name in mosam_names:
+        model = MoSAMTracker(copy.deepcopy(base), **MOSAM_VARIANTS[name]).eval()
+        variants.append(engine_variant(name, model, frames, prompts))
+    return variants
+
+
+def measure(variants: list[Variant], repeats: int, console: Console, label: str) -> None:
+    """One warm-up run each, then `repeats` rounds of every variant in turn."""
+    for v in variants:
+        v.run()
+    for r in range(repeats):
+        for v in variants:
+            seconds, flow = v.run()
+            v.times.append(seconds)
+            v.flow_times.append(flow)
+        console.print(f"{label}: repeat {r + 1}/{repeats} done", highlight=False)
+
+
+# ------------------------------------------------------------------------------ memory
+def memory_child(spec: dict[str, Any]) -> dict[str, float]:
+    """Run in a fresh process: RSS before propagating and the peak while propagating, MiB."""
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    images, prompts = synthetic_video(spec["base_frames"], spec["objects"], 128)
+    frames = Frames(images, spec["frames"])
+    sam = random_sam2("micro")
+    model = MoSAMTracker(sam, **MOSAM_VARIANTS[ALL_PARTS]) if spec["mosam"] else VideoSAM(sam)
+    engine = VideoPropagator(model.eval())
+    # reset the peak to the current RSS (Linux >= 4.0), so setup's transient peak (the
+    # synthetic video, imports) cannot hide growth during propagation
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for _ in engine.propagate(frames, prompts):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"before_mib": before, "peak_mib": peak, "entries": engine.memory_entries()}
+
+
+def memory_curve(
+    lengths: list[int], objects: int, base_frames: int, console: Console
+) -> dict[str, dict[int, dict[str, float]]]:
+    curves: dict[str, dict[int, dict[str, float]]] = {}
+    for name, is_mosam in ((ENGINE, False), (ALL_PARTS, True)):
+        for n in lengths:
+            spec = {"frames": n, "objects": objects, "base_frames": base_frames, "mosam": is_mosam}
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mosam_train.bench.infer",
+                    "--memory-child",
+                    json.dumps(spec),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise RuntimeError(f"memory run {name}, {n} frames failed:\n{proc.stderr[-3000:]}")
+            curves.setdefault(name, {})[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+            console.print(f"memory: {name}, {n} frames: {curves[name][n]}", highlight=False)
+    return curves
+
+
+# ------------------------------------------------------------------------------ profile
+class ComponentTimer:
+    """Exclusive wall time per component: a component's time excludes the components
+    called inside it, so the parts add up to the whole."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stack: list[list[float]] = []
+
+    def wrap(self, name: str, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self._stack.append([0.0])
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - start
+                inner = self._stack.pop()[0]
+                self.seconds[name] = self.seconds.get(name, 0.0) + elapsed - inner
+                if self._stack:
+                    self._stack[-1][0] += elapsed
+
+        return timed
+
+    @contextlib.contextmanager
+    def patch(self, obj: Any, attr: str, name: str) -> Iterator[None]:
+        with mock.patch.object(obj, attr, self.wrap(name, getattr(obj, attr))):
+            yield
+
+
+def _wrap_hooks(timer: ComponentTimer, hooks: dict, name: str) -> None:
+    for key, hook in list(hooks.items()):
+        hooks[key] = timer.wrap(name, hook)
+
+
+def profile_mosam(
+    size: str, frames: Frames, prompts: dict, precomputed: bool
+) -> dict[str, dict[str, float]]:
+    """ms per frame by component for the engine and MoSAM (all parts), one run each after a
+    warm-up."""
+    result = {}
+    for name, parts in ((ENGINE, None), (ALL_PARTS, MOSAM_VARIANTS[ALL_PARTS])):
+        sam = random_sam2(size)
+        if precomputed:
+            sam.forward_image = precompute_features(sam, frames.images[: frames.num_frames])
+        model = (MoSAMTracker(sam, **parts) if parts else VideoSAM(sam)).eval()
+        engine = VideoPropagator(model)
+        for _ in engine.propagate(frames, prompts):  # warm-up
+            pass
+        timer = ComponentTimer()
+        targets: list[tuple[Any, str, str]] = [
+            (sam, "forward_image", "SAM 2: image encoder"),
+            (sam, "_prepare_memory_conditioned_features", "SAM 2: memory assembly"),
+            (sam.memory_attention, "forward", "SAM 2: memory attention"),
+            (sam.sam_prompt_encoder, "forward", "SAM 2: prompt encoder"),
+            (sam.sam_mask_decoder, "forward", "SAM 2: mask decoder"),
+            (sam, "_encode_new_memory", "SAM 2: memory encoder"),
+            (engine, "_prune", "bookkeeping: memory bank"),
+            (engine, "_compact", "bookkeeping: memory bank"),
+        ]
+        if parts:
+            mgp, stms = model.mgp, model.stms
+            _wrap_hooks(
+                timer, sam.sam_prompt_encoder._forward_hooks, "MoSAM: prompt + memory hooks"
+            )
+            _wrap_hooks(
+                timer, sam.memory_attention._forward_pre_hooks, "MoSAM: prompt + memory hooks"
+            )
+            targets += [
+                (engine, "flow_provider", "flow (Farneback)"),
+                (mosam_module, "mask_keypoints", "MoSAM: keypoints"),
+                (model, "_motion_prompt", "MoSAM: motion history + prev mask"),
+                (mgp.sparse, "forward", "MoSAM: forecast + sparse encoder"),
+                (prompting_module, "forecast_heatmap", "MoSAM: forecast heatmap"),
+                (prompting_module, "warp_backward", "MoSAM: warp prev mask"),
+                (mgp.dense, "forward", "MoSAM: dense encoder"),
+                (mosam_module, "_soft_iou", "MoSAM: frame + pixel heads"),
+                (stms.frame_head, "forward", "MoSAM: frame + pixel heads"),
+                (stms.pixel_head, "forward", "MoSAM: frame + pixel heads"),
+                (model, "_selected_memory", "MoSAM: memory selection + pixel bias"),
+                (stms.pixel_head, "bias", "MoSAM: memory selection + pixel bias"),
+            ]
+        with contextlib.ExitStack() as stack:
+            for obj, attr, label in targets:
+                stack.enter_context(timer.patch(obj, attr, label))
+            start = time.perf_counter()
+            for _ in engine.propagate(frames, prompts):
+                pass
+            total = time.perf_counter() - start
+        ms = {k: 1000 * v / frames.num_frames for k, v in timer.seconds.items()}
+        ms["rest (engine loop, upsampling, SAM 2 glue)"] = 1000 * total / frames.num_frames - sum(
+            ms.values()
+        )
+        ms["total"] = 1000 * total / frames.num_frames
+        result[name] = ms
+    return result
+
+
+def profile_table(title: str, profile: dict[str, dict[str, float]]) -> Table:
+    engine, mosam = profile[ENGINE], profile[ALL_PARTS]
+    table = Table(title=title)
+    for col in ("component", "engine ms/frame", "MoSAM ms/frame", "MoSAM % of its total"):
+        table.add_column(col)
+    keys = sorted(set(engine) | set(mosam), key=lambda k: (k == "total", k.startswith("rest"), k))
+    for k in keys:
+        e, m = engine.get(k), mosam.get(k)
+        share = f"{100 * m / mosam['total']:.1f}" if m is not None else "-"
+        table.add_row(
+            k, f"{e:.2f}" if e is not None else "-", f"{m:.2f}" if m is not None else "-", share
+        )
+    return table
+
+
+# ------------------------------------------------------------------------------ main
+def summarise(variants: list[Variant], num_frames: int) -> dict[str, dict[str, float]]:
+    rows = {}
+    for v in variants:
+        rows[v.name] = {
+            "s_per_frame": statistics.median(v.times) / num_frames,
+            "flow_s_per_frame": statistics.median(v.flow_times) / num_frames,
+            "no_flow_s_per_frame": statistics.median(
+                t - f for t, f in zip(v.times, v.flow_times, strict=True)
+            )
+            / num_frames,
+        }
+    base = rows[ENGINE]["s_per_frame"]
+    for row in rows.values():
+        row["x_engine"] = row["s_per_frame"] / base
+        row["x_engine_without_flow"] = row["no_flow_s_per_frame"] / base
+    return rows
+
+
+def results_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
+    table = Table(title=title)
+    for col in ("variant", "ms / frame", "flow ms / frame", "x engine", "x engine, flow excluded"):
+        table.add_column(col)
+    for name, r in rows.items():
+        table.add_row(
+            name,
+            f"{1000 * r['s_per_frame']:.2f}",
+            f"{1000 * r['flow_s_per_frame']:.2f}" if r["flow_s_per_frame"] else "-",
+            f"{r['x_engine']:.3f}",
+            f"{r['x_engine_without_flow']:.3f}",
+        )
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="micro,tiny", help="comma list of: micro, tiny")
+    p.add_argument("--objects", type=int, default=2)
+    p.add_argument("--frames", type=int, default=60, help="frames per run (micro)")
+    p.add_argument("--frames-1024", type=int, default=16, help="frames per run (tiny, 1024 px)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--memory-frames", default="100,1000", help="comma list; empty: no curve")
+    p.add_argument("--profile", action="store_true", help="MoSAM's cost by component")
+    p.add_argument("--tiny", action="store_true", help="a seconds-long run (the test suite's)")
+    p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child is not None:
+        print(json.dumps(memory_child(json.loads(args.memory_child))))
+        return
+    if args.tiny:
+        args.sizes, args.frames, args.repeats, args.memory_frames = "micro", 6, 1, "8,16"
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    console = Console(width=120)  # the tables are meant to be pasted whole
+    result: dict[str, Any] = {"objects": args.objects, "repeats": args.repeats, "sizes": {}}
+    for size in [s for s in args.sizes.split(",") if s]:
+        if size not in SIZES:
+            raise SystemExit(f"--sizes: unknown size {size!r}; use {', '.join(SIZES)}")
+        num_frames = args.frames if size == "micro" else args.frames_1024
+        image_size = 128 if size == "micro" else 1024
+        images, prompts = synthetic_video(num_frames, args.objects, image_size)
+        frames = Frames(images, num_frames)
+        modes = [False] if size == "micro" else [False, True]
+        names = tuple(MOSAM_VARIANTS) if size == "micro" else MOSAM_VARIANTS_1024
+        for precomputed in modes:
+            mode = "image features precomputed" if precomputed else "end to end"
+            label = f"{size} ({image_size} px), {mode}"
+            variants = build_variants(size, frames, prompts, precomputed, names)
+            measure(variants, args.repeats, console, label)
+            rows = summarise(variants, num_frames)
+            title = (
+                f"{label}: {args.objects} objects, {num_frames} frames, median of "
+                f"{args.repeats} interleaved repeats"
+            )
+            console.print(results_table(title, rows))
+            entry: dict[str, Any] = {"rows": rows, "frames": num_frames}
+            if precomputed:
+                eng, mos = rows[ENGINE], rows[ALL_PARTS]
+                own = mos["no_flow_s_per_frame"] - eng["s_per_frame"]
+                entry["mosam_own_cost_pct_of_engine"] = 100 * own / eng["s_per_frame"]
+                console.print(
+                    f"MoSAM's own cost (all parts, flow excluded) at 1024 px: "
+                    f"{entry['mosam_own_cost_pct_of_engine']:.1f}% of the engine's per-frame "
+                    f"time with precomputed features; flow {1000 * mos['flow_s_per_frame']:.1f} "
+                    f"ms/frame",
+                    highlight=False,
+                )
+            if args.profile and (precomputed or size == "micro"):
+                entry["profile_ms_per_frame"] = prof = profile_mosam(
+                    size, frames, prompts, precomputed
+                )
+                console.print(profile_table(f"{label}: cost by component", prof))
+            result["sizes"].setdefault(size, {})[mode] = entry
+    lengths = [int(n) for n in args.memory_frames.split(",") if n]
+    if lengths and "micro" in args.sizes.split(","):
+        curves = memory_curve(lengths, args.objects, min(args.frames, 60), console)
+        table = Table(title="micro (128 px): peak RSS of a fresh process (MiB)")
+        for col in ("variant", *[f"{n} frames: before / peak" for n in lengths]):
+            table.add_column(col)
+        for name, curve in curves.items():
+            table.add_row(
+                name,
+                *[f"{curve[n]['before_mib']:.0f} / {curve[n]['peak_mib']:.0f}" for n in lengths],
+            )
+        console.print(table)
+        result["memory_mib"] = {k: {str(n): v for n, v in c.items()} for k, c in curves.items()}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

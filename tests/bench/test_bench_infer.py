@@ -1,0 +1,33 @@
+"""The inference benchmark runs end to end (tiny mode: this checks the command and the shape
+of its JSON line, not speed)."""
+
+from __future__ import annotations
+
+import json
+
+from mosam_train.bench import infer as bench
+from mosam_train.trackers import tracker_names
+
+
+def test_bench_infer_tiny_prints_tables_and_one_json_line(capsys):
+    bench.main(["--tiny", "--profile"])
+    out = capsys.readouterr().out
+    assert "x engine" in out and "cost by component" in out and "peak RSS" in out
+    result = json.loads(out.strip().splitlines()[-1])
+    run = result["sizes"]["micro"]["end to end"]
+    rows = run["rows"]
+    rules = [f"engine, tracker={r}" for r in tracker_names() if r != "sam2"]
+    assert list(rows) == ["SAM2VideoPredictor", bench.ENGINE, *rules, *bench.MOSAM_VARIANTS]
+    assert rows[bench.ENGINE]["x_engine"] == 1.0
+    assert all(r["s_per_frame"] > 0 for r in rows.values())
+    # flow has its own column, and only variants with the dense branch compute it
+    assert rows[bench.ALL_PARTS]["flow_s_per_frame"] > 0
+    assert rows[bench.NO_FLOW]["flow_s_per_frame"] == 0
+    profile = run["profile_ms_per_frame"]
+    assert set(profile) == {bench.ENGINE, bench.ALL_PARTS}
+    assert "MoSAM: keypoints" in profile[bench.ALL_PARTS] and profile[bench.ENGINE]["total"] > 0
+    memory = result["memory_mib"]
+    assert set(memory) == {bench.ENGINE, bench.ALL_PARTS}
+    for curve in memory.values():
+        assert list(curve) == ["8", "16"]
+        assert all(c["peak_mib"] >= c["before_mib"] > 0 for c in curve.values())
