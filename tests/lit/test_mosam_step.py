@@ -101,3 +101,22 @@ def test_frozen_mosam_step_losses_and_gradients_are_pinned(micro):
     assert found.keys() == expected.keys()
     for key, values in expected.items():
         assert found[key] == pytest.approx(values, rel=1e-5, abs=1e-8), key
+
+
+def test_a_frozen_image_encoder_runs_without_autograd_and_a_trained_one_with():
+    seen = {}
+    for frozen in (True, False):
+        torch.manual_seed(0)
+        extra = MOSAM if frozen else {"prompts": {"prob_mask": 1.0}}
+        module = MoSAMModule(sam2=MICRO, **extra)
+        module.train()
+        module.log = lambda *a, **k: None  # no trainer attached
+        encode = module.model.encode_images
+
+        def spy(images, encode=encode, frozen=frozen):
+            seen[frozen] = torch.is_grad_enabled()
+            return encode(images)
+
+        module.model.encode_images = spy
+        module.training_step(gliding_squares(t=3), 0).backward()
+    assert seen == {True: False, False: True}
