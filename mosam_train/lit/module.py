@@ -343,6 +343,12 @@ class MoSAMModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
+        return self.optimizer_config(int(self.trainer.estimated_stepping_batches))
+
+    def optimizer_config(self, total_steps: int) -> dict[str, Any]:
+        """AdamW over the trainable parameters (image encoder and no-decay groups apart)
+        and its per-step schedule for a run of `total_steps` steps: what
+        `configure_optimizers` returns, usable without a Trainer (benchmarks, tests)."""
         cfg = self.optim_cfg
         groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
         for name, p in self.model.named_parameters():
@@ -359,7 +365,7 @@ class MoSAMModule(L.LightningModule):
             for (is_enc, no_decay), params in sorted(groups.items())
         ]
         optimizer = torch.optim.AdamW(param_groups, betas=tuple(cfg["betas"]))
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = max(1, total_steps)
         warmup = int(cfg["warmup_steps"])
         floor = float(cfg["min_lr_ratio"])
 

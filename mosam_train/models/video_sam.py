@@ -102,6 +102,12 @@ class VideoSAM(nn.Module):
         return ()
 
     @property
+    def image_encoder_trains(self) -> bool:
+        """Whether any image-encoder weight is trained: when none is (a frozen SAM 2),
+        `forward_clip` encodes the frames without an autograd graph."""
+        return any(p.requires_grad for p in self.sam2.image_encoder.parameters())
+
+    @property
     def image_size(self) -> int:
         return int(self.sam2.image_size)
 
@@ -255,7 +261,9 @@ class VideoSAM(nn.Module):
         Returns one output dict per frame ([N, ...] tensors).
         """
         t = frames.shape[1]
-        all_feats = self.encode_images(frames.flatten(0, 1))
+        # A frozen image encoder (model=mosam) keeps no autograd graph, whatever the input.
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.image_encoder_trains):
+            all_feats = self.encode_images(frames.flatten(0, 1))
         output_dict = new_output_dict()
         outputs = []
         for i in range(t):
