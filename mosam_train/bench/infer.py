@@ -3,7 +3,8 @@ with each part on and off, and every tracker rule, in one process.
 
     python -m mosam_train.bench.infer [--sizes micro,tiny] [--objects 2] [--frames 60]
         [--frames-1024 16] [--repeats 5] [--memory-frames 100,1000] [--profile]
-        [--variants engine,predictor,mosam,mosam-no-flow] [--tiny]
+        [--variants engine,predictor,mosam,mosam-no-flow] [--modes end-to-end,precomputed]
+        [--tiny]
 
 Seconds per frame are the median of `--repeats` interleaved repeats (every variant once per
 repeat, so a busy moment hits all of them), after one warm-up run each; frames are
@@ -23,8 +24,9 @@ waiting for a flow result (all of the flow's time for a provider that runs inlin
 
 At 1024 px (SAM 2.1 tiny) a
 second mode feeds every variant image features computed beforehand, so the ratio shows
-the cost of the tracking step alone; there `--frames-1024` frames are run (MoSAM's default
-selection fills its six memory slots from frame 13 on).
+the cost of the tracking step alone (`--modes` picks either or both); there
+`--frames-1024` frames are run (MoSAM's default selection fills its six memory slots from
+frame 13 on).
 
 Memory (micro only): the peak RSS (`ru_maxrss`) of a fresh subprocess that runs the engine
 or MoSAM over `--memory-frames` frames (the synthetic video played back and forth), next to
@@ -584,6 +586,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help=f"comma list of variant keys (default: all): {', '.join(VARIANT_KEYS)}, rule:NAME",
     )
+    p.add_argument(
+        "--modes",
+        default="end-to-end,precomputed",
+        help="at 1024 px, comma list of: end-to-end, precomputed (image features computed "
+        "beforehand); micro runs end to end",
+    )
     p.add_argument("--tiny", action="store_true", help="a seconds-long run (the test suite's)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -603,7 +611,12 @@ def main(argv: list[str] | None = None) -> None:
         image_size = 128 if size == "micro" else 1024
         images, prompts = synthetic_video(num_frames, args.objects, image_size)
         frames = Frames(images, num_frames)
-        modes = [False] if size == "micro" else [False, True]
+        wanted = {m.strip() for m in args.modes.split(",") if m.strip()}
+        if not wanted <= {"end-to-end", "precomputed"}:
+            raise SystemExit(
+                f"--modes: {args.modes!r}. Fix: a comma list of end-to-end, precomputed"
+            )
+        modes = [False] if size == "micro" else [m == "precomputed" for m in sorted(wanted)]
         keys = select_keys(size, args.variants)
         for precomputed in modes:
             mode = "image features precomputed" if precomputed else "end to end"

@@ -47,3 +47,5 @@ def test_bench_infer_variants_filter_keeps_the_engine_and_refuses_unknown_keys(c
     assert list(rows["end to end"]["rows"]) == ["SAM2VideoPredictor", bench.ENGINE, bench.NO_FLOW]
     with pytest.raises(SystemExit, match=r"unknown key.*mosam-fast"):
         bench.main(["--tiny", "--variants", "mosam-fast"])
+    with pytest.raises(SystemExit, match=r"--modes: 'fast'"):
+        bench.main(["--tiny", "--modes", "fast"])
