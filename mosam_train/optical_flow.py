@@ -11,6 +11,11 @@ Providers take frames as the model sees them (normalised [N, 3, S, S], after any
 augmentation) and return float [N, 2, S, S] in pixels. `FarnebackFlow` (OpenCV, no weights)
 is cheap enough to run in the training data workers; `RaftFlow` (torchvision RAFT, from a
 weights file) is a module meant to run on the model's device.
+
+`runs_on_host` declares where a provider computes: True (Farneback) means on the CPU, from
+host tensors, releasing the GIL, so the streaming engine runs it in a worker thread one
+frame ahead of the model; False or absent (RAFT, any plain function) means inline, on the
+frames' device.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from mosam_train.images import denormalize
 
 
 class FlowProvider(Protocol):
+    runs_on_host: bool
+
     def __call__(self, current: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """Flow current -> previous, float [N, 2, S, S] in pixels."""
         ...
@@ -51,6 +58,8 @@ class FarnebackFlow:
     at 1024 px, `max_side=256` is what keeps flow in the data workers affordable.
     """
 
+    runs_on_host = True
+
     def __init__(
         self,
         pyr_scale: float = 0.5,
@@ -64,8 +73,8 @@ class FarnebackFlow:
         self.params = (pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, 0)
         self.max_side = max_side
         # The streaming engine passes each frame twice, as `current` and then as `previous`
-        # of the next call (the same tensor object, never modified): its grey image is kept
-        # for that second call.
+        # of the next call (the same tensor object, never modified; the calls come one at
+        # a time, from one thread): its grey image is kept for that second call.
         self._last: tuple[torch.Tensor, np.ndarray] | None = None
 
     def __repr__(self) -> str:
@@ -112,6 +121,8 @@ class RaftFlow(nn.Module):
     Frames are resized to what RAFT accepts (sides multiples of 8, at least 128) and the
     flow is scaled back to the frames' size.
     """
+
+    runs_on_host = False  # a torch module on the model's device: the engine runs it inline
 
     def __init__(self, weights: str | Path, size: str = "small", num_flow_updates: int = 12):
         super().__init__()

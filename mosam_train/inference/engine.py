@@ -9,6 +9,13 @@ objects that share a prompt frame and prompt kind are tracked as a batch.
 Unlike the reference it reads frames lazily and keeps only the memory entries a later
 frame can still use, so memory stays flat however long the video is.
 
+Optical flow (for a model or rule that needs it) depends only on the images of two
+consecutive frames, never on predictions: a provider that runs on the host
+(`runs_on_host`, e.g. OpenCV's Farneback, which releases the GIL) computes the flow of
+frame t + 1 in a worker thread while the model runs frame t, so on a GPU machine (or a
+second CPU core) the flow leaves the critical path. Frames are still read in order, once
+each, in the calling thread; a provider on the model's device (RAFT) runs inline.
+
 What enters memory, what a frame attends to and what is dropped are a `TrackerRule`'s
 decisions (`inference.rules`; SAM 2's own by default); the engine names no variant.
 """
@@ -16,6 +23,7 @@ decisions (`inference.rules`; SAM 2's own by default); the engine names no varia
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,7 +34,7 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 
 from mosam_train.inference.prompts import PointPrompt, Prompt
 from mosam_train.inference.rules import MemoryBank, TrackerRule
-from mosam_train.models.video_sam import VideoSAM
+from mosam_train.models.video_sam import FlowFn, VideoSAM
 
 
 class FrameSource(Protocol):
@@ -79,6 +87,28 @@ def _num_stored_tensors_bytes(entry: Mapping[str, Any]) -> int:
         if isinstance(v, torch.Tensor):
             total += v.numel() * v.element_size()
     return total
+
+
+class FlowAhead:
+    """A host flow provider's next call, run in a worker thread: `start` it as soon as both
+    frames are read, take its `result` when the frame it belongs to is processed."""
+
+    def __init__(self, provider: FlowFn, device: torch.device) -> None:
+        self.provider, self.device = provider, device
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="optical-flow")
+        self._pending: Future | None = None
+
+    def start(self, current: torch.Tensor, previous: torch.Tensor) -> None:
+        self._pending = self._worker.submit(self.provider, current, previous)
+
+    def result(self) -> torch.Tensor:
+        """The flow of the last `start`, on the model's device (waits for it if need be)."""
+        assert self._pending is not None, "FlowAhead.result before start"
+        flow, self._pending = self._pending.result(), None
+        return flow.to(self.device)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
 
 
 class VideoPropagator:
@@ -188,6 +218,50 @@ class VideoPropagator:
                 groups.append(_Group(t, ids, point_inputs=pts))
         return groups
 
+    def _frames_and_flow(
+        self, frames: FrameSource, start: int, device: torch.device
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None]]:
+        """(t, image [1, 3, S, S] on `device`, flow of frame t to frame t - 1 or None) for
+        every frame from `start` on; frames are read in order, once each.
+
+        A host provider computes the next frame's flow in a worker thread while the caller
+        runs the model on this one (the next frame is read one step early for that); any
+        other provider runs inline, on the model's device."""
+        provider = self.flow_provider
+        num_frames = frames.num_frames
+        if provider is None:
+            for t in range(start, num_frames):
+                yield t, frames.image(t).to(device, torch.float32)[None], None
+            return
+        if not getattr(provider, "runs_on_host", False):
+            previous = None
+            for t in range(start, num_frames):
+                image = frames.image(t).to(device, torch.float32)[None]
+                flow = provider(image, previous) if previous is not None else None
+                previous = image
+                yield t, image, flow
+            return
+
+        def read(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+            # (host image for the provider, the same on the model's device); one host
+            # object per frame for both calls that use it (as current, then as previous),
+            # so a provider can reuse its work on it (FarnebackFlow's grey image)
+            host = frames.image(t).to("cpu", torch.float32)[None]
+            return host, host.to(device)
+
+        ahead = FlowAhead(provider, device)
+        try:
+            image = read(start)
+            for t in range(start, num_frames):
+                flow = ahead.result() if t > start else None
+                following = read(t + 1) if t + 1 < num_frames else None
+                if following is not None:
+                    ahead.start(following[0], image[0])
+                yield t, image[1], flow  # the model runs frame t while frame t + 1's flow runs
+                image = following
+        finally:
+            ahead.close()
+
     @torch.inference_mode()
     def propagate(
         self,
@@ -215,14 +289,8 @@ class VideoPropagator:
         rows = [torch.tensor([row[o] for o in g.object_ids], device=device) for g in self.groups]
         start = min(g.start for g in self.groups)
         frame_step = frames.frame_step
-        previous = None
-        for t in range(start, num_frames):
-            image = frames.image(t).to(device, torch.float32)[None]
+        for t, image, flow in self._frames_and_flow(frames, start, device):
             feats = self.model.encode_images(image)
-            flow = None
-            if self.flow_provider is not None and previous is not None:
-                flow = self.flow_provider(image, previous)
-            previous = image
             low_res: torch.Tensor | None = None
             scores = torch.full((len(object_ids),), NO_OBJ_SCORE, device=device)
             for g, g_rows in zip(self.groups, rows, strict=True):

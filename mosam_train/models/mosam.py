@@ -132,12 +132,17 @@ class MoSAMTracker(VideoSAM):
         if tracked and self.stms is not None:
             self._memory = self._selected_memory(frame_idx, output_dict, feats, frame_step)
         self._motion = motion
+        # SAM 2 still picks the object pointers from the bank; the spatial memory it would
+        # assemble is the hook's to replace, so it is handed none
+        sam2_view = (
+            output_dict if self._memory is None else self._pointers_only(frame_idx, output_dict)
+        )
         try:
             current_out, sam_outputs = super()._heads(
                 frame_idx,
                 is_init_cond_frame,
                 feats,
-                output_dict,
+                sam2_view,
                 num_frames,
                 point_inputs,
                 mask_inputs,
@@ -189,8 +194,8 @@ class MoSAMTracker(VideoSAM):
             else:
                 kp.append(torch.zeros(n, len(KEYPOINTS), 2, device=device))
                 present.append(torch.zeros(n, dtype=torch.bool, device=device))
-        prev_logits = None
-        if prev is not None and "pred_masks" in prev:
+        prev_logits = None  # only the dense branch warps the previous mask
+        if mgp.dense is not None and prev is not None and "pred_masks" in prev:
             size = (self.sam2.image_size, self.sam2.image_size)
             prev_logits = F.interpolate(
                 prev["pred_masks"].float(), size=size, mode="bilinear", align_corners=False
@@ -204,6 +209,40 @@ class MoSAMTracker(VideoSAM):
         )
 
     # ------------------------------------------------------------------ memory
+    def _pointers_only(self, frame_idx: int, output_dict: OutputDict) -> OutputDict:
+        """The bank as SAM 2's memory assembly sees it while the hook supplies the spatial
+        memory: the entries SAM 2 reads memory features from (every prompted frame, its
+        window of recent frames) carry empty ones ([N, C, 0, 0], same dtype and device),
+        so it builds only the object pointers, by its own rule, and no spatial memory (at
+        1024 px, megabytes a frame) for the hook to discard."""
+        sam2 = self.sam2
+        stride = 1 if sam2.training else sam2.memory_temporal_stride_for_eval
+        window = {frame_idx - 1} | {
+            ((frame_idx - 2) // stride) * stride - (t_rel - 2) * stride
+            for t_rel in range(2, sam2.num_maskmem)
+        }
+
+        def empty(entry: dict[str, Any]) -> dict[str, Any]:
+            feats = entry.get("maskmem_features")
+            if feats is None:
+                return entry
+            pos = entry["maskmem_pos_enc"][-1]
+            return {
+                **entry,
+                "maskmem_features": feats[..., :0, :0],
+                "maskmem_pos_enc": [pos[..., :0, :0]],
+            }
+
+        non_cond = dict(output_dict["non_cond_frame_outputs"])
+        for t in window & non_cond.keys():
+            non_cond[t] = empty(non_cond[t])
+        return {
+            "cond_frame_outputs": {
+                t: empty(e) for t, e in output_dict["cond_frame_outputs"].items()
+            },
+            "non_cond_frame_outputs": non_cond,
+        }
+
     def _selected_memory(
         self, frame_idx: int, output_dict: OutputDict, feats: FrameFeatures, frame_step: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from mosam_train.bench import infer as bench
 from mosam_train.trackers import tracker_names
 
@@ -20,14 +22,30 @@ def test_bench_infer_tiny_prints_tables_and_one_json_line(capsys):
     assert list(rows) == ["SAM2VideoPredictor", bench.ENGINE, *rules, *bench.MOSAM_VARIANTS]
     assert rows[bench.ENGINE]["x_engine"] == 1.0
     assert all(r["s_per_frame"] > 0 for r in rows.values())
-    # flow has its own column, and only variants with the dense branch compute it
-    assert rows[bench.ALL_PARTS]["flow_s_per_frame"] > 0
+    # flow has its own column, and only variants with the dense branch compute it; the
+    # model's wait for it (it runs in a worker thread) is what "flow excluded" removes
+    flow = rows[bench.ALL_PARTS]
+    assert flow["flow_s_per_frame"] > 0 and flow["flow_wait_s_per_frame"] > 0
+    assert flow["no_flow_s_per_frame"] == pytest.approx(  # one repeat: one median
+        flow["s_per_frame"] - flow["flow_wait_s_per_frame"]
+    )
     assert rows[bench.NO_FLOW]["flow_s_per_frame"] == 0
     profile = run["profile_ms_per_frame"]
     assert set(profile) == {bench.ENGINE, bench.ALL_PARTS}
     assert "MoSAM: keypoints" in profile[bench.ALL_PARTS] and profile[bench.ENGINE]["total"] > 0
+    assert profile[bench.ALL_PARTS][bench.FLOW_OWN] > 0
     memory = result["memory_mib"]
     assert set(memory) == {bench.ENGINE, bench.ALL_PARTS}
     for curve in memory.values():
         assert list(curve) == ["8", "16"]
         assert all(c["peak_mib"] >= c["before_mib"] > 0 for c in curve.values())
+
+
+def test_bench_infer_variants_filter_keeps_the_engine_and_refuses_unknown_keys(capsys):
+    bench.main(["--tiny", "--memory-frames", "", "--variants", "mosam-no-flow,predictor"])
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sizes"]["micro"]
+    assert list(rows["end to end"]["rows"]) == ["SAM2VideoPredictor", bench.ENGINE, bench.NO_FLOW]
+    with pytest.raises(SystemExit, match=r"unknown key.*mosam-fast"):
+        bench.main(["--tiny", "--variants", "mosam-fast"])
+    with pytest.raises(SystemExit, match=r"--modes: 'fast'"):
+        bench.main(["--tiny", "--modes", "fast"])

@@ -41,10 +41,20 @@ class DenseMotionEncoder(nn.Module):
     ) -> torch.Tensor:
         """prior, forecast_box [N, 1, S, S]; flow [N, 2, S, S] in pixels -> [N, D, h, w]."""
         size = prior.shape[-1]
-        x = torch.cat([prior, forecast_box, flow / size], 1)
         # Two stride-2 convolutions from 4x the embedding size (SAM's mask-input resolution).
-        x = F.adaptive_avg_pool2d(x, (embed_size[0] * 4, embed_size[1] * 4))
+        # Pooling is per channel, so the flow is pooled apart from the masks: once per frame
+        # when the objects share it (an expanded batch, as the engine passes it).
+        pooled = (embed_size[0] * 4, embed_size[1] * 4)
+        masks = F.adaptive_avg_pool2d(torch.cat([prior, forecast_box], 1), pooled)
+        motion = F.adaptive_avg_pool2d(shared_rows(flow) / size, pooled)
+        x = torch.cat([masks, motion.expand(prior.shape[0], -1, -1, -1)], 1)
         return self.net(x)
+
+
+def shared_rows(x: torch.Tensor) -> torch.Tensor:
+    """`x[:1]` when every row of `x` is one tensor (a batch expanded from one row, e.g. the
+    objects of a frame sharing its flow), else `x`: work on it once, then expand."""
+    return x[:1] if x.shape[0] > 1 and x.stride(0) == 0 else x
 
 
 @functools.lru_cache(maxsize=8)
@@ -70,9 +80,10 @@ def warp_backward(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """
     h, w = flow.shape[-2:]
     ys, xs = _pixel_grid(h, w, flow.device, flow.dtype)
+    flow = shared_rows(flow)  # the sampling grid once per frame for objects sharing a flow
     sx = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
     sy = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
-    grid = torch.stack([sx, sy], dim=-1)
+    grid = torch.stack([sx, sy], dim=-1).expand(x.shape[0], -1, -1, -1)
     return F.grid_sample(
         x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
     )
