@@ -97,13 +97,16 @@ def read_label(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
     return label.astype(np.uint8, copy=False)
 
 
+def read_lines(path: Path, what: str) -> list[str]:
+    """The lines of text file `path` (`what` it is, for the error)."""
+    try:
+        return path.read_text().splitlines()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the {what} ({e}). Fix: check the path.", path) from e
+
+
 def read_list(path: Path) -> list[str]:
     """Names in a split file: one per line, blank lines and '#' comments skipped, deduplicated."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise DataError(
-            f"{path}: cannot read the split list ({e}). Fix: check the path.", path
-        ) from e
+    lines = read_lines(path, "split list")
     names = [ln.strip() for ln in lines]
     return list(dict.fromkeys(n for n in names if n and not n.startswith("#")))

@@ -153,3 +153,23 @@ def small_data(small_synthetic) -> Callable[..., list[str]]:
         ]
 
     return overrides
+
+
+class NoiseFrames:
+    """Random frames [3, 128, 128] made on demand (seeded by index), as a lazy reader
+    delivers them, for a 64x80 video."""
+
+    height, width = 64, 80
+    frame_step = 1
+
+    def __init__(self, num_frames: int) -> None:
+        self.num_frames = num_frames
+
+    def image(self, t: int) -> torch.Tensor:
+        return torch.randn(3, 128, 128, generator=torch.Generator().manual_seed(t))
+
+
+@pytest.fixture(scope="session")
+def noise_frames() -> type[NoiseFrames]:
+    """`noise_frames(num_frames)`: a `NoiseFrames` video."""
+    return NoiseFrames

@@ -53,30 +53,31 @@ class ResultsDir:
         The checkpoint is compared by content (sha256, and its frozen base's for MoSAM), so
         a file replaced at the same path is caught; the settings by the resolved config."""
         weights = fingerprint(cfg.ckpt) if cfg.get("ckpt") and not cfg.get("baseline") else None
-        path = self.root / WEIGHTS_FILE
-        if path.is_file():
-            before = json.loads(path.read_text())
-            if before != weights:
-                raise ValueError(
-                    f"{self.root} holds results of another model: {_describe(before)} then, "
-                    f"{_describe(weights)} now. Fix: evaluate into a new directory "
-                    f"(hydra.run.dir=...), or restore the file these results came from."
-                )
-        else:
-            path.write_text(json.dumps(weights, indent=2))
+        before = self._recorded(WEIGHTS_FILE, weights)
+        if before != weights:
+            raise ValueError(
+                f"{self.root} holds results of another model: {_describe(before)} then, "
+                f"{_describe(weights)} now. Fix: evaluate into a new directory "
+                f"(hydra.run.dir=...), or restore the file these results came from."
+            )
         job = OmegaConf.to_container(cfg, resolve=True)
         job.pop("paths", None)
         job.pop("hydra", None)
-        path = self.root / CONFIG_FILE
+        job = json.loads(json.dumps(job))  # as it reads back from the file
+        if self._recorded(CONFIG_FILE, job) != job:
+            raise ValueError(
+                f"{self.root} holds results of another evaluation ({self.root / CONFIG_FILE} "
+                f"differs from this run's settings). Fix: evaluate into a new directory "
+                f"(hydra.run.dir=...)."
+            )
+
+    def _recorded(self, name: str, value: Any) -> Any:
+        """What file `name` records; on the first run `value`, which it then records."""
+        path = self.root / name
         if path.is_file():
-            if json.loads(path.read_text()) != json.loads(json.dumps(job)):
-                raise ValueError(
-                    f"{self.root} holds results of another evaluation ({path} differs from "
-                    f"this run's settings). Fix: evaluate into a new directory "
-                    f"(hydra.run.dir=...)."
-                )
-        else:
-            path.write_text(json.dumps(job, indent=2))
+            return json.loads(path.read_text())
+        path.write_text(json.dumps(value, indent=2))
+        return value
 
     def rows(self) -> list[dict[str, str]]:
         """Rows written so far, in file order."""

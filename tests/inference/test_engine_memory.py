@@ -11,20 +11,6 @@ from mosam_train.models.sam2_builder import build_sam2
 from mosam_train.models.video_sam import VideoSAM
 
 
-class NoiseFrames:
-    """Random frames made on demand, as a lazy reader would deliver them."""
-
-    height, width = 64, 80
-    frame_step = 1
-
-    def __init__(self, num_frames: int) -> None:
-        self.num_frames = num_frames
-
-    def image(self, t: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(t)
-        return torch.randn(3, 128, 128, generator=g)
-
-
 def _peak_kib() -> int:
     return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))
 
@@ -38,7 +24,7 @@ def _reset_peak() -> None:
         f.write("5")
 
 
-def _run(engine: VideoPropagator, num_frames: int) -> tuple[int, int, int]:
+def _run(engine: VideoPropagator, frames) -> tuple[int, int, int]:
     """(entries held at the end, bytes held at the end, peak RSS growth in KiB)."""
     mask = np.zeros((64, 80), bool)
     mask[10:30, 20:50] = True
@@ -46,19 +32,19 @@ def _run(engine: VideoPropagator, num_frames: int) -> tuple[int, int, int]:
     _reset_peak()
     base = _rss_kib()
     entries = []
-    for r in engine.propagate(NoiseFrames(num_frames), prompts):
+    for r in engine.propagate(frames, prompts):
         entries.append(engine.memory_entries())
         del r
     return max(entries), engine.memory_bytes(), _peak_kib() - base
 
 
 @pytest.mark.slow
-def test_memory_is_flat_in_video_length():
+def test_memory_is_flat_in_video_length(noise_frames):
     torch.manual_seed(0)
     engine = VideoPropagator(VideoSAM(build_sam2("sam2.1_micro").eval()))
-    _run(engine, 30)  # warm up allocator and caches
-    entries_100, bytes_100, peak_100 = _run(engine, 100)
-    entries_1000, bytes_1000, peak_1000 = _run(engine, 1000)
+    _run(engine, noise_frames(30))  # warm up allocator and caches
+    entries_100, bytes_100, peak_100 = _run(engine, noise_frames(100))
+    entries_1000, bytes_1000, peak_1000 = _run(engine, noise_frames(1000))
     # 1 conditioning frame + 15 frames of object pointers (6 of them with spatial memory).
     assert entries_100 == entries_1000 == 16
     assert bytes_100 == bytes_1000

@@ -11,19 +11,6 @@ from mosam_train.models.video_sam import VideoSAM
 from mosam_train.trackers import TRACKERS, build_tracker, register_tracker
 
 
-class NoiseFrames:
-    """Random frames made on demand."""
-
-    height, width = 64, 80
-    frame_step = 1
-
-    def __init__(self, num_frames: int) -> None:
-        self.num_frames = num_frames
-
-    def image(self, t: int) -> torch.Tensor:
-        return torch.randn(3, 128, 128, generator=torch.Generator().manual_seed(t))
-
-
 class EveryNth(TrackerRule):
     """Toy rule: only every `every`-th tracked frame enters memory, nothing is ever
     dropped, and the bank counts, per object, the frames remembered."""
@@ -69,11 +56,18 @@ def prompts() -> dict[int, dict[int, np.ndarray]]:
     return {0: {1: mask, 2: ~mask}, 4: {3: mask}}
 
 
-def run(engine: VideoPropagator, num_frames: int = 12) -> dict[int, torch.Tensor]:
-    return {r.frame_idx: r.logits for r in engine.propagate(NoiseFrames(num_frames), prompts())}
+@pytest.fixture
+def run(noise_frames):
+    """`run(engine, num_frames=12)`: every frame's logits of a noise video."""
+
+    def propagate(engine: VideoPropagator, num_frames: int = 12) -> dict[int, torch.Tensor]:
+        frames = noise_frames(num_frames)
+        return {r.frame_idx: r.logits for r in engine.propagate(frames, prompts())}
+
+    return propagate
 
 
-def test_a_rule_registered_at_run_time_decides_what_memory_keeps(model):
+def test_a_rule_registered_at_run_time_decides_what_memory_keeps(run, model):
     rule = build_tracker({"name": "test_every_nth", "every": 3})
     assert isinstance(rule, EveryNth) and rule.every == 3
     engine = VideoPropagator(model, rule)
@@ -90,7 +84,7 @@ def test_a_rule_registered_at_run_time_decides_what_memory_keeps(model):
     assert list(sam2.groups[0].bank.non_cond) == list(range(1, 12))
 
 
-def test_one_rule_object_serves_many_videos(model):
+def test_one_rule_object_serves_many_videos(run, model):
     engine = VideoPropagator(model, EveryNth(every=2))
     run(engine, 12)
     run(engine, 6)  # a new video starts from a clean bank
@@ -98,7 +92,7 @@ def test_one_rule_object_serves_many_videos(model):
     assert engine.groups[0].bank.state["remembered"].tolist() == [3, 3]
 
 
-def test_what_a_frame_attends_to_is_the_rules(model):
+def test_what_a_frame_attends_to_is_the_rules(run, model):
     full = run(VideoPropagator(model))
     cond_only = run(VideoPropagator(model, build_tracker({"name": "cond_only"})))
     engine = VideoPropagator(model, build_tracker({"name": "test_prompts_only"}))
@@ -124,7 +118,7 @@ def test_a_rule_that_needs_flow_without_a_provider_is_refused(model):
         VideoPropagator(model, NeedsFlow())
 
 
-def test_a_rule_that_needs_flow_gets_it_from_its_provider(model):
+def test_a_rule_that_needs_flow_gets_it_from_its_provider(run, model):
     seen = []
 
     class FlowRule(TrackerRule):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mosam_train.data.video import VideoRecord
-from mosam_train.dataset_files import image_size, read_rgb
+from mosam_train.dataset_files import image_size, read_lines, read_rgb
 from mosam_train.errors import DataError
 
 TRACKING_READERS: dict[str, str] = {
@@ -43,12 +43,7 @@ def read_boxes(path: str | Path) -> np.ndarray:
     """float [N, 4] from a box file: one ``x,y,w,h`` per line, comma- or whitespace-
     separated (LaSOT and GOT-10k use commas, pytracking results tabs); blank lines skipped."""
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise DataError(
-            f"{path}: cannot read the box file ({e}). Fix: check the path.", path
-        ) from e
+    lines = read_lines(path, "box file")
     rows = []
     for i, line in enumerate(lines, 1):
         fields = [f for f in _SEPARATORS.split(line.strip()) if f]
