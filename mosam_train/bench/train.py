@@ -2,7 +2,8 @@
 (`model=mosam`), on the same preloaded clips.
 
     python -m mosam_train.bench.train [--sizes micro,tiny] [--clip-len 4] [--steps 2]
-        [--repeats 5] [--batch-size 2] [--workdir DIR] [--tiny]
+        [--repeats 5] [--batch-size 2] [--max-objects 2] [--activation-checkpointing]
+        [--workdir DIR] [--tiny]
 
 Both modules are built as `python train.py model=<sam2|mosam> sam2=<size>` builds them
 (Hydra compose of configs/train.yaml, random weights). The clips are drawn once by the
@@ -68,10 +69,12 @@ def compose_train(variant: str, size: str, *overrides: str) -> DictConfig:
         )  # fmt: skip
 
 
-def build_module(variant: str, size: str, seed: int = 0) -> tuple[MoSAMModule, float]:
+def build_module(
+    variant: str, size: str, checkpointing: bool = False, seed: int = 0
+) -> tuple[MoSAMModule, float]:
     """The model config's module (random weights, train mode) and the trainer config's
-    gradient clipping value."""
-    cfg = compose_train(variant, size)
+    gradient clipping value; `checkpointing`: `model.activation_checkpointing=true`."""
+    cfg = compose_train(variant, size, f"model.activation_checkpointing={checkpointing}")
     torch.manual_seed(seed)
     module: MoSAMModule = instantiate(cfg.model, _convert_="all")
     module.train()
@@ -79,7 +82,7 @@ def build_module(variant: str, size: str, seed: int = 0) -> tuple[MoSAMModule, f
 
 
 def draw_batches(
-    size: str, root: Path, count: int, clip_len: int, batch_size: int, flow: bool
+    size: str, root: Path, count: int, args: argparse.Namespace, flow: bool
 ) -> tuple[list[ClipBatch], float]:
     """The first `count` batches of the training DataLoader of `model=mosam` (with its
     optical flow) or `model=sam2` (none), and the mean seconds per batch."""
@@ -89,10 +92,11 @@ def draw_batches(
         f"data.root={root}",
         "data.synthetic=false",
         "data.num_workers=0",
-        f"data.clip_len={clip_len}",
-        f"data.batch_size={batch_size}",
+        f"data.clip_len={args.clip_len}",
+        f"data.batch_size={args.batch_size}",
+        f"data.max_objects={args.max_objects}",
         "data.max_skip=1",
-        f"data.samples_per_epoch={count * batch_size}",
+        f"data.samples_per_epoch={count * args.batch_size}",
         "data.val_max_videos=1",
         f"data.flow={'${model.flow}' if flow else 'null'}",
     )
@@ -169,21 +173,24 @@ def rss_mb() -> float:
     return rss if rss is not None else max_rss_mb()
 
 
-def child(variant: str, size: str, batches_path: Path, steps: int) -> None:
+def child(variant: str, size: str, batches_path: Path, steps: int, checkpointing: bool) -> None:
     """In a fresh process: load the clips, build the module, run `steps` steps; print the
     RSS before the first step and the max RSS after the last (MiB) as JSON."""
     batches = load_batches(batches_path)
-    module, clip = build_module(variant, size)
+    module, clip = build_module(variant, size, checkpointing)
     stepper = Stepper(module, clip, steps)
     before = rss_mb()
     stepper.seconds(batches, steps)
     print(json.dumps({"before_mb": before, "peak_mb": max_rss_mb()}))
 
 
-def measure_memory(variant: str, size: str, batches_path: Path, steps: int) -> dict[str, float]:
+def measure_memory(
+    variant: str, size: str, batches_path: Path, steps: int, checkpointing: bool
+) -> dict[str, float]:
     proc = subprocess.run(
         [sys.executable, "-m", "mosam_train.bench.train", "--child", variant,
-         "--sizes", size, "--batches-file", str(batches_path), "--steps", str(steps)],
+         "--sizes", size, "--batches-file", str(batches_path), "--steps", str(steps),
+         *(["--activation-checkpointing"] if checkpointing else [])],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -194,10 +201,8 @@ def measure_memory(variant: str, size: str, batches_path: Path, steps: int) -> d
 def bench_size(size: str, args: argparse.Namespace, work: Path, console: Console) -> dict[str, Any]:
     root = ensure_synthetic(work / "synthetic", seed=0, progress=False, workers=1, **SYNTHETIC)
     count = max(2, args.batches)
-    _, loader_s = draw_batches(size, root, count, args.clip_len, args.batch_size, flow=False)
-    batches, loader_flow_s = draw_batches(
-        size, root, count, args.clip_len, args.batch_size, flow=True
-    )
+    _, loader_s = draw_batches(size, root, count, args, flow=False)
+    batches, loader_flow_s = draw_batches(size, root, count, args, flow=True)
     console.print(
         f"{size}: loader {loader_s:.3f} s/batch, with flow {loader_flow_s:.3f} s/batch",
         highlight=False,
@@ -206,7 +211,7 @@ def bench_size(size: str, args: argparse.Namespace, work: Path, console: Console
     save_batches(batches, batches_path)
     steppers = {}
     for variant in VARIANTS:
-        module, clip = build_module(variant, size)
+        module, clip = build_module(variant, size, args.activation_checkpointing)
         steppers[variant] = Stepper(module, clip, (args.steps + 1) * args.repeats)
         steppers[variant].seconds(batches, 1)  # warm-up: allocator, lazy init
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
@@ -225,7 +230,9 @@ def bench_size(size: str, args: argparse.Namespace, work: Path, console: Console
     }
     for variant in VARIANTS:
         params = steppers[variant].params
-        memory = measure_memory(variant, size, batches_path, args.steps)
+        memory = measure_memory(
+            variant, size, batches_path, args.steps, args.activation_checkpointing
+        )
         result[variant] = {
             "s_per_step": statistics.median(times[variant]),
             "s_per_step_all": times[variant],
@@ -242,16 +249,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--sizes", default="micro,tiny", help=f"comma-separated: {', '.join(SIZES)}")
     p.add_argument("--clip-len", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument(
+        "--max-objects",
+        type=int,
+        default=2,
+        help="objects per clip (at most; memory grows with it)",
+    )
     p.add_argument("--batches", type=int, default=4, help="distinct preloaded batches")
     p.add_argument("--steps", type=int, default=2, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="both variants with model.activation_checkpointing=true (less memory at 1024 px)",
+    )
     p.add_argument("--workdir", type=Path, default=None, help="keep the data here")
     p.add_argument("--tiny", action="store_true", help="micro, 3-frame clips, one repeat")
     p.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--batches-file", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        child(args.child, args.sizes, args.batches_file, args.steps)
+        child(args.child, args.sizes, args.batches_file, args.steps, args.activation_checkpointing)
         return {}
     if args.tiny:
         args.sizes, args.clip_len, args.batch_size = "micro", 3, 1
@@ -268,7 +286,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for size in sizes:
             results[size] = bench_size(size, args, work, console)
     table = Table(
-        title=f"one optimizer step, {args.batch_size} x {args.clip_len}-frame clips, CPU, "
+        title=f"one optimizer step, {args.batch_size} x {args.clip_len}-frame clips of up to "
+        f"{args.max_objects} object(s){', activation checkpointing' if args.activation_checkpointing else ''}, CPU, "
         f"{torch.get_num_threads()} thread(s); median of {args.repeats} interleaved repeats"
     )
     for col in ("size", "model", "trained params", "s / step", "MoSAM / fine-tune",
@@ -287,6 +306,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             )  # fmt: skip
     console.print(table)
     summary = {"bench": "train", "clip_len": args.clip_len, "batch_size": args.batch_size,
+               "max_objects": args.max_objects,
+               "activation_checkpointing": args.activation_checkpointing,
                "repeats": args.repeats, "steps": args.steps, "sizes": results}  # fmt: skip
     print(json.dumps(summary))
     return summary
