@@ -22,7 +22,12 @@ from mosam_train.inference.rules import TrackerRule
 from mosam_train.inference.vos import FramePrediction, run_record, unscorable_videos
 from mosam_train.metrics.metric import VideoJF
 from mosam_train.metrics.plots import index_labels
-from mosam_train.models.losses import LOSS_TERMS, SAM2VideoLoss, memory_confidence_losses
+from mosam_train.models.losses import (
+    FRAME_TARGETS,
+    LOSS_TERMS,
+    SAM2VideoLoss,
+    auxiliary_losses,
+)
 from mosam_train.models.prompts import PromptSimulation
 from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights
 from mosam_train.models.variants import build_video_model
@@ -114,7 +119,14 @@ class MoSAMModule(L.LightningModule):
         self.aux_weights = {
             "frame_conf": float(loss.pop("weight_frame_conf", 1.0)),
             "pixel_conf": float(loss.pop("weight_pixel_conf", 1.0)),
+            "visibility": float(loss.pop("weight_visibility", 1.0)),
         }
+        self.frame_target = str(loss.pop("frame_target", "visible_iou"))
+        if self.frame_target not in FRAME_TARGETS:
+            raise ValueError(
+                f"model.loss.frame_target={self.frame_target!r}: unknown. Fix: one of "
+                f"{', '.join(FRAME_TARGETS)}."
+            )
         self.prompt_sim = PromptSimulation(**(prompts or {}))
         self.criterion = SAM2VideoLoss(**loss)
         self.optim_cfg = {**DEFAULT_OPTIM, **(optim or {})}
@@ -251,7 +263,7 @@ class MoSAMModule(L.LightningModule):
         n = float(len(clip_idx))
         total = losses["loss"]
         terms = {f"train/{k}": losses[k] for k in LOSS_TERMS}
-        for name, value in memory_confidence_losses(outputs, targets).items():
+        for name, value in auxiliary_losses(outputs, targets, self.frame_target).items():
             total = total + self.aux_weights[name] * value
             terms[f"train/loss_{name}"] = value
         self.step_losses = {

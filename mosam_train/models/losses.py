@@ -73,31 +73,54 @@ class SAM2VideoLoss(nn.Module):
         return result
 
 
-def memory_confidence_losses(
-    outputs: list[dict[str, Any]], targets: torch.Tensor
-) -> dict[str, torch.Tensor]:
-    """Supervision of MoSAM's memory heads on the tracked frames (frame 0 is prompted).
+# what the frame-confidence head learns to predict (see `auxiliary_losses`)
+FRAME_TARGETS = ("visible_iou", "iou")
 
-    frame_conf: BCE of the frame score against the IoU of the frame's predicted mask with
-    the ground truth (both empty counts as 1). pixel_conf: BCE of the pixel map against the
-    fraction of correctly predicted pixels under each memory token. Only the terms whose
-    head ran are returned.
+
+def frame_target(pred: torch.Tensor, gt: torch.Tensor, kind: str = "visible_iou") -> torch.Tensor:
+    """The frame-confidence target per object [N] from bool masks [N, H, W]: how good the
+    frame is as a memory.
+
+    `visible_iou`: the IoU of the predicted mask with the ground truth where the object is
+    visible, 0 where it is absent: a memory of "no object here" is what SAM 2 loses the
+    object after, so it must never rank first. `iou` (the ablation): plain IoU, with
+    absent-and-predicted-empty counted as a perfect 1.
     """
-    frame, pixel = [], []
+    inter = (pred & gt).flatten(1).sum(1).float()
+    union = (pred | gt).flatten(1).sum(1).float()
+    iou = inter / union.clamp(min=1)
+    if kind == "visible_iou":
+        return iou  # union 0 (absent, predicted empty): 0
+    if kind == "iou":
+        return torch.where(union > 0, iou, torch.ones_like(union))
+    raise ValueError(f"model.loss.frame_target={kind!r}: unknown. Fix: one of {FRAME_TARGETS}.")
+
+
+def auxiliary_losses(
+    outputs: list[dict[str, Any]], targets: torch.Tensor, frame_target_kind: str = "visible_iou"
+) -> dict[str, torch.Tensor]:
+    """Supervision of the parts a model adds to SAM 2, on the tracked frames (frame 0 is
+    prompted); only the terms whose part ran (whose output is present) are returned.
+
+    frame_conf: BCE of the frame score against `frame_target`. pixel_conf: BCE of the pixel
+    map against the fraction of correctly predicted pixels under each memory token.
+    visibility: BCE of MGP's learned visibility logit against ground-truth presence.
+    """
+    frame, pixel, visibility = [], [], []
     for out, gt in zip(outputs[1:], targets[1:], strict=True):
         pred = out["pred_masks_high_res"][:, 0].detach() > 0
         if "frame_score" in out:
-            inter = (pred & gt).flatten(1).sum(1).float()
-            union = (pred | gt).flatten(1).sum(1).float()
-            iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-            frame.append(F.binary_cross_entropy_with_logits(out["frame_score"], iou))
+            target = frame_target(pred, gt, frame_target_kind)
+            frame.append(F.binary_cross_entropy_with_logits(out["frame_score"], target))
         if "pixel_logits" in out:
             z = out["pixel_logits"]
             correct = F.adaptive_avg_pool2d((pred == gt).float()[:, None], z.shape[-2:])
             pixel.append(F.binary_cross_entropy_with_logits(z, correct))
+        if "visibility_logit" in out:
+            present = gt.flatten(1).any(1).float()
+            visibility.append(F.binary_cross_entropy_with_logits(out["visibility_logit"], present))
     losses = {}
-    if frame:
-        losses["frame_conf"] = torch.stack(frame).mean()
-    if pixel:
-        losses["pixel_conf"] = torch.stack(pixel).mean()
+    for name, terms in (("frame_conf", frame), ("pixel_conf", pixel), ("visibility", visibility)):
+        if terms:
+            losses[name] = torch.stack(terms).mean()
     return losses

@@ -156,6 +156,8 @@ class MoSAMTracker(VideoSAM):
                 set_key_bias(sam2.memory_attention, None)
         if motion is not None and motion.region is not None:
             current_out["motion_region"] = motion.region
+        if motion is not None and motion.visibility is not None:
+            current_out["visibility_logit"] = motion.visibility
         return current_out, sam_outputs
 
     def track(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -194,6 +196,15 @@ class MoSAMTracker(VideoSAM):
             else:
                 kp.append(torch.zeros(n, len(KEYPOINTS), 2, device=device))
                 present.append(torch.zeros(n, dtype=torch.bool, device=device))
+        scores = None  # the visibility gate's input: object scores, held over missing frames
+        if mgp.visibility != "none":
+            held = torch.zeros(n, device=device)
+            scores = []
+            for t in range(frame_idx - mgp.history, frame_idx):
+                e = past.get(t)
+                if e is not None and "object_score_logits" in e:
+                    held = e["object_score_logits"][:, 0].float()
+                scores.append(held)
         prev_logits = None  # only the dense branch warps the previous mask
         if mgp.dense is not None and prev is not None and "pred_masks" in prev:
             size = (self.sam2.image_size, self.sam2.image_size)
@@ -206,6 +217,7 @@ class MoSAMTracker(VideoSAM):
             prev_logits,
             flow,
             self.sam2.sam_prompt_encoder,
+            torch.stack(scores, 1) if scores is not None else None,
         )
 
     # ------------------------------------------------------------------ memory

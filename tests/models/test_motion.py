@@ -5,8 +5,16 @@ import pytest
 import torch
 
 from mosam_train.images import normalize_frames
+from mosam_train.models.losses import auxiliary_losses
 from mosam_train.models.motion.dense import warp_backward
-from mosam_train.models.motion.sparse import constant_velocity, mask_keypoints
+from mosam_train.models.motion.prompting import MotionGuidedPrompting
+from mosam_train.models.motion.sparse import (
+    KEYPOINTS,
+    SparseMotionEncoder,
+    constant_velocity,
+    hold_last_visible,
+    mask_keypoints,
+)
 from mosam_train.optical_flow import FarnebackFlow, RaftFlow, build_flow_provider
 
 DX, DY = 6, -4  # the object moves right 6 px and up 4 px from previous to current
@@ -115,3 +123,97 @@ def test_embed_points_equals_sam2_embed_points_bit_for_bit(micro):
     labels = torch.tensor(KEYPOINT_LABELS)
     expected = encoder._embed_points(coords, labels.expand(3, -1), pad=False)
     assert torch.equal(embed_points(encoder, coords, labels), expected)
+
+
+def _trajectory_with_a_loss() -> tuple[torch.Tensor, torch.Tensor]:
+    """One object seen at x = 0.5, 0.6, 0.7 and then lost: its last mask is empty, so its
+    keypoints there are mask_keypoints' zeros."""
+    k = len(KEYPOINTS)
+    seen = [torch.tensor([x, 0.4]).expand(k, 2) for x in (0.5, 0.6, 0.7)]
+    traj = torch.stack([*seen, torch.zeros(k, 2)])[None]  # [1, 4, K, 2]
+    present = torch.tensor([[True, True, True, False]])
+    return traj, present
+
+
+def test_a_lost_object_is_forecast_where_it_was_last_seen_not_in_the_corner():
+    traj, present = _trajectory_with_a_loss()
+    held = hold_last_visible(traj, present)
+    assert held[0, 3].tolist() == held[0, 2].tolist()
+    encoder = SparseMotionEncoder(prompt_dim=8, history=4)  # fresh: constant velocity
+    forecast = encoder.forecast(traj, present)
+    assert forecast[0, :, 0].tolist() == pytest.approx([0.7] * len(KEYPOINTS))
+    assert forecast[0, :, 1].tolist() == pytest.approx([0.4] * len(KEYPOINTS))
+    # the ablation keeps the empty mask's zeros: the forecast goes to the top-left corner
+    ablation = SparseMotionEncoder(prompt_dim=8, history=4, hold_last_visible=False)
+    assert (ablation.forecast(traj, present) == 0).all()
+
+
+def test_hold_last_visible_leaves_frames_before_the_first_sighting_alone():
+    traj = torch.rand(2, 5, len(KEYPOINTS), 2)
+    present = torch.tensor([[False, True, False, False, True], [False] * 5])
+    held = hold_last_visible(traj, present)
+    assert torch.equal(held[0, [0, 1, 4]], traj[0, [0, 1, 4]])
+    assert torch.equal(held[0, 2], traj[0, 1]) and torch.equal(held[0, 3], traj[0, 1])
+    assert torch.equal(held[1], traj[1])  # never seen: nothing to hold
+
+
+def _mgp(visibility: str) -> MotionGuidedPrompting:
+    torch.manual_seed(0)
+    mgp = MotionGuidedPrompting(8, (4, 4), 64, sparse=True, dense=True, visibility=visibility)
+    with torch.no_grad():  # non-zero output layers: a trained MGP that pushes
+        for p in mgp.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return mgp
+
+
+class _PromptEncoder(torch.nn.Module):
+    """What `embed_points` reads of SAM 2's prompt encoder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sam2.modeling.position_encoding import PositionEmbeddingRandom
+
+        self.pe_layer = PositionEmbeddingRandom(4)
+        self.point_embeddings = torch.nn.ModuleList(torch.nn.Embedding(1, 8) for _ in range(4))
+        self.input_image_size = (64, 64)
+
+
+@pytest.mark.parametrize("visibility", ["learned", "object_score"])
+def test_mgp_stops_pushing_while_the_object_is_hidden(visibility):
+    mgp, encoder = _mgp(visibility), _PromptEncoder()
+    traj = torch.rand(2, 4, len(KEYPOINTS), 2)
+    present = torch.ones(2, 4, dtype=torch.bool)
+    prev, flow = torch.randn(2, 1, 64, 64), torch.randn(2, 2, 64, 64)
+    with torch.no_grad():
+        if mgp.visibility_head is not None:  # the learned correction at zero: SAM 2's belief
+            mgp.visibility_head[-1].weight.zero_()
+            mgp.visibility_head[-1].bias.zero_()
+    hidden = torch.tensor([[8.0, 8.0, -30.0, -30.0], [8.0, 8.0, 8.0, 30.0]])  # [N, L]
+    gated = mgp(traj, present, prev, flow, encoder, hidden)
+    mgp.visibility = "none"  # the same weights, ungated
+    ungated = mgp(traj, present, prev, flow, encoder, hidden)
+    for part in ("sparse", "dense"):
+        g, u = getattr(gated, part), getattr(ungated, part)
+        assert u[0].abs().max() > 1e-3
+        assert g[0].abs().max() < 1e-9 * u[0].abs().max() + 1e-12  # hidden: no push
+        assert torch.allclose(g[1], u[1], rtol=1e-6, atol=1e-6)  # visible: the full push
+    assert (gated.visibility is not None) == (visibility == "learned")
+
+
+def test_the_learned_visibility_gate_trains_on_presence():
+    mgp, encoder = _mgp("learned"), _PromptEncoder()
+    traj = torch.rand(2, 4, len(KEYPOINTS), 2)
+    present = torch.ones(2, 4, dtype=torch.bool)
+    scores = torch.tensor([[2.0, 2.0, 2.0, 2.0], [-2.0, -2.0, -2.0, -2.0]])
+    out = mgp(traj, present, torch.randn(2, 1, 64, 64), torch.randn(2, 2, 64, 64), encoder, scores)
+    high = torch.zeros(2, 1, 64, 64)
+    outputs = [{}, {"pred_masks_high_res": high, "visibility_logit": out.visibility}]
+    gt = torch.zeros(2, 2, 64, 64, dtype=torch.bool)
+    gt[1, 1, 10:20, 10:20] = True  # frame 1: object 0 absent, object 1 re-emerging
+    losses = auxiliary_losses(outputs, gt)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        out.visibility, torch.tensor([0.0, 1.0])
+    )
+    assert torch.equal(losses["visibility"], expected)
+    losses["visibility"].backward()
+    assert mgp.visibility_head[0].weight.grad.abs().sum() > 0

@@ -18,6 +18,9 @@ from torch import nn
 from mosam_train.models.motion.dense import DenseMotionEncoder, warp_backward
 from mosam_train.models.motion.sparse import SparseMotionEncoder, forecast_heatmap
 
+# how MGP's push is scaled by the object's visibility (see `MotionGuidedPrompting`)
+VISIBILITY_GATES = ("learned", "object_score", "none")
+
 
 @dataclass
 class MotionPrompt:
@@ -26,16 +29,30 @@ class MotionPrompt:
     sparse: [N, 2, D] residual for SAM 2's prompt tokens; dense: [N, D, h, w];
     region: [N, 1, S, S] in [0, 1], where motion puts the object (for the memory head's
     forecast-agreement input); None where the branch is off or has no input.
+    visibility: [N] logit of "the object is visible in this frame" from the learned gate
+    (trained on ground-truth presence), None with any other gate.
     """
 
     sparse: torch.Tensor | None = None
     dense: torch.Tensor | None = None
     region: torch.Tensor | None = None
     forecast: torch.Tensor | None = None
+    visibility: torch.Tensor | None = None
 
 
 class MotionGuidedPrompting(nn.Module):
-    """`sparse` / `dense` switch the branches; both off is not a valid MGP (use mgp=null)."""
+    """`sparse` / `dense` switch the branches; both off is not a valid MGP (use mgp=null).
+
+    Visibility gate: both branches forecast "the object is here" from past masks and flow;
+    while the object is hidden that pushes the decoder to segment whatever covers it, and a
+    false positive becomes the next frame's warped prior. So their outputs are scaled by a
+    visibility probability: `visibility="object_score"` uses SAM 2's own belief (sigmoid
+    of the previous frame's object-score logit); `"learned"` (default) adds to that logit a
+    learned correction from the object scores of the last `history` frames and the sparse
+    forecast's centroid, trained on ground-truth presence, so it can open again where
+    motion predicts a re-emergence; `"none"` does not gate (the ablation). The correction's
+    last layer starts at zero.
+    """
 
     def __init__(
         self,
@@ -47,15 +64,38 @@ class MotionGuidedPrompting(nn.Module):
         history: int = 4,
         hidden: int = 128,
         dense_hidden: int = 32,
+        hold_last_visible: bool = True,
+        visibility: str = "learned",
+        visibility_hidden: int = 32,
     ) -> None:
         super().__init__()
         if not (sparse or dense):
             raise ValueError("MGP needs the sparse or the dense branch (or set model.mgp=null)")
+        if visibility not in VISIBILITY_GATES:
+            raise ValueError(
+                f"model.mgp.visibility={visibility!r}: unknown gate. Fix: one of "
+                f"{', '.join(VISIBILITY_GATES)}."
+            )
         self.embed_size = tuple(embed_size)
         self.image_size = int(image_size)
         self.history = int(history)
-        self.sparse = SparseMotionEncoder(prompt_dim, history, hidden) if sparse else None
+        self.sparse = (
+            SparseMotionEncoder(prompt_dim, history, hidden, hold_last_visible=hold_last_visible)
+            if sparse
+            else None
+        )
         self.dense = DenseMotionEncoder(prompt_dim, dense_hidden) if dense else None
+        self.visibility = visibility
+        self.visibility_head = None
+        if visibility == "learned":
+            # inputs: tanh-squashed object scores of the history, forecast centroid, has one
+            self.visibility_head = nn.Sequential(
+                nn.Linear(self.history + 3, visibility_hidden),
+                nn.GELU(),
+                nn.Linear(visibility_hidden, 1),
+            )
+            nn.init.zeros_(self.visibility_head[-1].weight)
+            nn.init.zeros_(self.visibility_head[-1].bias)
 
     @property
     def needs_flow(self) -> bool:
@@ -68,11 +108,13 @@ class MotionGuidedPrompting(nn.Module):
         prev_logits: torch.Tensor | None,
         flow: torch.Tensor | None,
         prompt_encoder: nn.Module,
+        scores: torch.Tensor | None = None,
     ) -> MotionPrompt:
         """traj [N, L, K, 2], present [N, L]: keypoint history (oldest first; None when the
         sparse branch is off);
         prev_logits [N, 1, S, S]: the previous frame's mask logits; flow [N, 2, S, S]
-        current -> previous."""
+        current -> previous; scores [N, L]: SAM 2's object-score logits of the last L
+        frames, oldest first (for the visibility gate; None: no gate)."""
         out = MotionPrompt()
         size = self.image_size
         if self.sparse is not None:
@@ -83,4 +125,22 @@ class MotionGuidedPrompting(nn.Module):
             box = out.region if out.region is not None else torch.zeros_like(prior)
             out.dense = self.dense(prior, box, flow, self.embed_size)
             out.region = prior
+        if self.visibility != "none" and scores is not None:
+            logit = scores[:, -1].float()
+            if self.visibility_head is not None:
+                logit = logit + self.visibility_head(self._gate_inputs(scores, out.forecast))[:, 0]
+                out.visibility = logit
+            gate = torch.sigmoid(logit)
+            if out.sparse is not None:
+                out.sparse = out.sparse * gate[:, None, None].to(out.sparse.dtype)
+            if out.dense is not None:
+                out.dense = out.dense * gate[:, None, None, None].to(out.dense.dtype)
         return out
+
+    def _gate_inputs(self, scores: torch.Tensor, forecast: torch.Tensor | None) -> torch.Tensor:
+        """[N, L + 3]: object scores squashed to (-1, 1), the forecast centroid, whether
+        there is a forecast (zeros without the sparse branch)."""
+        n = scores.shape[0]
+        centroid = scores.new_zeros(n, 2) if forecast is None else forecast[:, 0].float()
+        has = scores.new_full((n, 1), float(forecast is not None))
+        return torch.cat([torch.tanh(scores.float() / 4), centroid, has], 1)

@@ -57,6 +57,19 @@ def mask_keypoints(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return kp, present
 
 
+def hold_last_visible(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """[N, L, K, 2] with each absent frame's keypoints replaced by those of the object's
+    last present frame before it (frames before any present one keep theirs: zeros).
+
+    An empty mask has no keypoints: without this, its zeros would read as the object
+    standing in the top-left corner, and a forecast after a loss would extrapolate there.
+    """
+    steps = torch.arange(traj.shape[1], device=traj.device)
+    last = torch.where(present, steps, -1).cummax(1).values  # [N, L]: last present frame
+    held = traj.gather(1, last.clamp(min=0)[:, :, None, None].expand_as(traj))
+    return torch.where((last >= 0)[:, :, None, None], held, traj)
+
+
 def constant_velocity(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     """Extrapolate one step from the last two frames of [N, L, K, 2] (or hold the last).
 
@@ -75,12 +88,25 @@ class SparseMotionEncoder(nn.Module):
 
     `tokens` [N, num_tokens, D] are residuals for SAM 2's prompt tokens (zero when fresh or
     when the object has no present frame in its history).
+
+    `hold_last_visible`: an absent frame's keypoints are the last visible ones (see
+    `hold_last_visible`), so after a loss the forecast stays where the object was last
+    seen; False keeps an empty mask's zeros (the forecast then heads for the top-left
+    corner), for the ablation.
     """
 
-    def __init__(self, prompt_dim: int, history: int = 4, hidden: int = 128, num_tokens: int = 2):
+    def __init__(
+        self,
+        prompt_dim: int,
+        history: int = 4,
+        hidden: int = 128,
+        num_tokens: int = 2,
+        hold_last_visible: bool = True,
+    ):
         super().__init__()
         k = len(KEYPOINTS)
         self.history = history
+        self.hold_last_visible = hold_last_visible
         self.num_tokens = num_tokens
         self.correction = nn.Sequential(
             nn.Linear(history * (k * 2 + 1), hidden), nn.GELU(), nn.Linear(hidden, k * 2)
@@ -97,6 +123,8 @@ class SparseMotionEncoder(nn.Module):
     def forecast(self, traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Keypoints in the current frame [N, K, 2], normalised."""
         n = traj.shape[0]
+        if self.hold_last_visible:
+            traj = hold_last_visible(traj, present)
         rel = (traj - traj[:, -1:]) * present[:, :, None, None]
         feats = torch.cat([rel.flatten(1), present.float()], 1)
         delta = self.correction(feats).view(n, -1, 2)
