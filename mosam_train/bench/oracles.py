@@ -6,13 +6,14 @@ one table.
         [--strides 1,2,4] [--slots rank,distance] [--gate-tags occlusion,exit_reentry]
 
 Runs `eval.py` as a Hydra multirun over tracker.score x tracker.stride x tracker.slots (the
-prompt-only setting once: it has neither), each job in `<out>/<score>-<slots>-stride<Δ>`
-(`<out>/prompt`; `<out>` defaults to `logs/oracles/<data>`), then prints a markdown table
-from each run's `per_object.csv`: J&F overall, per tag, and pooled over the objects of the
-gate tags; and the gate: the best ground-truth oracle (iou, visible_iou) minus recency at
-Δ=1 with slots by rank (SAM 2's rule, equal to `tracker=sam2`) on those pooled objects,
-against `--gate-margin` (5 J&F). The other arguments go to every `eval.py` job. A rerun
-continues where it stopped: `eval.py` resumes each run directory's finished videos.
+prompt-only setting once: it has neither) on the data's val split (`data.test_split=...`
+for another), each job in `<out>/<score>-<slots>-stride<Δ>` (`<out>/prompt`; `<out>`
+defaults to `logs/oracles/<data>`), then prints a markdown table from each run's
+`per_object.csv`: J&F overall, per tag, and pooled over the objects of the gate tags; and
+the gate: the best ground-truth oracle (iou, visible_iou) minus recency at Δ=1 with slots
+by rank (SAM 2's rule, equal to `tracker=sam2`) on those pooled objects, against
+`--gate-margin` (5 J&F). The other arguments go to every `eval.py` job. A rerun continues
+where it stopped: `eval.py` resumes each run directory's finished videos.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def commands(args: argparse.Namespace, overrides: list[str]) -> list[list[str]]:
     base = ["tracker=oracle"]
     if not any(o.startswith("plots") for o in overrides):
         base.append("plots.videos=0")  # pictures of one setting are eval.py's job
+    if not any(o.startswith("data.test_split=") for o in overrides):
+        base.append("data.test_split=null")  # settings are chosen on the val split
     runs = []
     strided = [s for s in args.scores if s != "prompt"]
     if strided:

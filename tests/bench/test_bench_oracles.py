@@ -17,6 +17,9 @@ def test_the_default_grid_is_every_setting_once_with_the_data_as_a_parameter():
     assert {"tracker.score=iou,visible_iou,recency", "tracker.stride=1,2,4"} <= set(grid)
     assert "tracker.slots=rank,distance" in grid and "tracker.score=prompt" in prompt
     assert f"hydra.run.dir={args.out}/prompt" in prompt
+    assert "data.test_split=null" in grid  # the val split, where settings are chosen
+    _, held_out = oracles.parse_args(["data=synthetic_long", "data.test_split=test"])
+    assert all("data.test_split=null" not in c for c in oracles.commands(args, held_out))
 
 
 def test_the_command_evaluates_each_setting_and_prints_the_table_and_the_gate(
