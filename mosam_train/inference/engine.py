@@ -184,6 +184,7 @@ class VideoPropagator:
     def _ground_truth(
         frames: FrameSource, t: int, object_ids: list[int], device: torch.device
     ) -> torch.Tensor | None:
+        """Frame `t`'s masks of `object_ids` (bool [O, H, W]), read once for every group."""
         truth = frames.ground_truth(t, object_ids)  # type: ignore[attr-defined]
         return None if truth is None else torch.from_numpy(truth).to(device)
 
@@ -326,6 +327,7 @@ class VideoPropagator:
             feats = self.model.encode_images(image)
             low_res: torch.Tensor | None = None
             scores = torch.full((len(object_ids),), NO_OBJ_SCORE, device=device)
+            truth = self._ground_truth(frames, t, object_ids, device) if read_truth else None
             for g, g_rows in zip(self.groups, rows, strict=True):
                 if g.start > t:
                     continue
@@ -356,10 +358,9 @@ class VideoPropagator:
                         spatial=self.rule.select(g.bank, t, memory),
                     )
                 entry = self._compact(out)
-                truth = {}
-                if read_truth:
-                    truth["truth"] = self._ground_truth(frames, t, g.object_ids, device)
-                self.rule.remember(g.bank, t, entry, out, prompted=prompted, flow=g_flow, **truth)
+                # ground truth only for a rule that asks (others need not take `truth=`)
+                g_truth = {"truth": None if truth is None else truth[g_rows]} if read_truth else {}
+                self.rule.remember(g.bank, t, entry, out, prompted=prompted, flow=g_flow, **g_truth)
                 self._prune(g, t, num_frames, frame_step)
                 masks = out["pred_masks"]
                 if low_res is None:
