@@ -15,8 +15,8 @@ validation). The engine calls the rule at each decision point:
 - `horizon`: the oldest entries later frames can still use (older ones are dropped);
 - `needs_flow` / `flow_provider`: optical flow (current -> previous frame) for `visible`
   and `remember`, computed by the engine once per frame;
-- `needs_ground_truth`: the frame's ground-truth masks for `remember` (oracle bounds on
-  annotated data; the engine refuses a video without them before its first frame).
+- `needs_ground_truth`: the frame's ground-truth masks for `remember` (upper bounds measured
+  on annotated data; the engine refuses a video without them before its first frame).
 
 Per-video, per-object state lives in the `MemoryBank` of each group of objects, never in
 the rule, so one rule object serves every video and every group. `TrackerRule` itself is
