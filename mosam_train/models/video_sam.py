@@ -105,10 +105,6 @@ class SpatialMemory:
     index: torch.Tensor | None = None
     slots: torch.Tensor | None = None
 
-    def __len__(self) -> int:
-        """How many frames each object keeps."""
-        return len(self.entries) if self.index is None else int(self.index.shape[0])
-
     def gather(
         self, read: Callable[[dict[str, Any]], torch.Tensor], device: torch.device
     ) -> torch.Tensor:
