@@ -1,5 +1,6 @@
 """Inference speed and memory, side by side: SAM 2's own video predictor, our engine, MoSAM
-with each part on and off, and every tracker rule, in one process.
+with each part on and off, and every tracker rule (but those that read ground truth, which
+the benchmark's video has not), in one process.
 
     python -m mosam_train.bench.infer [--sizes micro,tiny] [--objects 2] [--frames 60]
         [--frames-1024 16] [--repeats 5] [--memory-frames 100,1000] [--profile]
@@ -290,9 +291,16 @@ def precompute_features(sam: SAM2Base, images: torch.Tensor) -> Callable[[torch.
     return lambda batch: cache[batch.data_ptr()]
 
 
+def rule_keys() -> list[str]:
+    """The tracker rules other than SAM 2's that run as configured on a video without
+    ground truth (an oracle's bound is eval's business, not a speed)."""
+    names = [r for r in tracker_names() if r != "sam2"]
+    return [f"rule:{r}" for r in names if not build_tracker({"name": r}).needs_ground_truth]
+
+
 def variant_keys(size: str) -> list[str]:
     """Every variant key of `size`, in table order (at 1024 px, MoSAM's are the targets')."""
-    rules = [f"rule:{r}" for r in tracker_names() if r != "sam2"]
+    rules = rule_keys()
     mosam = [k for k, name in VARIANT_KEYS.items() if name in MOSAM_VARIANTS]
     if size != "micro":
         mosam = [k for k in mosam if VARIANT_KEYS[k] in MOSAM_VARIANTS_1024]
@@ -306,7 +314,7 @@ def select_keys(size: str, wanted: str | None) -> list[str]:
     if wanted is None:
         return keys
     asked = {k.strip() for k in wanted.split(",") if k.strip()}
-    rules = [f"rule:{r}" for r in tracker_names() if r != "sam2"]
+    rules = rule_keys()
     order = ["predictor", "engine", *rules, *[k for k in VARIANT_KEYS if k.startswith("mosam")]]
     unknown = sorted(asked - set(order))
     if unknown:

@@ -38,7 +38,12 @@ from mosam_train.models.video_sam import FlowFn, VideoSAM
 
 
 class FrameSource(Protocol):
-    """Frames of one video, preprocessed for the model on demand."""
+    """Frames of one video, preprocessed for the model on demand.
+
+    A source of an annotated video (`sources.RecordFrames`) also says so: `name`,
+    `has_ground_truth` and `ground_truth(t, object_ids)` (bool [O, H, W], or None where
+    frame t is not annotated), which the engine reads for a rule that needs ground truth;
+    a source without them has none."""
 
     num_frames: int
     height: int
@@ -48,6 +53,12 @@ class FrameSource(Protocol):
     def image(self, t: int) -> torch.Tensor:
         """Frame `t` as a normalised float tensor [3, S, S]."""
         ...
+
+
+def video_logits(low_res: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Low-resolution mask logits [N, 1, h, w] -> [N, 1, H, W] at the video's size, as the
+    engine reports (and eval scores) them."""
+    return F.interpolate(low_res, size=size, mode="bilinear", align_corners=False)
 
 
 @dataclass
@@ -155,6 +166,27 @@ class VideoPropagator:
             for d in g.bank.output_dict.values()
             for e in d.values()
         )
+
+    # ------------------------------------------------------------------ ground truth
+    def _require_ground_truth(self, frames: FrameSource) -> None:
+        """A rule that reads ground truth runs only on a video that has it (checked before
+        the first frame)."""
+        if self.rule.needs_ground_truth and not getattr(frames, "has_ground_truth", False):
+            name = getattr(frames, "name", None) or "this video"
+            raise ValueError(
+                f"tracker rule {type(self.rule).__name__} reads the ground truth "
+                f"(needs_ground_truth), but {name} has none (no annotated frame besides the "
+                f"prompts). Fix: run it with eval.py on a split whose videos are annotated "
+                f"(e.g. data.split=val), or choose a rule without ground truth (tracker=sam2)."
+            )
+
+    @staticmethod
+    def _ground_truth(
+        frames: FrameSource, t: int, object_ids: list[int], device: torch.device
+    ) -> torch.Tensor | None:
+        """Frame `t`'s masks of `object_ids` (bool [O, H, W]), read once for every group."""
+        truth = frames.ground_truth(t, object_ids)  # type: ignore[attr-defined]
+        return None if truth is None else torch.from_numpy(truth).to(device)
 
     # ------------------------------------------------------------------ propagation
     def _compact(self, out: dict[str, Any]) -> dict[str, Any]:
@@ -277,6 +309,8 @@ class VideoPropagator:
         """
         if not prompts or not any(prompts.values()):
             raise ValueError("propagate needs at least one prompted object")
+        self._require_ground_truth(frames)
+        read_truth = self.rule.needs_ground_truth
         device = next(self.model.parameters()).device
         num_frames = frames.num_frames
         video_size = (frames.height, frames.width)
@@ -293,6 +327,7 @@ class VideoPropagator:
             feats = self.model.encode_images(image)
             low_res: torch.Tensor | None = None
             scores = torch.full((len(object_ids),), NO_OBJ_SCORE, device=device)
+            truth = self._ground_truth(frames, t, object_ids, device) if read_truth else None
             for g, g_rows in zip(self.groups, rows, strict=True):
                 if g.start > t:
                     continue
@@ -320,9 +355,12 @@ class VideoPropagator:
                         num_frames,
                         flow=g_flow if self.model.needs_flow else None,
                         frame_step=frame_step,
+                        spatial=self.rule.select(g.bank, t, memory),
                     )
                 entry = self._compact(out)
-                self.rule.remember(g.bank, t, entry, out, prompted=prompted, flow=g_flow)
+                # ground truth only for a rule that asks (others need not take `truth=`)
+                g_truth = {"truth": None if truth is None else truth[g_rows]} if read_truth else {}
+                self.rule.remember(g.bank, t, entry, out, prompted=prompted, flow=g_flow, **g_truth)
                 self._prune(g, t, num_frames, frame_step)
                 masks = out["pred_masks"]
                 if low_res is None:
@@ -335,5 +373,4 @@ class VideoPropagator:
                 low_res[g_rows] = masks
                 scores[g_rows] = out["object_score_logits"].view(n).to(scores.dtype)
             assert low_res is not None
-            logits = F.interpolate(low_res, size=video_size, mode="bilinear", align_corners=False)
-            yield FrameResult(t, object_ids, logits[:, 0], scores)
+            yield FrameResult(t, object_ids, video_logits(low_res, video_size)[:, 0], scores)

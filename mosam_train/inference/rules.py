@@ -7,11 +7,16 @@ validation). The engine calls the rule at each decision point:
 - `initial_state`: the rule's own per-object state when a group of objects starts;
 - `visible`: the memory a frame attends to (all of it; or a filtered or re-indexed view:
   SAM 2 gives its memory slots temporal encodings by distance to the current frame);
+- `select`: optionally, which past frames' memory features each object of a tracked frame
+  attends to and in which temporal slots (a `SpatialMemory`, assembled by the model), when
+  a view cannot say it: a choice per object, or slots other than SAM 2's;
 - `remember`: whether and how a frame's output enters memory (prompted frames as
   conditioning frames, tracked frames as ordinary ones);
 - `horizon`: the oldest entries later frames can still use (older ones are dropped);
 - `needs_flow` / `flow_provider`: optical flow (current -> previous frame) for `visible`
-  and `remember`, computed by the engine once per frame.
+  and `remember`, computed by the engine once per frame;
+- `needs_ground_truth`: the frame's ground-truth masks for `remember` (upper bounds measured
+  on annotated data; the engine refuses a video without them before its first frame).
 
 Per-video, per-object state lives in the `MemoryBank` of each group of objects, never in
 the rule, so one rule object serves every video and every group. `TrackerRule` itself is
@@ -26,7 +31,7 @@ from typing import Any
 
 import torch
 
-from mosam_train.models.video_sam import FlowFn, OutputDict, new_output_dict
+from mosam_train.models.video_sam import FlowFn, OutputDict, SpatialMemory, new_output_dict
 
 
 @dataclass
@@ -76,6 +81,9 @@ class TrackerRule:
     #: when it has one, else `flow_provider`)
     needs_flow: bool = False
     flow_provider: FlowFn | None = None
+    #: whether `remember` reads each frame's ground truth (`truth=`); such a rule runs only
+    #: on annotated videos (eval), never on a video without ground truth (the demo)
+    needs_ground_truth: bool = False
 
     def initial_state(self, num_objects: int, device: torch.device) -> dict[str, Any]:
         """The rule's per-object state for `num_objects` objects starting together."""
@@ -88,6 +96,13 @@ class TrackerRule:
         conditioning frames, recent frames and object pointers from it by frame index)."""
         return bank.output_dict
 
+    def select(self, bank: MemoryBank, frame_idx: int, memory: OutputDict) -> SpatialMemory | None:
+        """Which past frames' memory features each object of tracked frame `frame_idx`
+        attends to, and their temporal slots (the prompted frames are always attended to);
+        `memory` is what `visible` returned. None: the model chooses (SAM 2's window, or a
+        model's own learned selection); object pointers always follow SAM 2's rule."""
+        return None
+
     def remember(
         self,
         bank: MemoryBank,
@@ -97,11 +112,14 @@ class TrackerRule:
         *,
         prompted: bool,
         flow: torch.Tensor | None = None,
+        truth: torch.Tensor | None = None,
     ) -> None:
         """Store frame `frame_idx` in `bank`: `entry` is what the model keeps of a frame
         (`VideoSAM.memory_entry`), `out` the frame's whole output (IoU predictions,
         candidate masks, object scores). A prompted frame must stay a conditioning frame:
-        SAM 2 tracks from those."""
+        SAM 2 tracks from those. `truth` (given only to a rule that `needs_ground_truth`):
+        the frame's ground-truth masks, bool [N, H, W] at the video's resolution in
+        `bank.object_ids` order, or None where the frame is not annotated."""
         if prompted:
             bank.cond[frame_idx] = entry
         else:

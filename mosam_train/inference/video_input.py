@@ -108,6 +108,6 @@ class VideoFrames(ChunkedFrames):
     def __init__(self, video: VideoInput, image_size: int, read_ahead: int = 16) -> None:
         super().__init__(
             video.read, video.num_frames, (video.height, video.width), image_size,
-            read_ahead=read_ahead,
+            read_ahead=read_ahead, name=f"video={video.path}",
         )  # fmt: skip
         self.video = video

@@ -16,7 +16,7 @@ import torch
 
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.engine import FrameResult, FrameSource
-from mosam_train.inference.sources import RecordFrames
+from mosam_train.inference.sources import RecordFrames, has_ground_truth
 from mosam_train.metrics.jf import ObjectScore, default_protocol, object_frames, score_record
 
 log = logging.getLogger(__name__)
@@ -44,14 +44,6 @@ def first_appearance_prompts(
             oid: masks[k] for k, oid in enumerate(record.object_ids) if first.get(oid) == t
         }
     return prompts
-
-
-def has_ground_truth(record: VideoRecord, first: dict[int, int] | None = None) -> bool:
-    """Whether `record` can be scored: it has annotated frames besides the first-appearance
-    frames the prompts come from. YouTube-VOS / MOSE valid and DAVIS test-dev have not
-    (their scores come from the benchmarks' servers)."""
-    first = record.first_appearance() if first is None else first
-    return bool(set(record.annotated_frames) - set(first.values()))
 
 
 def unscorable_reason(record: VideoRecord, first: dict[int, int] | None = None) -> str | None:

@@ -7,8 +7,8 @@ points, through hooks this tracker registers on SAM 2's modules:
   added to it on tracked frames (see `motion/prompting.py` for why added, not appended);
 - the memory attention's input (`memory_attention`): SAM 2 assembles prompted frames, its
   last six frames and the object pointers; the spatial part (everything but the pointers)
-  is replaced by the prompted frames plus the ST-MS selection, with the pixel filter as an
-  attention bias. Object pointers follow SAM 2's own rule (every prompted frame's plus up to
+  is replaced by the prompted frames plus the ST-MS selection (`VideoSAM`'s assembly of a
+  `SpatialMemory`), with the pixel filter as an attention bias. Object pointers follow SAM 2's own rule (every prompted frame's plus up to
   `max_obj_ptrs_in_encoder - 1` recent frames'): they are 4 tokens a frame, SAM 2 learned
   their temporal encoding on consecutive frames, and leaving them alone keeps MoSAM exactly
   SAM 2 when its selection is SAM 2's window.
@@ -28,11 +28,11 @@ from sam2.modeling.sam2_base import SAM2Base
 from sam2.modeling.sam2_utils import select_closest_cond_frames
 from torch import nn
 
-from mosam_train.models.memory.attention import enable_key_bias, set_key_bias
+from mosam_train.models.memory.attention import enable_key_bias
 from mosam_train.models.memory.selection import MemorySelection
 from mosam_train.models.motion.prompting import MotionGuidedPrompting, MotionPrompt
 from mosam_train.models.motion.sparse import KEYPOINTS, mask_keypoints
-from mosam_train.models.video_sam import FrameFeatures, OutputDict, VideoSAM
+from mosam_train.models.video_sam import FrameFeatures, OutputDict, SpatialMemory, VideoSAM
 from mosam_train.optical_flow import build_flow_provider
 
 MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
@@ -68,9 +68,7 @@ class MoSAMTracker(VideoSAM):
             enable_key_bias(sam2.memory_attention)
         self.flow_provider = build_flow_provider(**(flow or {})) if self.needs_flow else None
         self._motion: MotionPrompt | None = None
-        self._memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
         sam2.sam_prompt_encoder.register_forward_hook(self._add_motion_prompt)
-        sam2.memory_attention.register_forward_pre_hook(self._replace_memory, with_kwargs=True)
 
     @property
     def needs_flow(self) -> bool:
@@ -93,22 +91,6 @@ class MoSAMTracker(VideoSAM):
             dense = dense + motion.dense
         return sparse, dense
 
-    def _replace_memory(self, module: nn.Module, args: Any, kwargs: dict) -> Any:
-        if self._memory is None:
-            return None
-        spatial, spatial_pos, bias = self._memory
-        n_ptr = kwargs.get("num_obj_ptr_tokens", 0)
-        memory, memory_pos = kwargs["memory"], kwargs["memory_pos"]
-        ptr = memory[memory.shape[0] - n_ptr :]
-        ptr_pos = memory_pos[memory_pos.shape[0] - n_ptr :]
-        kwargs = dict(kwargs)
-        kwargs["memory"] = torch.cat([spatial.to(memory.dtype), ptr])
-        kwargs["memory_pos"] = torch.cat([spatial_pos.to(memory_pos.dtype), ptr_pos])
-        if bias is not None:
-            # for this call only: `_heads` clears it when the step ends
-            set_key_bias(module, torch.cat([bias, bias.new_zeros(bias.shape[0], n_ptr)], 1))
-        return args, kwargs
-
     # ------------------------------------------------------------------ per frame
     def _heads(
         self,
@@ -121,6 +103,7 @@ class MoSAMTracker(VideoSAM):
         mask_inputs: torch.Tensor | None,
         flow: torch.Tensor | None,
         frame_step: int,
+        spatial: SpatialMemory | None,
     ) -> tuple[dict[str, Any], tuple]:
         sam2 = self.sam2
         tracked = not is_init_cond_frame and not (
@@ -129,31 +112,24 @@ class MoSAMTracker(VideoSAM):
         motion = None
         if tracked and self.mgp is not None and point_inputs is None:
             motion = self._motion_prompt(frame_idx, output_dict, flow)
-        if tracked and self.stms is not None:
-            self._memory = self._selected_memory(frame_idx, output_dict, feats, frame_step)
+        if tracked and self.stms is not None and spatial is None:  # a rule's choice wins
+            spatial = self._selected_memory(frame_idx, output_dict, frame_step)
         self._motion = motion
-        # SAM 2 still picks the object pointers from the bank; the spatial memory it would
-        # assemble is the hook's to replace, so it is handed none
-        sam2_view = (
-            output_dict if self._memory is None else self._pointers_only(frame_idx, output_dict)
-        )
         try:
             current_out, sam_outputs = super()._heads(
                 frame_idx,
                 is_init_cond_frame,
                 feats,
-                sam2_view,
+                output_dict,
                 num_frames,
                 point_inputs,
                 mask_inputs,
                 flow,
                 frame_step,
+                spatial,
             )
         finally:
             self._motion = None
-            self._memory = None
-            if self.stms is not None and self.stms.pixel_head is not None:
-                set_key_bias(sam2.memory_attention, None)
         if motion is not None and motion.region is not None:
             current_out["motion_region"] = motion.region
         if motion is not None and motion.visibility is not None:
@@ -221,82 +197,40 @@ class MoSAMTracker(VideoSAM):
         )
 
     # ------------------------------------------------------------------ memory
-    def _pointers_only(self, frame_idx: int, output_dict: OutputDict) -> OutputDict:
-        """The bank as SAM 2's memory assembly sees it while the hook supplies the spatial
-        memory: the entries SAM 2 reads memory features from (every prompted frame, its
-        window of recent frames) carry empty ones ([N, C, 0, 0], same dtype and device),
-        so it builds only the object pointers, by its own rule, and no spatial memory (at
-        1024 px, megabytes a frame) for the hook to discard."""
-        sam2 = self.sam2
-        stride = 1 if sam2.training else sam2.memory_temporal_stride_for_eval
-        window = {frame_idx - 1} | {
-            ((frame_idx - 2) // stride) * stride - (t_rel - 2) * stride
-            for t_rel in range(2, sam2.num_maskmem)
-        }
-
-        def empty(entry: dict[str, Any]) -> dict[str, Any]:
-            feats = entry.get("maskmem_features")
-            if feats is None:
-                return entry
-            pos = entry["maskmem_pos_enc"][-1]
-            return {
-                **entry,
-                "maskmem_features": feats[..., :0, :0],
-                "maskmem_pos_enc": [pos[..., :0, :0]],
-            }
-
-        non_cond = dict(output_dict["non_cond_frame_outputs"])
-        for t in window & non_cond.keys():
-            non_cond[t] = empty(non_cond[t])
-        return {
-            "cond_frame_outputs": {
-                t: empty(e) for t, e in output_dict["cond_frame_outputs"].items()
-            },
-            "non_cond_frame_outputs": non_cond,
-        }
-
     def _selected_memory(
-        self, frame_idx: int, output_dict: OutputDict, feats: FrameFeatures, frame_step: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Spatial memory tokens [M, N, C], their position encodings and the key bias [N, M]
-        (prompted frames first, then the kept frames oldest first, as SAM 2 orders them)."""
-        sam2, stms = self.sam2, self.stms
-        device = feats.vision_feats[-1].device
-        n = feats.vision_feats[-1].shape[1]
-        selected_cond, unselected_cond = select_closest_cond_frames(
-            frame_idx, output_dict["cond_frame_outputs"], sam2.max_cond_frames_in_attn
+        self, frame_idx: int, output_dict: OutputDict, frame_step: int
+    ) -> SpatialMemory:
+        """Rate & Rank: the candidates each object keeps, in temporal slots by rank."""
+        _, unselected_cond = select_closest_cond_frames(
+            frame_idx, output_dict["cond_frame_outputs"], self.sam2.max_cond_frames_in_attn
         )
         # As in SAM 2, an unselected prompted frame competes as an ordinary past frame.
         pool = {**unselected_cond, **output_dict["non_cond_frame_outputs"]}
-        entries, index = stms.select(frame_idx, pool, frame_step)
-        use_pixel = stms.pixel_head is not None
-        memory, memory_pos, bias = [], [], []
-        tpos = sam2.maskmem_tpos_enc  # [num_maskmem, 1, 1, C]: index = distance slot
-        for e in selected_cond.values():  # prompted frames take the farthest slot
-            memory.append(e["maskmem_features"].to(device).flatten(2).permute(2, 0, 1))
-            pos = e["maskmem_pos_enc"][-1].to(device).flatten(2).permute(2, 0, 1)
-            memory_pos.append(pos + tpos[sam2.num_maskmem - 1])
-            if use_pixel:
-                bias.append(torch.zeros(n, memory[-1].shape[0], device=device))
-        if entries:
-            # kept frames [k, N, ...], most recent first, gathered in one step (no host sync)
-            mem = torch.stack([e["maskmem_features"] for e in entries]).to(device)
-            pos = torch.stack([e["maskmem_pos_enc"][-1] for e in entries]).to(device)
-            z = torch.stack([e["pixel_logits"] for e in entries]).to(device) if use_pixel else None
-            if index is not None:  # each object its own: row r of `index` per object
-                rows = torch.arange(n, device=index.device)
-                mem, pos = mem[index, rows], pos[index, rows]
-                z = z[index, rows] if use_pixel else None
-            k = mem.shape[0]
-            # oldest kept frame first; the r-th most recent takes SAM 2's slot for t-r
-            # (temporal encoding index r - 1): [k, N, C, h, w] -> [k * hw, N, C]
-            memory.append(mem.flip(0).flatten(3).permute(0, 3, 1, 2).flatten(0, 1))
-            pos = pos.flip(0).flatten(3).permute(0, 3, 1, 2) + tpos[:k].flip(0)
-            memory_pos.append(pos.flatten(0, 1))
-            if use_pixel:
-                bias.append(stms.pixel_head.bias(z).flip(0).flatten(2).permute(1, 0, 2).flatten(1))
-        key = torch.cat(bias, 1) if use_pixel else None
-        return torch.cat(memory), torch.cat(memory_pos), key
+        return SpatialMemory(*self.stms.select(frame_idx, pool, frame_step))
+
+    def _memory_key_bias(
+        self,
+        frame_idx: int,
+        output_dict: OutputDict,
+        spatial: SpatialMemory,
+        device: torch.device,
+    ) -> torch.Tensor | None:
+        """The pixel filter: no bias on the prompted frames' tokens, the pixel-confidence
+        head's on the kept frames' (oldest first, as `_spatial_memory` orders them)."""
+        stms = self.stms
+        if stms is None or stms.pixel_head is None:
+            return None
+        selected_cond, _ = select_closest_cond_frames(
+            frame_idx, output_dict["cond_frame_outputs"], self.sam2.max_cond_frames_in_attn
+        )
+        bias = []
+        for e in selected_cond.values():
+            n, hw = e["maskmem_features"].shape[0], e["maskmem_features"][0, 0].numel()
+            bias.append(torch.zeros(n, hw, device=device))
+        if spatial.entries:
+            z = spatial.gather(lambda e: e["pixel_logits"], device)
+            bias.append(stms.pixel_head.bias(z).flip(0).flatten(2).permute(1, 0, 2).flatten(1))
+        return torch.cat(bias, 1)
 
     # ------------------------------------------------------------------ memory bank
     def memory_entry(self, out: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:

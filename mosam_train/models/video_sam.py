@@ -4,6 +4,15 @@
 encoder for one frame of a batch of objects, and returns every output the losses, the
 memory bank and later the memory-selection heads need. Training (`forward_clip`) and
 inference (`mosam_train.inference.engine`) both go through it, so they cannot drift apart.
+
+Memory selection (`SpatialMemory`): SAM 2 assembles the spatial memory a frame attends to
+itself, one frame per temporal slot, picked by frame index and the same for every object
+of a batch. A selection that differs per object, or that gives a kept frame a slot other
+than its rank (several far frames sharing SAM 2's last slot), cannot be expressed as a view
+of the bank; `track(..., spatial=...)` assembles it here instead, from an explicit list of
+kept frames and slots per object, and hands it to SAM 2's memory attention through a
+forward pre-hook, while SAM 2 still builds the object pointers by its own rule. MoSAM's
+learned selection and the inference-time rules go through this one assembly.
 """
 
 from __future__ import annotations
@@ -18,8 +27,11 @@ import torch.nn.functional as F
 from sam2.modeling.backbones.hieradet import MultiScaleBlock
 from sam2.modeling.memory_attention import MemoryAttentionLayer
 from sam2.modeling.sam2_base import SAM2Base
+from sam2.modeling.sam2_utils import select_closest_cond_frames
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from mosam_train.models.memory.attention import set_key_bias
 
 OutputDict = dict[str, dict[int, dict[str, Any]]]
 # optical flow of frames [N, 3, S, S] to the frames before them -> [N, 2, S, S]
@@ -76,6 +88,35 @@ class FrameFeatures:
         )
 
 
+@dataclass
+class SpatialMemory:
+    """Which past frames' memory features each object of a batch attends to, and with which
+    of SAM 2's temporal slots (the prompted frames are always attended to, in their own
+    slot, as in SAM 2).
+
+    entries: candidate memory entries ([N, ...] tensors with "maskmem_features"), most
+    recent first; index: [k, N] long into `entries`, row r each object's r-th most recent
+    kept frame (None: every object keeps all `entries`); slots: [k] or [k, N] long, row r
+    takes SAM 2's temporal slot for frame t - slots[r] (1: the slot of t-1), clamped to
+    SAM 2's last slot for past frames beyond it (None: by rank, slots[r] = r + 1).
+    """
+
+    entries: list[dict[str, Any]]
+    index: torch.Tensor | None = None
+    slots: torch.Tensor | None = None
+
+    def gather(
+        self, read: Callable[[dict[str, Any]], torch.Tensor], device: torch.device
+    ) -> torch.Tensor:
+        """`read(entry)` ([N, ...]) of each object's kept frames -> [k, N, ...], most recent
+        first, in one gather (no host sync)."""
+        x = torch.stack([read(e) for e in self.entries]).to(device)
+        if self.index is None:
+            return x
+        rows = torch.arange(x.shape[1], device=self.index.device)
+        return x[self.index, rows]
+
+
 class VideoSAM(nn.Module):
     """A SAM 2 model (any `SAM2Base`, or a subclass that overrides its hook points).
 
@@ -88,6 +129,10 @@ class VideoSAM(nn.Module):
         super().__init__()
         self.sam2 = sam2
         self.flow_provider: FlowFn | None = None  # set by models that need flow
+        # spatial memory tokens, their position encodings and key bias for the current
+        # step's memory attention (`_replace_memory`), while a `SpatialMemory` is in use
+        self._memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        sam2.memory_attention.register_forward_pre_hook(self._replace_memory, with_kwargs=True)
 
     @property
     def needs_flow(self) -> bool:
@@ -131,6 +176,7 @@ class VideoSAM(nn.Module):
         memory_from_low_res: bool = False,
         flow: torch.Tensor | None = None,
         frame_step: int = 1,
+        spatial: SpatialMemory | None = None,
     ) -> dict[str, Any]:
         """One frame for a batch of objects; the result is ready to be stored in `output_dict`.
 
@@ -138,6 +184,8 @@ class VideoSAM(nn.Module):
         image size, which is what `SAM2VideoPredictor` does for prompted frames. `flow`
         (current -> previous, [N, 2, S, S]) and `frame_step` (engine frames per processed
         frame) are for models that use motion and strided memory; SAM 2 ignores them.
+        `spatial`: the past frames a tracked frame attends to (an inference rule's choice),
+        instead of SAM 2's window or the model's own selection.
         """
         sam2 = self.sam2
         current_out, sam_outputs = self._heads(
@@ -150,6 +198,7 @@ class VideoSAM(nn.Module):
             mask_inputs,
             flow,
             frame_step,
+            spatial,
         )
         (
             _low_res_multimasks,
@@ -199,22 +248,139 @@ class VideoSAM(nn.Module):
         mask_inputs: torch.Tensor | None,
         flow: torch.Tensor | None,
         frame_step: int,
+        spatial: SpatialMemory | None,
     ) -> tuple[dict[str, Any], tuple]:
-        """SAM 2's own step: memory attention and SAM heads (the override point)."""
-        current_out, sam_outputs, _, _ = self.sam2._track_step(
-            frame_idx,
-            is_init_cond_frame,
-            feats.vision_feats,
-            feats.vision_pos,
-            feats.feat_sizes,
-            point_inputs,
-            mask_inputs,
-            output_dict,
-            num_frames,
-            False,
-            None,
+        """SAM 2's own step: memory attention and SAM heads (the override point). With a
+        `spatial` selection on a tracked frame, SAM 2 builds only the object pointers and the
+        spatial memory is `spatial`'s (`_replace_memory`)."""
+        sam2 = self.sam2
+        tracked = not is_init_cond_frame and not (
+            mask_inputs is not None and sam2.use_mask_input_as_output_without_sam
         )
+        if tracked and spatial is not None:
+            device = feats.vision_feats[-1].device
+            memory, memory_pos = self._spatial_memory(frame_idx, output_dict, spatial, device)
+            bias = self._memory_key_bias(frame_idx, output_dict, spatial, device)
+            self._memory = (memory, memory_pos, bias)
+            output_dict = self._pointers_only(frame_idx, output_dict)
+        try:
+            current_out, sam_outputs, _, _ = sam2._track_step(
+                frame_idx,
+                is_init_cond_frame,
+                feats.vision_feats,
+                feats.vision_pos,
+                feats.feat_sizes,
+                point_inputs,
+                mask_inputs,
+                output_dict,
+                num_frames,
+                False,
+                None,
+            )
+        finally:
+            if self._memory is not None and self._memory[2] is not None:
+                set_key_bias(sam2.memory_attention, None)
+            self._memory = None
         return current_out, sam_outputs
+
+    # ------------------------------------------------------------------ spatial memory
+    def _replace_memory(self, module: nn.Module, args: Any, kwargs: dict) -> Any:
+        """Memory attention's pre-hook: the spatial part of SAM 2's memory (everything but
+        the object pointers, which come last) replaced by the current step's assembly."""
+        if self._memory is None:
+            return None
+        spatial, spatial_pos, bias = self._memory
+        n_ptr = kwargs.get("num_obj_ptr_tokens", 0)
+        memory, memory_pos = kwargs["memory"], kwargs["memory_pos"]
+        ptr = memory[memory.shape[0] - n_ptr :]
+        ptr_pos = memory_pos[memory_pos.shape[0] - n_ptr :]
+        kwargs = dict(kwargs)
+        kwargs["memory"] = torch.cat([spatial.to(memory.dtype), ptr])
+        kwargs["memory_pos"] = torch.cat([spatial_pos.to(memory_pos.dtype), ptr_pos])
+        if bias is not None:
+            # for this call only: `_heads` clears it when the step ends
+            set_key_bias(module, torch.cat([bias, bias.new_zeros(bias.shape[0], n_ptr)], 1))
+        return args, kwargs
+
+    def _pointers_only(self, frame_idx: int, output_dict: OutputDict) -> OutputDict:
+        """The bank as SAM 2's memory assembly sees it while the hook supplies the spatial
+        memory: the entries SAM 2 reads memory features from (every prompted frame, its
+        window of recent frames) carry empty ones ([N, C, 0, 0], same dtype and device),
+        so it builds only the object pointers, by its own rule, and no spatial memory (at
+        1024 px, megabytes a frame) for the hook to discard."""
+        sam2 = self.sam2
+        stride = 1 if sam2.training else sam2.memory_temporal_stride_for_eval
+        window = {frame_idx - 1} | {
+            ((frame_idx - 2) // stride) * stride - (t_rel - 2) * stride
+            for t_rel in range(2, sam2.num_maskmem)
+        }
+
+        def empty(entry: dict[str, Any]) -> dict[str, Any]:
+            feats = entry.get("maskmem_features")
+            if feats is None:
+                return entry
+            pos = entry["maskmem_pos_enc"][-1]
+            return {
+                **entry,
+                "maskmem_features": feats[..., :0, :0],
+                "maskmem_pos_enc": [pos[..., :0, :0]],
+            }
+
+        non_cond = dict(output_dict["non_cond_frame_outputs"])
+        for t in window & non_cond.keys():
+            non_cond[t] = empty(non_cond[t])
+        return {
+            "cond_frame_outputs": {
+                t: empty(e) for t, e in output_dict["cond_frame_outputs"].items()
+            },
+            "non_cond_frame_outputs": non_cond,
+        }
+
+    def _spatial_memory(
+        self,
+        frame_idx: int,
+        output_dict: OutputDict,
+        spatial: SpatialMemory,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spatial memory tokens [M, N, C] and their position encodings: the prompted frames
+        SAM 2 selects (in their slot), then `spatial`'s kept frames oldest first, as SAM 2
+        orders its window."""
+        sam2 = self.sam2
+        selected_cond, _ = select_closest_cond_frames(
+            frame_idx, output_dict["cond_frame_outputs"], sam2.max_cond_frames_in_attn
+        )
+        memory, memory_pos = [], []
+        tpos = sam2.maskmem_tpos_enc  # [num_maskmem, 1, 1, C]: index = distance slot
+        for e in selected_cond.values():  # prompted frames take the farthest slot
+            memory.append(e["maskmem_features"].to(device).flatten(2).permute(2, 0, 1))
+            pos = e["maskmem_pos_enc"][-1].to(device).flatten(2).permute(2, 0, 1)
+            memory_pos.append(pos + tpos[sam2.num_maskmem - 1])
+        if spatial.entries:
+            # kept frames [k, N, C, h, w], most recent first -> oldest first [k * hw, N, C]
+            mem = spatial.gather(lambda e: e["maskmem_features"], device)
+            pos = spatial.gather(lambda e: e["maskmem_pos_enc"][-1], device)
+            k = mem.shape[0]
+            memory.append(mem.flip(0).flatten(3).permute(0, 3, 1, 2).flatten(0, 1))
+            if spatial.slots is None:  # by rank: the r-th most recent takes the slot of t-r
+                slot_enc = tpos[:k]
+            else:  # the slot of t-d is encoding d - 1; the last past slot is num_maskmem - 2
+                index = spatial.slots.to(tpos.device).clamp(1, sam2.num_maskmem - 1) - 1
+                slot_enc = tpos[index.view(k, -1)][:, :, 0, 0][:, None]  # [k, 1, 1|N, C]
+            pos = pos.flip(0).flatten(3).permute(0, 3, 1, 2) + slot_enc.flip(0)
+            memory_pos.append(pos.flatten(0, 1))
+        return torch.cat(memory), torch.cat(memory_pos)
+
+    def _memory_key_bias(
+        self,
+        frame_idx: int,
+        output_dict: OutputDict,
+        spatial: SpatialMemory,
+        device: torch.device,
+    ) -> torch.Tensor | None:
+        """An additive attention bias [N, M] on `_spatial_memory`'s tokens (a model's pixel
+        filter), or None: SAM 2 has none."""
+        return None
 
     # ------------------------------------------------------------------ memory bank
     def memory_entry(self, out: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:

@@ -125,13 +125,13 @@ def test_selected_memory_differs_from_sam2_last_six_when_confidences_differ(micr
     seen = []
     original = model._selected_memory
 
-    def spy(frame_idx, output_dict, feats, frame_step):
+    def spy(frame_idx, output_dict, frame_step):
         pool = output_dict["non_cond_frame_outputs"]
         entries, index = model.stms.select(frame_idx, pool, frame_step)
         if index is not None:
             ts = {id(e): t for t, e in pool.items()}
             seen.append((frame_idx, sorted(ts[id(entries[i])] for i in index[:, 0].tolist())))
-        return original(frame_idx, output_dict, feats, frame_step)
+        return original(frame_idx, output_dict, frame_step)
 
     model._selected_memory = spy
     prompts = first_appearance_prompts(record)

@@ -18,6 +18,7 @@ are `frame_step` engine frames apart (SA-V annotations: every 4th frame, YouTube
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,32 @@ import torch
 from torch import nn
 
 from mosam_train.models.memory.heads import FrameConfidenceHead, PixelConfidenceHead
+
+log = logging.getLogger(__name__)
+
+#: the past frames SAM 2 attends to: num_maskmem - 1 (7 - 1 in every SAM 2 config)
+SAM2_WINDOW = 6
+
+
+def warn_if_within_window(
+    stride: int, candidates: int, setting: str, window: int = SAM2_WINDOW
+) -> bool:
+    """Warn (and return True) when candidates t-Δ, ..., t-nΔ all lie within SAM 2's window
+    of the last `window` frames: the selection then never reaches a frame SAM 2 would not
+    read anyway, so it cannot act (it can only leave some of them out). The pass-through
+    setting, stride 1 with `window` candidates (SAM 2's window itself), stays silent.
+    `setting` names the config node in the message (e.g. "model.stms")."""
+    if stride * candidates > window or (stride == 1 and candidates == window):
+        return False
+    log.warning(
+        "%s: stride %d x candidates %d = %d frames back does not reach past SAM 2's window "
+        "of the last %d frames, so memory selection cannot act (it can only leave out "
+        "frames SAM 2 reads anyway). Fix: set %s.stride x %s.candidates above %d (e.g. "
+        "stride=2 candidates=12), or stride=1 candidates=%d for SAM 2's window as it is.",
+        setting, stride, candidates, stride * candidates, window, setting, setting, window,
+        window,
+    )  # fmt: skip
+    return True
 
 
 class MemorySelection(nn.Module):
@@ -58,6 +85,7 @@ class MemorySelection(nn.Module):
             )
         if stride < 1:
             raise ValueError(f"model.stms.stride={stride}: must be >= 1")
+        warn_if_within_window(stride, candidates, "model.stms", window=slots)
         self.stride = int(stride)
         self.num_candidates = int(candidates)
         self.top_k = int(top_k)

@@ -1,0 +1,157 @@
+"""`tracker=oracle`: memory selection that reads the ground truth, a bound for learned ones.
+
+Each tracked frame t attends, per object, to its prompted frames plus at most `top_k` past
+frames (SAM 2's 6 past slots): t-1 always, and the best of the candidates t-Δ, t-2Δ, ...,
+t-nΔ (Δ = `stride`, n = `candidates`, in the engine's frames) by `score`:
+
+- `iou`: the true IoU of that frame's prediction (each object's own mask, at the video's
+  resolution) with its ground truth; an object absent and predicted absent scores 1, as J;
+- `visible_iou`: the same, but a frame where the object is absent in the ground truth is
+  worth 0 (an absent object is no memory of it);
+- `recency`: the most recent candidates (SAM 2's rule restated: with stride 1, 6
+  candidates and slots by rank it is `tracker=sam2` exactly);
+- `prompt`: no past frame, the prompted frames alone (object pointers, like every
+  setting's, still follow SAM 2's rule; `tracker=cond_only` drops those too).
+
+Ties go to the more recent frame; a frame without annotation ranks below every annotated
+one. Temporal slots (`slots`) of the kept frames, SAM 2's `maskmem_tpos_enc`:
+
+- `rank`: the r-th most recent kept frame takes SAM 2's slot for t-r, as SAM 2 does with a
+  stride and MoSAM does with its selection;
+- `distance`: a frame d frames back takes SAM 2's slot for t-d; frames beyond SAM 2's last
+  past slot (t-6) all share that one.
+
+The scores are computed when a frame enters memory, from `truth` (the engine hands it to
+rules that need ground truth), so the oracle runs on annotated videos only (eval).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mosam_train.inference.engine import video_logits
+from mosam_train.inference.rules import MemoryBank, TrackerRule
+from mosam_train.models.memory.selection import SAM2_WINDOW, warn_if_within_window
+from mosam_train.models.video_sam import OutputDict, SpatialMemory
+
+SCORES = ("iou", "visible_iou", "recency", "prompt")
+SLOTS = ("rank", "distance")
+
+
+def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """{"true_iou": [N], "present": [N]} of a frame's low-resolution mask logits [N, 1, h, w]
+    against its ground truth bool [N, H, W]; NaN where the frame is not annotated (None)."""
+    n = pred_masks.shape[0]
+    if truth is None:
+        unknown = torch.full((n,), float("nan"), device=pred_masks.device)
+        return {"true_iou": unknown, "present": unknown}
+    pred = video_logits(pred_masks.float(), tuple(truth.shape[-2:]))[:, 0] > 0
+    truth = truth.to(pred.device, torch.bool)
+    inter = (pred & truth).flatten(1).sum(1)
+    union = (pred | truth).flatten(1).sum(1)
+    iou = torch.where(
+        union > 0, inter / union.clamp(min=1), torch.ones_like(inter, dtype=torch.float)
+    )
+    return {"true_iou": iou.float(), "present": truth.flatten(1).any(1).float()}
+
+
+class Oracle(TrackerRule):
+    """score: one of `SCORES`; stride (Δ) and candidates (n): the candidate frames t-Δ ...
+    t-nΔ; slots: one of `SLOTS`; top_k: past frames kept per object (t-1 included)."""
+
+    def __init__(
+        self,
+        score: str = "visible_iou",
+        stride: int = 1,
+        candidates: int = 12,
+        slots: str = "rank",
+        top_k: int = SAM2_WINDOW,
+    ) -> None:
+        if score not in SCORES:
+            raise ValueError(
+                f"tracker.score={score!r}: not an oracle score. Fix: one of {', '.join(SCORES)}."
+            )
+        if slots not in SLOTS:
+            raise ValueError(
+                f"tracker.slots={slots!r}: not a slot rule. Fix: one of {', '.join(SLOTS)}."
+            )
+        for name, value in (("stride", stride), ("candidates", candidates), ("top_k", top_k)):
+            if int(value) < 1:
+                raise ValueError(f"tracker.{name}={value}: must be >= 1")
+        self.score, self.slots = score, slots
+        self.stride, self.num_candidates, self.top_k = int(stride), int(candidates), int(top_k)
+        self.needs_ground_truth = score in ("iou", "visible_iou")
+        if score != "prompt":
+            warn_if_within_window(self.stride, self.num_candidates, "tracker")
+
+    def candidates(self, frame_idx: int) -> list[int]:
+        """t-1, then t-Δ, ..., t-nΔ (frames >= 0, each once), most recent first."""
+        frames = [frame_idx - 1] + [
+            frame_idx - j * self.stride for j in range(1, self.num_candidates + 1)
+        ]
+        return [t for t in dict.fromkeys(frames) if t >= 0]
+
+    def _scores(self, entries: list[dict[str, Any]]) -> torch.Tensor:
+        """[C, N]: each candidate's worth per object (higher is kept first)."""
+        if self.score == "recency":
+            n, device = (
+                entries[0]["maskmem_features"].shape[0],
+                entries[0]["maskmem_features"].device,
+            )
+            return torch.zeros(len(entries), n, device=device)
+        iou = torch.stack([e["true_iou"] for e in entries])
+        if self.score == "visible_iou":
+            iou = iou * torch.stack([e["present"] for e in entries])
+        return iou.nan_to_num(nan=-1.0)  # not annotated: below every annotated frame
+
+    def select(self, bank: MemoryBank, frame_idx: int, memory: OutputDict) -> SpatialMemory:
+        if self.score == "prompt":
+            return SpatialMemory([])
+        pool = memory["non_cond_frame_outputs"]
+        frames = [
+            t
+            for t in self.candidates(frame_idx)
+            if t in pool and pool[t].get("maskmem_features") is not None
+        ]
+        if not frames:
+            return SpatialMemory([])
+        entries = [pool[t] for t in frames]
+        scores = self._scores(entries)
+        if frames[0] == frame_idx - 1:
+            scores[0] = float("inf")  # t-1 is always kept
+        k = min(self.top_k, len(entries))
+        kept = torch.sort(scores, dim=0, descending=True, stable=True).indices[:k]
+        index = torch.sort(kept, dim=0).values  # row r: each object's r-th most recent
+        slots = None
+        if self.slots == "distance":
+            back = torch.tensor([frame_idx - t for t in frames], device=index.device)
+            slots = back[index]
+        return SpatialMemory(entries, index, slots)
+
+    def remember(
+        self,
+        bank: MemoryBank,
+        frame_idx: int,
+        entry: dict[str, Any],
+        out: dict[str, Any],
+        *,
+        prompted: bool,
+        flow: torch.Tensor | None = None,
+        truth: torch.Tensor | None = None,
+    ) -> None:
+        if self.needs_ground_truth and not prompted:  # prompted frames are never candidates
+            entry = {**entry, **truth_scores(out["pred_masks"], truth)}
+        super().remember(bank, frame_idx, entry, out, prompted=prompted, flow=flow)
+
+    def horizon(
+        self, bank: MemoryBank, next_frame: int, model_horizon: tuple[int, int]
+    ) -> tuple[int, int]:
+        oldest_mem, oldest_ptr = model_horizon
+        if self.score != "prompt":
+            oldest_mem = min(oldest_mem, next_frame - self.stride * self.num_candidates)
+        return oldest_mem, oldest_ptr
+
+
+RULE = Oracle
