@@ -27,8 +27,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mosam_train import tasks
+from mosam_train.metrics.jf import ROW_FIELDS
 from mosam_train.palette import voc_palette
 from mosam_train.tasks import vos_evaluation
+from mosam_train.tasks.results import ResultsDir
+from mosam_train.tasks.vos_evaluation import ROWS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUTS = ("davis", "sav", "ytvos", "mose", "lvos")
@@ -330,3 +333,12 @@ def test_a_crash_halfway_then_a_rerun_gives_the_uninterrupted_result(
     other = OmegaConf.merge(cfg, {"data": {"val_max_videos": 1}})
     with pytest.raises(ValueError, match="holds results of another evaluation"):
         tasks.evaluate(other)
+
+
+def test_rows_written_with_other_columns_are_not_continued(tmp_path):
+    """A per_object.csv from a version with other columns: appending today's rows under its
+    header would misalign them, so the rerun is refused."""
+    (tmp_path / ROWS_FILE).write_text("video,object_id,j_mean\nv,1,0.5\n")
+    results = ResultsDir(tmp_path, ROWS_FILE, ROW_FIELDS, key="video")
+    with pytest.raises(ValueError, match=r"per_object\.csv has the columns .*Fix: evaluate"):
+        results.guard(OmegaConf.create({"baseline": "copy_first"}))
