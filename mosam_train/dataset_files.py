@@ -1,5 +1,5 @@
 """Reading the files datasets are made of: JPEG frames, indexed (palette) PNGs, frame
-folders, split lists.
+folders, split lists, tag files.
 
 Each function raises `DataError` naming the file and the fix, so every reader reports bad
 files the same way and the training loader can skip them. The dataset readers
@@ -9,6 +9,7 @@ files the same way and the training loader can skip them. The dataset readers
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,52 @@ def read_list(path: Path) -> list[str]:
     lines = read_lines(path, "split list")
     names = [ln.strip() for ln in lines]
     return list(dict.fromkeys(n for n in names if n and not n.startswith("#")))
+
+
+# A video's tags: one list for all its objects, or a list per object id.
+VideoTags = tuple[str, ...] | dict[int, tuple[str, ...]]
+TAGS_FILE = "tags.json"
+
+
+def read_tags(root: Path) -> dict[str, VideoTags]:
+    """Optional `<root>/tags.json`; {} when absent. Each video maps to a list of tags that
+    every object of it carries (``{"<video>": ["occlusion"]}``) or to a list per object id
+    (``{"<video>": {"1": ["occlusion"], "2": []}}``; an object not listed has none)."""
+    path = root / TAGS_FILE
+    if not path.exists():
+        return {}
+    fix = (
+        'Fix: write {"<video>": ["tag", ...]} (tags of every object of the video) or '
+        '{"<video>": {"<object id>": ["tag", ...]}} (tags per object), or delete the file.'
+    )
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot parse tags ({e}). {fix}", path) from e
+    if not isinstance(raw, dict):
+        raise DataError(
+            f"{path}: cannot parse tags (expected an object, got {raw!r:.40}). {fix}", path
+        )
+    out: dict[str, VideoTags] = {}
+    for video, entry in raw.items():
+        if isinstance(entry, list) and all(isinstance(t, str) for t in entry):
+            out[str(video)] = tuple(entry)
+            continue
+        if isinstance(entry, dict):
+            per_object = {}
+            for oid, tags in entry.items():
+                if not (str(oid).isdigit() and isinstance(tags, list)) or not all(
+                    isinstance(t, str) for t in tags
+                ):
+                    break
+                per_object[int(oid)] = tuple(tags)
+            else:
+                out[str(video)] = per_object
+                continue
+        raise DataError(
+            f"{path}: cannot parse the tags of video {video!r} ({json.dumps(entry)[:80]}): "
+            f"expected a list of strings, or an object mapping object ids (digits) to lists of "
+            f"strings. {fix}",
+            path,
+        )
+    return out

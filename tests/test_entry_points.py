@@ -45,6 +45,13 @@ def test_train_writes_checkpoints_and_plain_hparams(trained):
         assert torch.equal(exported[k], v), k
     metrics = list(csv.DictReader((out / "csv" / "version_0" / "metrics.csv").open()))
     assert any(r.get("val/jf") for r in metrics)
+    # the diagnostics, overall and per tag (the small synthetic set tags its videos)
+    logged = set(metrics[0])
+    for key in ("j_visible", "fp_absent", "latency_mean", "never_redetected", "jf_ci_low"):
+        assert f"val/{key}" in logged, key
+    assert {k for k in logged if k.startswith("val/") and k.endswith("/fp_absent")} - {
+        "val/fp_absent"
+    }, logged
     assert any(r.get("train/loss") for r in metrics)
     # one J&F-per-video plot per validation (val_check_interval=2, 4 steps)
     plots = sorted(p.name for p in (out / "plots").glob("*.png"))

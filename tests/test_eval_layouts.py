@@ -27,8 +27,11 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from mosam_train import tasks
+from mosam_train.metrics.jf import ROW_FIELDS
 from mosam_train.palette import voc_palette
 from mosam_train.tasks import vos_evaluation
+from mosam_train.tasks.results import ResultsDir
+from mosam_train.tasks.vos_evaluation import ROWS_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUTS = ("davis", "sav", "ytvos", "mose", "lvos")
@@ -50,6 +53,9 @@ def roots(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("layouts")
     out = {name: base / name for name in LAYOUTS}
     write_davis(out["davis"], "val")
+    # tags of every object of seq0, and of seq2's object 4 alone (it leaves and comes back)
+    tags = {"seq0": ["occlusion"], "seq2": {"4": ["exit_reentry"]}}
+    (out["davis"] / "tags.json").write_text(json.dumps(tags))
     write_sav_val(out["sav"], "sav_val")
     write_ytvos(out["ytvos"], "valid")
     # The last video's object is listed on its first 3 of 4 frames only: the fourth frame is
@@ -157,7 +163,17 @@ def test_davis_palette_pngs_every_frame_and_metrics(evaluated, roots):
     # seq1: a 6x5 box moving 3 px a frame; frame 0's box overlaps it on frame 1 only
     # (2 columns: 12 / (30 + 30 - 12)); scored frames 1-3
     assert float(rows[("seq1", "3")]["j_mean"]) == pytest.approx(0.25 / 3)
+    assert float(rows[("seq1", "3")]["j_visible"]) == pytest.approx(0.25 / 3)  # always visible
     assert not (out / "submission.zip").exists()
+    # seq2's object 4 is absent on scored frames 1-2, where its first-frame mask is repeated
+    # (a false positive on both), and re-emerges on frame 3 away from it (never re-detected)
+    gone = rows[("seq2", "4")]
+    assert (gone["tags"], gone["fp_absent"], gone["latencies"]) == ("exit_reentry", "1.0", "")
+    assert gone["never_redetected"] == "1" and rows[("seq2", "1")]["tags"] == ""
+    assert rows[("seq0", "2")]["tags"] == "occlusion"
+    assert m["tag/occlusion/num_objects"] == 2 and m["tag/exit_reentry/num_objects"] == 1
+    assert m["tag/exit_reentry/FP_absent"] == 100.0 and m["never_redetected"] == 100.0
+    assert m["num_events"] == 1 and m["JF_ci_low"] <= m["JF"] <= m["JF_ci_high"]
 
 
 @pytest.mark.slow
@@ -317,3 +333,12 @@ def test_a_crash_halfway_then_a_rerun_gives_the_uninterrupted_result(
     other = OmegaConf.merge(cfg, {"data": {"val_max_videos": 1}})
     with pytest.raises(ValueError, match="holds results of another evaluation"):
         tasks.evaluate(other)
+
+
+def test_rows_written_with_other_columns_are_not_continued(tmp_path):
+    """A per_object.csv from a version with other columns: appending today's rows under its
+    header would misalign them, so the rerun is refused."""
+    (tmp_path / ROWS_FILE).write_text("video,object_id,j_mean\nv,1,0.5\n")
+    results = ResultsDir(tmp_path, ROWS_FILE, ROW_FIELDS, key="video")
+    with pytest.raises(ValueError, match=r"per_object\.csv has the columns .*Fix: evaluate"):
+        results.guard(OmegaConf.create({"baseline": "copy_first"}))

@@ -29,6 +29,9 @@ class VideoRecord(ABC):
     height: int
     width: int
     tags: tuple[str, ...] = ()
+    # Tags per object id where the dataset gives them per object (an object not in it has
+    # none; `tags` is then their union); None: every object carries `tags`.
+    object_tags: dict[int, tuple[str, ...]] | None = None
     # Frames of the original video between two consecutive frames of this record: 1 when the
     # record holds every frame; e.g. 4 for SA-V's 6 fps annotations of 24 fps videos. Memory
     # strides given in video frames are converted with it.

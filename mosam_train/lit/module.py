@@ -20,6 +20,7 @@ from mosam_train.data.video import ClipBatch, VideoRecord
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.rules import TrackerRule
 from mosam_train.inference.vos import FramePrediction, run_record, unscorable_videos
+from mosam_train.metrics.jf import logged_values
 from mosam_train.metrics.metric import VideoJF
 from mosam_train.metrics.plots import index_labels
 from mosam_train.models.losses import (
@@ -345,13 +346,10 @@ class MoSAMModule(L.LightningModule):
         result = self.val_jf.compute()
         self.val_jf.reset()
         self.val_jf_best.update(torch.tensor(result["JF"]))
-        self.log("val/j", result["J"], sync_dist=True)
-        self.log("val/f", result["F"], sync_dist=True)
-        self.log("val/jf", result["JF"], prog_bar=True, sync_dist=True)
+        # val/j, val/f, val/jf, the diagnostics, and per tag val/<tag>/jf, ...
+        for name, value in logged_values(result).items():
+            self.log(f"val/{name}", value, prog_bar=name == "jf", sync_dist=True)
         self.log("val/jf_best", self.val_jf_best.compute(), prog_bar=True, sync_dist=True)
-        for key, value in result.items():  # per tag: val/<tag>/jf
-            if key.startswith("tag/") and key.endswith("/JF"):
-                self.log(f"val/{key[4:-3]}/jf", value, sync_dist=True)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

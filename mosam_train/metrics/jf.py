@@ -49,6 +49,15 @@ each dataset format names the one its videos are scored with (`default_protocol`
   decay with the same uint8 bin indices, wrong past 256 frames, and pre-fills meta
   ``frame_nums`` values with zeros, which count as J = F = 0 if the range is shorter; the
   last two are not copied.)
+
+Diagnostics (not DAVIS's; read from the same per-frame J and mask emptiness, so they cost
+almost nothing): per object, on its scored frames, ``j_visible`` (mean J where its GT is
+non-empty), ``fp_absent`` (share of the frames where its GT is empty that have a non-empty
+prediction) and its re-emergences (a scored frame with GT after one without): each is
+re-detected after ``latency`` scored frames (0: on the re-emergence frame itself), the first
+frame with IoU > 0.5 before the object vanishes again, within ``LATENCY_CAP`` frames; an
+event with none is never re-detected. ``aggregate`` pools them per object (as J) and per
+event, with bootstrap intervals over objects (``bootstrap_interval``).
 """
 
 from __future__ import annotations
@@ -66,6 +75,10 @@ import numpy as np
 __all__ = [
     "APPEARANCE",
     "DAVIS",
+    "INTERVAL_KEYS",
+    "LATENCY_CAP",
+    "LOGGED_KEYS",
+    "LOGGED_TAG_KEYS",
     "LVOS",
     "PROTOCOLS",
     "ROW_FIELDS",
@@ -74,14 +87,17 @@ __all__ = [
     "Protocol",
     "ScoredVideo",
     "aggregate",
+    "bootstrap_interval",
     "boundary_f",
     "boundary_radius",
     "davis_scored_frames",
     "default_protocol",
+    "diagnostics",
     "evaluate_frame",
     "evaluate_video",
     "frame_statistics",
     "jaccard",
+    "logged_values",
     "object_frames",
     "score_record",
     "score_video",
@@ -89,6 +105,12 @@ __all__ = [
 ]
 
 DEFAULT_BOUND_TH = 0.008
+# Re-detection latency is counted up to this many scored frames; an event not re-detected by
+# then counts as never re-detected (and as this value in the mean and median latency).
+LATENCY_CAP = 30
+# Percentile bootstrap over objects: resamples, seed (fixed: intervals are reproducible).
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
 
 
 # --------------------------------------------------------------------------- per frame
@@ -115,19 +137,28 @@ def _check_pair(
     return pred, gt, void
 
 
-def _jaccard_batch(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None) -> np.ndarray:
-    """J for [O,H,W] masks of one frame, vectorised over objects."""
+def _region_counts(
+    pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """J and whether GT / prediction are non-empty, for [O,H,W] masks of one frame."""
     if void is not None:
         keep = ~void
         pred = pred & keep
         gt = gt & keep
     n = pred.shape[0]
     inter = np.count_nonzero((pred & gt).reshape(n, -1), axis=1)
-    union = np.count_nonzero((pred | gt).reshape(n, -1), axis=1)
+    n_gt = np.count_nonzero(gt.reshape(n, -1), axis=1)
+    n_pred = np.count_nonzero(pred.reshape(n, -1), axis=1)
+    union = n_gt + n_pred - inter
     out = np.ones(n, dtype=np.float64)  # both empty -> 1
     nz = union > 0
     out[nz] = inter[nz] / union[nz]
-    return out
+    return out, n_gt > 0, n_pred > 0
+
+
+def _jaccard_batch(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None) -> np.ndarray:
+    """J for [O,H,W] masks of one frame, vectorised over objects."""
+    return _region_counts(pred, gt, void)[0]
 
 
 def jaccard(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None) -> float:
@@ -222,6 +253,27 @@ def boundary_f(
     return _boundary_f_bmaps(seg2bmap(pred), seg2bmap(gt), r)
 
 
+def _frame_scores(
+    gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None, bound_th: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(J, F, GT non-empty, prediction non-empty), each [O], of checked [O,H,W] masks."""
+    j, gt_any, pred_any = _region_counts(pred, gt, void)
+    if void is not None:
+        keep = ~void
+        pred = pred & keep
+        gt = gt & keep
+    r = boundary_radius(*gt.shape[-2:], bound_th)
+    # both masks empty: both boundaries are, F = 1 (no boundary maps needed)
+    f = np.array(
+        [
+            _boundary_f_bmaps(seg2bmap(p), seg2bmap(g), r) if ga or pa else 1.0
+            for p, g, ga, pa in zip(pred, gt, gt_any, pred_any, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    return j, f, gt_any, pred_any
+
+
 def evaluate_frame(
     gt: np.ndarray,
     pred: np.ndarray,
@@ -230,16 +282,7 @@ def evaluate_frame(
 ) -> tuple[np.ndarray, np.ndarray]:
     """J and F of every object of one frame: bool [O,H,W] masks -> (J [O], F [O])."""
     pred, gt, void = _check_pair(pred, gt, void, 3)
-    j = _jaccard_batch(pred, gt, void)
-    if void is not None:
-        keep = ~void
-        pred = pred & keep
-        gt = gt & keep
-    r = boundary_radius(*gt.shape[-2:], bound_th)
-    f = np.array(
-        [_boundary_f_bmaps(seg2bmap(p), seg2bmap(g), r) for p, g in zip(pred, gt, strict=True)],
-        dtype=np.float64,
-    )
+    j, f, _, _ = _frame_scores(gt, pred, void, bound_th)
     return j, f
 
 
@@ -323,9 +366,50 @@ def frame_statistics(values: np.ndarray | Sequence[float]) -> tuple[float, float
     return mean, recall, decay
 
 
-@dataclass(frozen=True)
+def diagnostics(
+    j: Sequence[float],
+    visible: Sequence[bool],
+    predicted: Sequence[bool],
+    cap: int = LATENCY_CAP,
+) -> tuple[float, float, tuple[int, ...], int]:
+    """(j_visible, fp_absent, latencies, never_redetected) of one object's scored frames
+    in time order (see the module docstring): its per-frame J, whether its GT is non-empty
+    and whether its prediction is. NaN where it has no visible / no absent frame;
+    `latencies` of the re-detected re-emergences, `never_redetected` counts the others."""
+    j = np.asarray(j, dtype=np.float64)
+    visible = np.asarray(visible, dtype=bool)
+    predicted = np.asarray(predicted, dtype=bool)
+    absent = ~visible
+    j_visible = float(j[visible].mean()) if visible.any() else math.nan
+    fp_absent = float(predicted[absent].mean()) if absent.any() else math.nan
+    latencies: list[int] = []
+    never = 0
+    n = len(j)
+    for start in np.flatnonzero(visible[1:] & absent[:-1]) + 1:
+        stop = min(n, start + cap)
+        gone = np.flatnonzero(absent[start:stop])
+        if gone.size:
+            stop = start + int(gone[0])
+        hit = np.flatnonzero(j[start:stop] > 0.5)
+        if hit.size:
+            latencies.append(int(hit[0]))
+        else:
+            never += 1
+    return j_visible, fp_absent, tuple(latencies), never
+
+
+def _same(value: object) -> object:
+    """NaN as None, so rows holding NaN compare (and hash) equal to their copies."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+@dataclass(frozen=True, eq=False)
 class ObjectScore:
-    """One (video, object) result, raw 0-1 values; the unit ``aggregate`` pools over."""
+    """One (video, object) result, raw 0-1 values; the unit ``aggregate`` pools over.
+
+    The diagnostics (`diagnostics`) default to "not measured" (NaN, no events), which is
+    what rows read back from a CSV written before they existed hold.
+    """
 
     video: str
     object_id: int
@@ -337,16 +421,44 @@ class ObjectScore:
     f_decay: float
     num_frames: int
     tags: tuple[str, ...] = ()
+    j_visible: float = math.nan
+    fp_absent: float = math.nan
+    latencies: tuple[int, ...] = ()
+    never_redetected: int = 0
+
+    def _key(self) -> tuple:
+        return tuple(_same(getattr(self, f)) for f in ROW_FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ObjectScore):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    @property
+    def num_events(self) -> int:
+        """Re-emergences scored: re-detected or not."""
+        return len(self.latencies) + self.never_redetected
 
     def to_row(self) -> dict[str, str | int | float]:
-        """A CSV row (``ROW_FIELDS``; tags joined by '|'); floats round-trip exactly."""
+        """A CSV row (``ROW_FIELDS``; tags and latencies joined by '|'); floats round-trip
+        exactly."""
         row = asdict(self)
         row["tags"] = "|".join(self.tags)
+        row["latencies"] = "|".join(str(v) for v in self.latencies)
         return row
 
     @classmethod
     def from_row(cls, row: Mapping[str, str]) -> ObjectScore:
-        """Inverse of ``to_row`` for a row read back with ``csv.DictReader``."""
+        """Inverse of ``to_row`` for a row read back with ``csv.DictReader``; columns added
+        after a file was written take their defaults."""
+
+        def number(key: str) -> float:
+            value = row.get(key)
+            return math.nan if value in (None, "") else float(value)
+
         return cls(
             video=row["video"],
             object_id=int(row["object_id"]),
@@ -358,6 +470,10 @@ class ObjectScore:
             f_decay=float(row["f_decay"]),
             num_frames=int(row["num_frames"]),
             tags=tuple(t for t in (row.get("tags") or "").split("|") if t),
+            j_visible=number("j_visible"),
+            fp_absent=number("fp_absent"),
+            latencies=tuple(int(v) for v in (row.get("latencies") or "").split("|") if v),
+            never_redetected=int(row.get("never_redetected") or 0),
         )
 
 
@@ -365,11 +481,20 @@ ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ObjectScore))
 
 
 def _object_score(
-    video: str, object_id: int, j: Sequence[float], f: Sequence[float], tags: tuple[str, ...]
+    video: str,
+    object_id: int,
+    j: Sequence[float],
+    f: Sequence[float],
+    visible: Sequence[bool],
+    predicted: Sequence[bool],
+    tags: tuple[str, ...],
 ) -> ObjectScore:
     jm, jr, jd = frame_statistics(j)
     fm, fr, fd = frame_statistics(f)
-    return ObjectScore(video, int(object_id), jm, jr, jd, fm, fr, fd, len(j), tags)
+    jv, fp, latencies, never = diagnostics(j, visible, predicted)
+    return ObjectScore(
+        video, int(object_id), jm, jr, jd, fm, fr, fd, len(j), tags, jv, fp, latencies, never
+    )
 
 
 # --------------------------------------------------------------------------- protocols
@@ -411,12 +536,13 @@ def _protocol(protocol: Protocol | str) -> Protocol:
 # `typing.Protocol` (a structural type), not this module's scoring `Protocol`
 class ScoredVideo(typing.Protocol):
     """What every scoring reads from a video. `data.video.VideoRecord` has it (and the
-    optional members); the scoring CLI's PNG folders have just this.
+    optional members); the scoring CLI's PNG folders have this and the tags.
 
     Optional members, read only when present or asked for: `tags` (tuple of str, carried
-    into the rows), `protocol` (the name of the protocol its dataset format scores it
-    with, see `default_protocol`), `load_void(t)` (bool [H, W] or None, with
-    ``use_void=True``) and `first_appearance()` ({object id: frame}, by the appearance
+    into the rows), `object_tags` ({object id: tags} where tags are given per object, or
+    None: every object carries `tags`), `protocol` (the name of the protocol its dataset
+    format scores it with, see `default_protocol`), `load_void(t)` (bool [H, W] or None,
+    with ``use_void=True``) and `first_appearance()` ({object id: frame}, by the appearance
     protocols when none is passed).
     """
 
@@ -489,14 +615,17 @@ def _score_frames(
     load_void: Callable[[int], np.ndarray | None],
     nonempty: bool,
     bound_th: float,
-    tags: tuple[str, ...],
+    tags: Mapping[int, tuple[str, ...]],
 ) -> list[ObjectScore]:
     """The scoring loop every entry point uses: each frame is read once, and J/F computed
-    for the objects that frame is scored for. Objects without a scored frame get no row."""
+    for the objects that frame is scored for, with the emptiness the diagnostics read.
+    Objects without a scored frame get no row."""
     ids = [int(o) for o in object_ids]
     wanted = {oid: set(frames.get(oid, ())) for oid in ids}
     j: dict[int, list[float]] = {oid: [] for oid in ids}
     f: dict[int, list[float]] = {oid: [] for oid in ids}
+    visible: dict[int, list[bool]] = {oid: [] for oid in ids}
+    predicted: dict[int, list[bool]] = {oid: [] for oid in ids}
     started = dict.fromkeys(ids, not nonempty)
     gt_seen = dict.fromkeys(ids, False)
     for t in sorted(set().union(*wanted.values())):
@@ -517,15 +646,29 @@ def _score_frames(
         if not active:
             continue
         sel = np.asarray(active)
-        jv, fv = evaluate_frame(gt[sel], pred[sel], load_void(t), bound_th)
-        for k, a, b in zip(active, jv, fv, strict=True):
-            j[ids[k]].append(float(a))
-            f[ids[k]].append(float(b))
+        p, g, v = _check_pair(pred[sel], gt[sel], load_void(t), 3)
+        for k, a, b, gv, pv in zip(active, *_frame_scores(g, p, v, bound_th), strict=True):
+            oid = ids[k]
+            j[oid].append(float(a))
+            f[oid].append(float(b))
+            visible[oid].append(bool(gv))
+            predicted[oid].append(bool(pv))
     return [
-        _object_score(video, oid, j[oid], f[oid], tags)
+        _object_score(video, oid, j[oid], f[oid], visible[oid], predicted[oid], tags[oid])
         for oid in ids
         if j[oid] and (gt_seen[oid] or not nonempty)
     ]
+
+
+def _tags_by_object(
+    object_ids: Sequence[int],
+    tags: Iterable[str] | Mapping[int, Iterable[str]],
+) -> dict[int, tuple[str, ...]]:
+    """Each object's tags: `tags` per object id (an id not in it: none), or one list for all."""
+    if isinstance(tags, Mapping):
+        return {int(o): tuple(tags.get(int(o), ())) for o in object_ids}
+    shared = tuple(tags)
+    return {int(o): shared for o in object_ids}
 
 
 def _first_nonempty(gt_masks: np.ndarray, frames: Sequence[int]) -> dict[int, int]:
@@ -543,7 +686,7 @@ def score_video(
     scored: np.ndarray | Sequence[int] | None = None,
     void: np.ndarray | None = None,
     object_ids: Sequence[int] | None = None,
-    tags: Iterable[str] = (),
+    tags: Iterable[str] | Mapping[int, Iterable[str]] = (),
     bound_th: float = DEFAULT_BOUND_TH,
     protocol: Protocol | str | None = None,
     annotated: Sequence[int] | None = None,
@@ -555,6 +698,7 @@ def score_video(
     Either `scored` (exactly these frames, for every object) or a `protocol` (default
     ``DAVIS``) applied to the `annotated` frames (default: all T). object_ids default to
     1..O; first_appearance defaults to each object's first annotated frame with GT pixels.
+    tags: carried by every object, or {object id: tags}.
     """
     gt_masks = _as_mask(gt_masks, "gt_masks", 4)
     pred_masks = _as_mask(pred_masks, "pred_masks", 4)
@@ -591,7 +735,7 @@ def score_video(
         (lambda ti: None) if void is None else void.__getitem__,
         nonempty,
         bound_th,
-        tuple(tags),
+        _tags_by_object(ids, tags),
     )
 
 
@@ -641,29 +785,129 @@ def score_record(
         record.load_void if use_void else (lambda t: None),
         protocol.start == "nonempty",
         bound_th,
-        tuple(getattr(record, "tags", ())),
+        _tags_by_object(record.object_ids, _record_tags(record)),
     )
+
+
+def _record_tags(record: ScoredVideo) -> tuple[str, ...] | Mapping[int, tuple[str, ...]]:
+    per_object = getattr(record, "object_tags", None)
+    return per_object if per_object is not None else tuple(getattr(record, "tags", ()))
 
 
 # --------------------------------------------------------------------------- aggregate
 
 
-def _pool(rows: Sequence[ObjectScore]) -> dict[str, float]:
-    if not rows:
-        nan = float("nan")
-        return {"J": nan, "F": nan, "JF": nan}
-    j = 100.0 * float(np.mean([r.j_mean for r in rows]))
-    f = 100.0 * float(np.mean([r.f_mean for r in rows]))
-    return {"J": j, "F": f, "JF": (j + f) / 2}
+@lru_cache(maxsize=4)
+def _resample_weights(n: int, resamples: int, seed: int) -> np.ndarray:
+    """[resamples, n]: how often each of n objects is drawn in each resample."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(resamples, n)) + (np.arange(resamples) * n)[:, None]
+    w = np.bincount(idx.ravel(), minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+    w.setflags(write=False)
+    return w
 
 
-def aggregate(rows: Iterable[ObjectScore]) -> dict[str, float | int]:
-    """Pool ``ObjectScore`` rows per object across sequences; values x100.
+def bootstrap_interval(
+    values: Sequence[float] | np.ndarray,
+    counts: Sequence[float] | np.ndarray | None = None,
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval over objects of sum(values) / sum(counts), one entry
+    per object (counts None: the mean of `values`; counts = events per object: a per-event
+    mean). Objects are drawn with replacement `resamples` times from a fixed `seed`, so the
+    same objects always give the same interval; NaN for fewer than 2 objects."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size < 2:
+        return math.nan, math.nan
+    c = np.ones_like(v) if counts is None else np.asarray(counts, dtype=np.float64).reshape(-1)
+    if c.shape != v.shape:
+        raise ValueError(f"{v.size} values but {c.size} counts")
+    w = _resample_weights(v.size, resamples, seed)
+    low, high = np.percentile((w @ v) / (w @ c), [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
 
-    Keys: J, F, JF (= (J+F)/2), J_recall, J_decay, F_recall, F_decay, num_videos,
-    num_objects, and for every tag seen ``tag/<tag>/{J,F,JF,num_objects}`` (an object
-    carries its video's tags). No rows gives NaN scores and zero counts. A repeated
-    (video, object_id) pair is an error: it would silently weight that object twice.
+
+# statistics `aggregate` gives a 95% interval for, as <key>_ci_low / <key>_ci_high
+INTERVAL_KEYS = ("JF", "J_visible", "FP_absent", "latency_mean", "never_redetected")
+
+
+def _pool(rows: Sequence[ObjectScore], intervals: bool) -> dict[str, float | int]:
+    """J&F and the diagnostics of `rows` pooled per object (latency: per event)."""
+    nan = math.nan
+    out: dict[str, float | int] = {"J": nan, "F": nan, "JF": nan}
+    samples: dict[str, tuple[list[float], list[float] | None]] = {}
+    if rows:
+        j = 100.0 * float(np.mean([r.j_mean for r in rows]))
+        f = 100.0 * float(np.mean([r.f_mean for r in rows]))
+        out.update(J=j, F=f, JF=(j + f) / 2)
+        samples["JF"] = ([50.0 * (r.j_mean + r.f_mean) for r in rows], None)
+    for key, field in (("J_visible", "j_visible"), ("FP_absent", "fp_absent")):
+        vals = [100.0 * getattr(r, field) for r in rows if not math.isnan(getattr(r, field))]
+        out[key] = float(np.mean(vals)) if vals else nan
+        samples[key] = (vals, None)
+    with_events = [r for r in rows if r.num_events]
+    events = [v for r in with_events for v in (*r.latencies, *[LATENCY_CAP] * r.never_redetected)]
+    never = sum(r.never_redetected for r in with_events)
+    out["latency_mean"] = float(np.mean(events)) if events else nan
+    out["latency_median"] = float(np.median(events)) if events else nan
+    out["never_redetected"] = 100.0 * never / len(events) if events else nan
+    out["num_events"] = len(events)
+    counts = [float(r.num_events) for r in with_events]
+    samples["latency_mean"] = (
+        [sum(r.latencies) + LATENCY_CAP * r.never_redetected for r in with_events],
+        counts,
+    )
+    samples["never_redetected"] = ([100.0 * r.never_redetected for r in with_events], counts)
+    if intervals:
+        for key in INTERVAL_KEYS:
+            values, weights = samples.get(key, ([], None))
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = bootstrap_interval(values, weights)
+    return out
+
+
+# How validation logs `aggregate`'s keys (as val/<name>; per tag val/<tag>/<name>, for the
+# keys in LOGGED_TAG_KEYS) and the table CLI reads them back. Counts and the per-tag
+# intervals stay out of the logs (eval.py's metrics.json has them).
+LOGGED_KEYS = {
+    "J": "j",
+    "F": "f",
+    "JF": "jf",
+    "JF_ci_low": "jf_ci_low",
+    "JF_ci_high": "jf_ci_high",
+    "J_visible": "j_visible",
+    "FP_absent": "fp_absent",
+    "latency_mean": "latency_mean",
+    "latency_median": "latency_median",
+    "never_redetected": "never_redetected",
+}
+LOGGED_TAG_KEYS = ("JF", "J_visible", "FP_absent", "latency_mean", "never_redetected")
+
+
+def logged_values(result: Mapping[str, float | int]) -> dict[str, float]:
+    """{log name: value} of an `aggregate` result: "jf", "j_visible", ..., "<tag>/jf"."""
+    out = {name: float(result[key]) for key, name in LOGGED_KEYS.items()}
+    for key, value in result.items():
+        if key.startswith("tag/"):
+            tag, stat = key[4:].rsplit("/", 1)
+            if stat in LOGGED_TAG_KEYS:
+                out[f"{tag}/{LOGGED_KEYS[stat]}"] = float(value)
+    return out
+
+
+def aggregate(rows: Iterable[ObjectScore], intervals: bool = True) -> dict[str, float | int]:
+    """Pool ``ObjectScore`` rows per object across sequences; values x100 (latency: frames).
+
+    Keys: J, F, JF (= (J+F)/2), J_recall, J_decay, F_recall, F_decay; the diagnostics
+    J_visible and FP_absent (mean over the objects that have a visible / an absent frame),
+    latency_mean and latency_median (over re-emergence events; one never re-detected counts
+    as ``LATENCY_CAP``), never_redetected (share of events), num_events; num_videos,
+    num_objects; with `intervals`, ``<key>_ci_low`` / ``<key>_ci_high`` for each of
+    ``INTERVAL_KEYS`` (95% percentile bootstrap over objects, ``bootstrap_interval``); and
+    for every tag seen the same under ``tag/<tag>/`` (but recall and decay), over the
+    objects that carry it. No rows gives NaN scores and zero counts. A repeated (video,
+    object_id) pair is an error: it would silently weight that object twice.
     """
     rows = list(rows)
     keys = [(r.video, r.object_id) for r in rows]
@@ -671,7 +915,8 @@ def aggregate(rows: Iterable[ObjectScore]) -> dict[str, float | int]:
         seen: set[tuple[str, int]] = set()
         dup = next(k for k in keys if k in seen or seen.add(k))
         raise ValueError(f"duplicate score row for video {dup[0]!r} object {dup[1]}")
-    out: dict[str, float | int] = dict(_pool(rows))
+    pooled = _pool(rows, intervals)
+    out: dict[str, float | int] = {k: pooled[k] for k in ("J", "F", "JF")}
     for name, field in (
         ("J_recall", "j_recall"),
         ("J_decay", "j_decay"),
@@ -680,11 +925,12 @@ def aggregate(rows: Iterable[ObjectScore]) -> dict[str, float | int]:
     ):
         vals = [getattr(r, field) for r in rows]
         out[name] = 100.0 * float(np.mean(vals)) if vals else float("nan")
+    out.update(pooled)
     out["num_videos"] = len({r.video for r in rows})
     out["num_objects"] = len(rows)
     for tag in sorted({t for r in rows for t in r.tags}):
         sub = [r for r in rows if tag in r.tags]
-        for key, val in _pool(sub).items():
+        for key, val in _pool(sub, intervals).items():
             out[f"tag/{tag}/{key}"] = val
         out[f"tag/{tag}/num_objects"] = len(sub)
     return out

@@ -13,7 +13,8 @@ and however many ranks there are (1 process and 2 give bit-identical J&F:
 tests/test_ddp.py). Video names are carried as a stable 64-bit key (blake2b, the same on
 every rank and run) plus their UTF-8 bytes (up to 128; a longer name scored on another
 rank shows as ``video#<key>``); tags travel as UTF-8 bytes (at most 64 per tag), one entry
-per (video, tag), so per-tag values survive the gather too.
+per (video, object, tag), and re-detection latencies one entry per (video, object, event),
+so per-tag values and the diagnostics survive the gather too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,19 @@ __all__ = ["VideoJF", "video_key"]
 
 _TAG_BYTES = 64
 _NAME_BYTES = 128
-_STATS = ("j_mean", "j_recall", "j_decay", "f_mean", "f_recall", "f_decay")
+_STATS = (
+    "j_mean",
+    "j_recall",
+    "j_decay",
+    "f_mean",
+    "f_recall",
+    "f_decay",
+    "j_visible",
+    "fp_absent",
+)
+# per row, as int64: video key, object id and these
+_COUNTS = ("num_frames", "never_redetected")
+_STATES = ("keys", "stats", "tag_keys", "tag_bytes", "events", "name_video", "name_bytes")
 
 
 def video_key(name: str) -> int:
@@ -69,75 +82,68 @@ class VideoJF(Metric):
     higher_is_better = True
     full_state_update = False
 
-    # per row: (video key, object id, num_frames) and the six statistics
+    # per row: (video key, object id, *_COUNTS) and the _STATS
     keys: list[torch.Tensor]
     stats: list[torch.Tensor]
-    # per (video, tag): video key and the tag's bytes
-    tag_video: list[torch.Tensor]
+    # per (video, object, tag): (video key, object id) and the tag's bytes
+    tag_keys: list[torch.Tensor]
     tag_bytes: list[torch.Tensor]
+    # per (video, object, re-detected event): (video key, object id, event index, latency)
+    events: list[torch.Tensor]
     # per video: key and name bytes (display names of videos scored on other ranks)
     name_video: list[torch.Tensor]
     name_bytes: list[torch.Tensor]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.add_state("keys", default=[], dist_reduce_fx="cat")
-        self.add_state("stats", default=[], dist_reduce_fx="cat")
-        self.add_state("tag_video", default=[], dist_reduce_fx="cat")
-        self.add_state("tag_bytes", default=[], dist_reduce_fx="cat")
-        self.add_state("name_video", default=[], dist_reduce_fx="cat")
-        self.add_state("name_bytes", default=[], dist_reduce_fx="cat")
+        for attr in _STATES:
+            self.add_state(attr, default=[], dist_reduce_fx="cat")
         self._names: dict[int, str] = {}
 
     def _empty(self, attr: str) -> torch.Tensor:
         shape, dtype = {
-            "keys": ((0, 3), torch.int64),
+            "keys": ((0, 2 + len(_COUNTS)), torch.int64),
             "stats": ((0, len(_STATS)), torch.float64),
-            "tag_video": ((0,), torch.int64),
+            "tag_keys": ((0, 2), torch.int64),
             "tag_bytes": ((0, _TAG_BYTES), torch.uint8),
+            "events": ((0, 4), torch.int64),
             "name_video": ((0,), torch.int64),
             "name_bytes": ((0, _NAME_BYTES), torch.uint8),
         }[attr]
         return torch.zeros(shape, dtype=dtype, device=self.device)
 
     def update(self, rows: Iterable[ObjectScore]) -> None:
-        rows = list(rows)
-        keys, stats, tag_video, tag_bytes, name_video, name_bytes = [], [], [], [], [], []
-        tagged: set[int] = set()
+        new: dict[str, list] = {attr: [] for attr in _STATES}
+        named: set[int] = set()
         for r in rows:
-            k = video_key(r.video)
+            k, oid = video_key(r.video), int(r.object_id)
             self._names[k] = r.video
-            keys.append([k, int(r.object_id), int(r.num_frames)])
-            stats.append([float(getattr(r, s)) for s in _STATS])
-            if k not in tagged:
-                tagged.add(k)
-                for tag in dict.fromkeys(r.tags):
-                    tag_video.append(k)
-                    tag_bytes.append(_encode_tag(tag))
+            new["keys"].append([k, oid, *(int(getattr(r, c)) for c in _COUNTS)])
+            new["stats"].append([float(getattr(r, s)) for s in _STATS])
+            for tag in dict.fromkeys(r.tags):
+                new["tag_keys"].append([k, oid])
+                new["tag_bytes"].append(_encode_tag(tag))
+            new["events"] += [[k, oid, i, int(v)] for i, v in enumerate(r.latencies)]
+            if k not in named:
+                named.add(k)
                 encoded = _encode_name(r.video)
                 if encoded is not None:
-                    name_video.append(k)
-                    name_bytes.append(encoded)
-        dev = self.device
+                    new["name_video"].append(k)
+                    new["name_bytes"].append(encoded)
         # Always append (possibly empty, correctly typed) tensors so the gathered dtypes and
         # ranks agree on every process.
-        self.keys.append(torch.tensor(keys, dtype=torch.int64, device=dev).reshape(-1, 3))
-        self.stats.append(
-            torch.tensor(stats, dtype=torch.float64, device=dev).reshape(-1, len(_STATS))
-        )
-        self.tag_video.append(torch.tensor(tag_video, dtype=torch.int64, device=dev))
-        self.tag_bytes.append(
-            torch.tensor(tag_bytes, dtype=torch.uint8, device=dev).reshape(-1, _TAG_BYTES)
-        )
-        self.name_video.append(torch.tensor(name_video, dtype=torch.int64, device=dev))
-        self.name_bytes.append(
-            torch.tensor(name_bytes, dtype=torch.uint8, device=dev).reshape(-1, _NAME_BYTES)
-        )
+        for attr, values in new.items():
+            empty = self._empty(attr)
+            getattr(self, attr).append(
+                torch.tensor(values, dtype=empty.dtype, device=self.device).reshape(
+                    -1, *empty.shape[1:]
+                )
+            )
 
     def _sync_dist(self, *args: Any, **kwargs: Any) -> None:
         # torchmetrics replaces an empty list state by a float32 1-D placeholder, which
         # would not match the int64/uint8 2-D tensors other ranks send.
-        for attr in ("keys", "stats", "tag_video", "tag_bytes", "name_video", "name_bytes"):
+        for attr in _STATES:
             value = getattr(self, attr)
             if isinstance(value, list) and not value:
                 setattr(self, attr, [self._empty(attr)])
@@ -156,14 +162,18 @@ class VideoJF(Metric):
     def _keyed_rows(self) -> list[tuple[tuple[int, int], ObjectScore]]:
         keys = self._cat("keys").cpu().tolist()
         stats = self._cat("stats").cpu().tolist()
-        tags: dict[int, list[str]] = {}
-        for k, raw in zip(
-            self._cat("tag_video").cpu().tolist(), self._cat("tag_bytes").cpu(), strict=True
+        tags: dict[tuple[int, int], list[str]] = {}
+        for (k, oid), raw in zip(
+            self._cat("tag_keys").cpu().tolist(), self._cat("tag_bytes").cpu(), strict=True
         ):
             tag = _decode_bytes(raw)
-            lst = tags.setdefault(k, [])
+            lst = tags.setdefault((k, oid), [])
             if tag not in lst:
                 lst.append(tag)
+        # a row scored on two ranks sends its events twice: keep one per event index
+        events: dict[tuple[int, int], dict[int, int]] = {}
+        for k, oid, i, latency in self._cat("events").cpu().tolist():
+            events.setdefault((k, oid), {}).setdefault(i, latency)
         names = dict(self._names)
         for k, raw in zip(
             self._cat("name_video").cpu().tolist(), self._cat("name_bytes").cpu(), strict=True
@@ -171,12 +181,20 @@ class VideoJF(Metric):
             names.setdefault(k, _decode_bytes(raw))
         out: list[tuple[tuple[int, int], ObjectScore]] = []
         seen: set[tuple[int, int]] = set()
-        for (k, oid, n), s in zip(keys, stats, strict=True):
+        for (k, oid, *counts), s in zip(keys, stats, strict=True):
             if (k, oid) in seen:
                 continue
             seen.add((k, oid))
             name = names.get(k, f"video#{k & 0xFFFFFFFFFFFFFFFF:016x}")
-            row = ObjectScore(name, oid, *s, num_frames=n, tags=tuple(tags.get(k, ())))
+            latencies = events.get((k, oid), {})
+            row = ObjectScore(
+                video=name,
+                object_id=oid,
+                **dict(zip(_STATS, s, strict=True)),
+                **dict(zip(_COUNTS, counts, strict=True)),
+                tags=tuple(tags.get((k, oid), ())),
+                latencies=tuple(latencies[i] for i in sorted(latencies)),
+            )
             out.append(((k, oid), row))
         return out
 

@@ -32,16 +32,20 @@ def video_scores(rows: Iterable[ObjectScore]) -> dict[str, float]:
 
 def plot_video_scores(rows: Sequence[ObjectScore], path: str | Path, title: str = "") -> Path:
     """Bar chart of J&F per video, worst first, with the overall J&F as a line; bars are
-    coloured by the video's first tag, so a weak tag shows as a block of one colour."""
+    coloured by the video's first tag (of its first tagged object), so a weak tag shows as a
+    block of one colour."""
     rows = list(rows)
     scores = video_scores(rows)
-    tags = {r.video: (r.tags[0] if r.tags else "untagged") for r in rows}
+    tags = dict.fromkeys(scores, "untagged")
+    for r in reversed(rows):  # the first tagged object of each video wins
+        if r.tags:
+            tags[r.video] = r.tags[0]
     names = sorted(scores, key=scores.get)
     palette = plt.get_cmap("tab10")
     colours = {t: palette(i % 10) for i, t in enumerate(sorted(set(tags.values())))}
     fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(names) + 2), 4.0))
     ax.bar(range(len(names)), [scores[n] for n in names], color=[colours[tags[n]] for n in names])
-    overall = aggregate(rows)["JF"] if rows else float("nan")
+    overall = aggregate(rows, intervals=False)["JF"] if rows else float("nan")
     ax.axhline(overall, color="black", lw=1, ls="--", label=f"overall J&F {overall:.1f}")
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_ylabel("J&F")

@@ -3,12 +3,16 @@
     python -m mosam_train.metrics.score GT_ROOT PRED_ROOT [--layout davis|sav]
         [--split-file FILE] [--csv PATH [--resume]] [--bound-th 0.008]
 
-The last line on stdout is one JSON object: ``J``, ``F``, ``JF`` (0-100, pooled per object
-across videos), ``J_recall``, ``J_decay``, ``F_recall``, ``F_decay``, ``objects``, ``videos``
-and what was scored. A progress bar and notes go to stderr. ``--csv`` writes one row per
-(video, object) (the columns of ``eval.py``'s ``per_object.csv``, raw 0-1 values, plus
-``J``, ``F``, ``JF`` x100) as each video finishes; ``--resume`` keeps the rows of videos
-already in that file and scores only the others.
+The last line on stdout is one JSON object: what ``jf.aggregate`` gives (``J``, ``F``,
+``JF`` (0-100, pooled per object across videos), recall, decay, the diagnostics
+``J_visible``, ``FP_absent``, ``latency_mean``, ``latency_median``, ``never_redetected``,
+``num_events``, their 95% bootstrap intervals ``<key>_ci_low`` / ``<key>_ci_high``, and
+per tag ``tag/<tag>/...`` where ``GT_ROOT/tags.json`` tags the videos, as the DAVIS
+reader reads it), with the counts as ``objects`` and ``videos``, and what was scored. A
+progress bar and notes go to stderr. ``--csv`` writes one row per (video, object) (the
+columns of ``eval.py``'s ``per_object.csv``, raw 0-1 values, plus ``J``, ``F``, ``JF``
+x100) as each video finishes; ``--resume`` keeps the rows of videos already in that file
+(when it has today's columns) and scores only the others.
 
 Layouts (predictions mirror the ground truth's file names):
 
@@ -51,7 +55,15 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mosam_train.dataset_files import VOID_LABEL, image_size, list_frames, read_label, read_list
+from mosam_train.dataset_files import (
+    VOID_LABEL,
+    VideoTags,
+    image_size,
+    list_frames,
+    read_label,
+    read_list,
+    read_tags,
+)
 from mosam_train.errors import DataError
 from mosam_train.metrics.jf import (
     DAVIS,
@@ -76,11 +88,19 @@ class PngVideo:
     and ``eval.py``."""
 
     def __init__(
-        self, name: str, folder: Path, object_ids: Sequence[int] | None = None, binary: bool = False
+        self,
+        name: str,
+        folder: Path,
+        object_ids: Sequence[int] | None = None,
+        binary: bool = False,
+        tags: VideoTags = (),
     ) -> None:
         self.name = name
         self.folder = folder
         self.binary = binary
+        # as `VideoRecord`: tags of every object, or per object id
+        self.tags = () if isinstance(tags, dict) else tuple(tags)
+        self.object_tags = tags if isinstance(tags, dict) else None
         pngs = list_frames(folder, (".png",))
         if not pngs:
             raise DataError(
@@ -216,12 +236,18 @@ def _object_id(folder: Path) -> int:
 
 
 def score_video(
-    gt_dir: Path, pred_root: Path, video: str, layout: str, bound_th: float, notes: list[str]
+    gt_dir: Path,
+    pred_root: Path,
+    video: str,
+    layout: str,
+    bound_th: float,
+    notes: list[str],
+    tags: VideoTags = (),
 ) -> list[ObjectScore]:
     """The rows of one video; `notes` collects what was left out and why."""
     pred_dir = _pred_video_dir(pred_root, video)
     if layout == "davis":
-        gt = PngVideo(video, gt_dir / video)
+        gt = PngVideo(video, gt_dir / video, tags=tags)
         return _score(gt, _prediction(gt, pred_dir), DAVIS, bound_th)
     rows = []
     folders = sorted(p for p in (gt_dir / video).iterdir() if p.is_dir())
@@ -232,7 +258,7 @@ def score_video(
             gt_dir / video,
         )
     for folder in folders:
-        gt = PngVideo(video, folder, object_ids=[_object_id(folder)], binary=True)
+        gt = PngVideo(video, folder, object_ids=[_object_id(folder)], binary=True, tags=tags)
         obj_rows = _score(gt, _prediction(gt, pred_dir / folder.name), SAV, bound_th)
         if not obj_rows:
             notes.append(f"{folder}: left out, its ground truth is empty on every scored frame")
@@ -251,17 +277,22 @@ def _score(
         ) from None
 
 
-def _read_csv(path: Path) -> list[ObjectScore]:
-    """Rows of a previous run; a line cut short by a crash drops its whole video."""
+def _read_csv(path: Path) -> tuple[list[ObjectScore], list[str]]:
+    """Rows of a previous run and the columns it lacks (then no row: a file from before
+    those columns existed is scored again); a line cut short by a crash drops its video."""
     rows, broken = [], set()
     with path.open(newline="") as f:
-        for r in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        missing = [c for c in CSV_FIELDS if c not in (reader.fieldnames or ())]
+        if missing:
+            return [], missing
+        for r in reader:
             try:
                 rows.append(ObjectScore.from_row(r))
             except (KeyError, TypeError, ValueError):
                 if r.get("video"):
                     broken.add(r["video"])
-    return [r for r in rows if r.video not in broken]
+    return [r for r in rows if r.video not in broken], []
 
 
 def _csv_line(rows: Sequence[ObjectScore]) -> str:
@@ -314,17 +345,25 @@ def score_folders(
         gt_root, layout, None if split_file is None else Path(split_file)
     )
     console.print(f"{len(videos)} videos from {source}; ground truth in {gt_dir}", highlight=False)
+    tags = read_tags(gt_root)
     done: list[ObjectScore] = []
     if resume and csv_path is not None and Path(csv_path).is_file():
         wanted = set(videos)
-        done = [r for r in _read_csv(Path(csv_path)) if r.video in wanted]
-        console.print(f"resuming: {len({r.video for r in done})} videos read from {csv_path}")
+        kept, missing = _read_csv(Path(csv_path))
+        done = [r for r in kept if r.video in wanted]
+        if missing:
+            console.print(f"{csv_path} lacks the columns {missing} (an older version wrote it): "
+                          f"scoring every video again", highlight=False)  # fmt: skip
+        else:
+            console.print(f"resuming: {len({r.video for r in done})} videos read from {csv_path}")
     sink = None if csv_path is None else _CsvSink(Path(csv_path), done)
     rows, notes = list(done), []
     todo = [v for v in videos if v not in {r.video for r in done}]
     try:
         for video in _progress(todo, console):
-            video_rows = score_video(gt_dir, pred_root, video, layout, bound_th, notes)
+            video_rows = score_video(
+                gt_dir, pred_root, video, layout, bound_th, notes, tags.get(video, ())
+            )
             rows += video_rows
             if sink is not None:
                 sink.write(video_rows)
@@ -335,7 +374,7 @@ def score_folders(
         console.print(note, highlight=False, soft_wrap=True)
     result = aggregate(rows)
     out: dict[str, float | int | str] = {
-        k: result[k] for k in ("J", "F", "JF", "J_recall", "J_decay", "F_recall", "F_decay")
+        k: v for k, v in result.items() if k not in ("num_objects", "num_videos")
     }
     out.update(
         objects=result["num_objects"],
@@ -412,8 +451,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]error[/red]: {e}", highlight=False, soft_wrap=True)
         return 1
     console.print(
-        f"J&F {out['JF']:.1f}  J {out['J']:.1f}  F {out['F']:.1f}  "
-        f"({out['objects']} objects, {out['videos']} videos)",
+        f"J&F {out['JF']:.1f} [{out['JF_ci_low']:.1f}, {out['JF_ci_high']:.1f}]  "
+        f"J {out['J']:.1f}  F {out['F']:.1f}  ({out['objects']} objects, {out['videos']} "
+        f"videos); J visible {out['J_visible']:.1f}, FP absent {out['FP_absent']:.1f}%, "
+        f"re-detection latency {out['latency_mean']:.1f} frames, never re-detected "
+        f"{out['never_redetected']:.1f}% ({out['num_events']} re-emergences)",
         highlight=False,
     )
     print(json.dumps({k: _json_value(v) for k, v in out.items()}))

@@ -48,7 +48,8 @@ class ResultsDir:
         self.key = key
 
     def guard(self, cfg: DictConfig) -> None:
-        """Refuse to continue rows that another model file or other settings produced.
+        """Refuse to continue rows that another model file, other settings or a version
+        writing other columns produced.
 
         The checkpoint is compared by content (sha256, and its frozen base's for MoSAM), so
         a file replaced at the same path is caught; the settings by the resolved config."""
@@ -60,6 +61,15 @@ class ResultsDir:
                 f"{_describe(weights)} now. Fix: evaluate into a new directory "
                 f"(hydra.run.dir=...), or restore the file these results came from."
             )
+        if self.rows_path.is_file():
+            with self.rows_path.open(newline="") as f:
+                header = next(csv.reader(f), [])
+            if header != self.fields:
+                raise ValueError(
+                    f"{self.rows_path} has the columns {header}, this version writes "
+                    f"{self.fields} (it was written by another version). Fix: evaluate into a "
+                    f"new directory (hydra.run.dir=...)."
+                )
         job = OmegaConf.to_container(cfg, resolve=True)
         job.pop("paths", None)
         job.pop("hydra", None)

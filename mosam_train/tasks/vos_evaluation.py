@@ -160,8 +160,12 @@ def _report_scores(rows: list[ObjectScore], meta: dict[str, Any], out_dir: Path)
         json.dumps({**result, "gt_available": True, **meta}, indent=2)
     )
     log.info(
-        "J&F %.2f (J %.2f, F %.2f) on %d objects",
-        result["JF"], result["J"], result["F"], result["num_objects"],
+        "J&F %.2f [95%% CI %.2f, %.2f] (J %.2f, F %.2f) on %d objects; J visible %.2f, FP "
+        "absent %.1f%%, re-detection latency %.1f frames, never re-detected %.1f%% of %d "
+        "re-emergences",
+        result["JF"], result["JF_ci_low"], result["JF_ci_high"], result["J"], result["F"],
+        result["num_objects"], result["J_visible"], result["FP_absent"],
+        result["latency_mean"], result["never_redetected"], result["num_events"],
     )  # fmt: skip
     return result
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from mosam_train.data.formats.davis import DavisVideo, read_davis
 from mosam_train.errors import DataError
+from mosam_train.metrics.jf import score_record
 from mosam_train.palette import voc_palette
 
 
@@ -137,3 +138,36 @@ def test_stems_and_tags(tmp_path, davis_writer):
     (tmp_path / "tags.json").write_text("[1, 2]")
     with pytest.raises(DataError, match=r"tags\.json: cannot parse"):
         read_davis(tmp_path, "val")
+
+
+def test_tags_per_object(tmp_path, davis_writer):
+    davis_writer.sequence(tmp_path, "two", [_label(a=(1, 0, 3, 0), b=(2, 4, 7, 5))] * 3)
+    davis_writer.sequence(tmp_path, "one", [_label(a=(3, 0, 3, 0))] * 3)
+    davis_writer.split(tmp_path, "val", ["two", "one"])
+    tags = {"two": {"2": ["occlusion", "fast_motion"], "1": []}, "one": ["distractor"]}
+    (tmp_path / "tags.json").write_text(json.dumps(tags))
+    two, one = read_davis(tmp_path, "val")
+    assert two.object_tags == {1: (), 2: ("occlusion", "fast_motion")}
+    assert two.tags == ("occlusion", "fast_motion")  # the union, for what reads video tags
+    assert one.object_tags is None and one.tags == ("distractor",)  # the list form: shared
+    rows = score_record(two, {t: two.load_masks(t) for t in range(3)})
+    assert [(r.object_id, r.tags) for r in rows] == [(1, ()), (2, ("occlusion", "fast_motion"))]
+    assert score_record(one, {t: one.load_masks(t) for t in range(3)})[0].tags == ("distractor",)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ({"two": {"x": ["occlusion"]}}, "object ids"),
+        ({"two": {"1": "occlusion"}}, "object ids"),
+        ({"two": "occlusion"}, "list of strings"),
+        ({"two": {"7": ["occlusion"]}}, r"tags object\(s\) \[7\].*objects \[1, 2\]"),
+    ],
+)
+def test_malformed_tags_name_the_file_and_the_fix(tmp_path, davis_writer, content, match):
+    davis_writer.sequence(tmp_path, "two", [_label(a=(1, 0, 3, 0), b=(2, 4, 7, 5))] * 3)
+    davis_writer.split(tmp_path, "val", ["two"])
+    (tmp_path / "tags.json").write_text(json.dumps(content))
+    with pytest.raises(DataError, match=match) as err:
+        read_davis(tmp_path, "val")
+    assert str(err.value).startswith(str(tmp_path / "tags.json")) and "Fix:" in str(err.value)

@@ -225,3 +225,32 @@ def test_cli_decay_on_a_long_video(tmp_path, capsys):
     assert out["J"] == pytest.approx(25.0)
     assert out["J_decay"] == pytest.approx(100 * 75 / 76)
     assert out["F_decay"] == pytest.approx(100 * 75 / 76)
+
+
+def test_cli_tags_diagnostics_and_an_older_csv(davis, tmp_path, capsys):
+    gt_root, pred = davis
+    root = tmp_path / "DAVIS"
+    shutil.copytree(gt_root, root)
+    tags = {"a": {"2": ["occlusion"]}, "b": ["distractor"]}  # per object, and per video
+    (root / "tags.json").write_text(json.dumps(tags))
+    rows = tmp_path / "rows.csv"
+    rc, out, err = run_cli(capsys, root, pred, "--csv", rows)
+    assert rc == 0, err
+    assert out["tag/occlusion/num_objects"] == 1 and out["tag/occlusion/JF"] == 100.0
+    assert out["tag/distractor/J"] == pytest.approx(80.0)
+    # every object is visible on every scored frame: J visible is J, nothing else measured
+    assert out["J_visible"] == pytest.approx(out["J"]) and out["FP_absent"] is None
+    assert out["num_events"] == 0 and out["latency_mean"] is None
+    assert out["JF_ci_low"] <= out["JF"] <= out["JF_ci_high"]
+    assert "J visible" in err and "never re-detected" in err
+    written = list(csv.DictReader(rows.open()))
+    assert [r["tags"] for r in written] == ["", "occlusion", "distractor"]
+    # a CSV written before the diagnostics: --resume scores every video again, says why
+    old = [c for c in written[0] if c not in ("j_visible", "fp_absent", "latencies")]
+    with rows.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(written)
+    rc, again, err = run_cli(capsys, root, pred, "--csv", rows, "--resume")
+    assert rc == 0 and "lacks the columns" in err and "scoring every video again" in err
+    assert again["JF"] == out["JF"] and list(csv.DictReader(rows.open())) == written

@@ -1,10 +1,15 @@
-"""The method-table CLI: last validation of training runs, metrics.json of eval runs."""
+"""The method-table CLI: last validation of training runs, metrics.json of eval runs,
+committed per-object CSVs, and paired comparisons of rows."""
 
+import csv
 import json
+import math
 
+import numpy as np
 import pytest
 
-from mosam_train.metrics.table import main, read_run
+from mosam_train.metrics.jf import ROW_FIELDS, ObjectScore
+from mosam_train.metrics.table import main, paired_difference, read_run
 
 
 def train_run(path, rows):
@@ -61,3 +66,117 @@ def test_a_run_without_validation_is_an_error(tmp_path):
         read_run(tmp_path / "r")
     with pytest.raises(FileNotFoundError, match=r"metrics\.json"):
         read_run(tmp_path)
+
+
+def write_rows(path, rows) -> None:
+    """A committed-style per-object CSV, as eval.py writes per_object.csv."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+        writer.writeheader()
+        writer.writerows(r.to_row() for r in rows)
+
+
+def objects(jf_of, seed=0):
+    """Ten occlusion objects (hidden once, half of them re-detected 2 frames late) and ten
+    untagged ones; J = F = jf_of(object index) / 100."""
+    out = []
+    for i in range(20):
+        jf = jf_of(i) / 100
+        tagged = i < 10
+        out.append(
+            ObjectScore(
+                f"v{i // 2}", i % 2 + 1, jf, 0, 0, jf, 0, 0, 30,
+                ("occlusion",) if tagged else (),
+                j_visible=jf,
+                fp_absent=0.1 * seed if tagged else math.nan,
+                latencies=(2,) if tagged and i % 2 else (),
+                never_redetected=int(tagged and not i % 2),
+            )
+        )  # fmt: skip
+    return out
+
+
+def test_rows_from_committed_per_object_csvs(tmp_path, capsys):
+    for seed, shift in enumerate((0.0, 2.0)):
+        write_rows(tmp_path / "b" / f"seed{seed}.csv", objects(lambda i, s=shift: 40 + i + s, seed))
+    main([f"base={tmp_path}/b/seed*.csv"])
+    out = capsys.readouterr().out
+    header, _, line = out.strip().splitlines()
+    assert header == (
+        "| model | runs | J&F | 95% CI | occlusion | J visible | FP absent % | latency | never % |"
+    )
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # J&F 49.5 and 51.5 over the seeds; occlusion objects 0-9: 44.5 and 46.5
+    assert cells[:3] == ["base", "2", "50.5 ± 1.4"]
+    assert cells[4:] == ["45.5 ± 1.4", "50.5 ± 1.4", "5.0 ± 7.1", "16.0 ± 0.0", "50.0 ± 0.0"]
+    # interval of the seed-averaged per-object J&F (40.5 + i + 1 for i in 0..19)
+    low, high = (float(v) for v in cells[3].strip("[]").split(","))
+    assert low < 50.5 < high and high - low < 11
+    # eval run directories: their per_object.csv
+    write_rows(tmp_path / "eval" / "per_object.csv", objects(lambda i: 40 + i))
+    main([f"eval={tmp_path}/eval"])
+    assert "| eval | 1 | 49.5 |" in capsys.readouterr().out
+
+
+def test_old_per_object_csvs_without_diagnostics_still_read(tmp_path, capsys):
+    old = [
+        f
+        for f in ROW_FIELDS
+        if f not in ("j_visible", "fp_absent", "latencies", "never_redetected")
+    ]
+    path = tmp_path / "old.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(r.to_row() for r in objects(lambda i: 50.0))
+    main([f"old={path}"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "| model | runs | J&F | 95% CI | occlusion |"
+    assert "| old | 1 | 50.0 | [50.0, 50.0] | 50.0 |" in out
+
+
+def test_paired_difference_over_tagged_objects_averaged_over_seeds(tmp_path, capsys):
+    def delta(seed):  # A - B: +1 and +3 on occlusion objects (mean +2), -10 on the others
+        return lambda i: 40 + i + ((1 + 2 * seed) if i < 10 else -10)
+
+    for seed in (0, 1):
+        write_rows(tmp_path / "a" / f"seed{seed}.csv", objects(delta(seed)))
+        write_rows(tmp_path / "b" / f"seed{seed}.csv", objects(lambda i: 40 + i))
+    rows = {k: [read_run(p) for p in sorted((tmp_path / k).glob("*.csv"))] for k in "ab"}
+    p = paired_difference(rows["a"], rows["b"], tags=["occlusion"])
+    assert (p.difference, p.low, p.high, p.num_objects) == pytest.approx((2.0, 2.0, 2.0, 10))
+    every = paired_difference(rows["a"], rows["b"])
+    assert every.difference == pytest.approx((10 * 2 - 10 * 10) / 20)
+    assert every.low < every.difference < every.high and every.num_objects == 20
+    # per-object noise: the interval is around the known mean and reproducible
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 3, 20)
+    write_rows(tmp_path / "c" / "seed0.csv", objects(lambda i: 42 + i + noise[i]))
+    c = [read_run(tmp_path / "c" / "seed0.csv")]
+    q = paired_difference(c, rows["b"], ["occlusion"])
+    assert q.difference == pytest.approx(2 + noise[:10].mean())
+    assert q.low < q.difference < q.high
+    assert paired_difference(c, rows["b"], ["occlusion"]) == q
+
+    main([f"A={tmp_path}/a/*.csv", f"B={tmp_path}/b/*.csv", "--paired", "A", "B",
+          "--tags", "occlusion,exit_reentry"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "| A − B | 10 | +2.0 | [+2.0, +2.0] |" in out
+    assert "objects (occlusion or exit_reentry)" in out
+
+
+def test_paired_comparison_errors(tmp_path):
+    write_rows(tmp_path / "a.csv", objects(lambda i: 50.0))
+    write_rows(tmp_path / "b.csv", objects(lambda i: 50.0)[:-1])
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text(json.dumps({"JF": 30.0}))
+    a, b = read_run(tmp_path / "a.csv"), read_run(tmp_path / "b.csv")
+    with pytest.raises(ValueError, match="different objects"):
+        paired_difference([a], [b])
+    with pytest.raises(ValueError, match="hold different objects"):
+        paired_difference([a, b], [a, a])
+    with pytest.raises(ValueError, match=r"no per-object rows\. Fix"):
+        paired_difference([a], [read_run(tmp_path / "eval")])
+    with pytest.raises(ValueError, match=r"tags seen: \['occlusion'\]"):
+        paired_difference([a], [a], tags=["distractor"])

@@ -6,6 +6,7 @@ Layout::
     <root>/Annotations/<resolution>/<seq>/00000.png ...   8-bit palette PNGs
     <root>/ImageSets/2017/<split>.txt                       one sequence name per line
     <root>/tags.json                                        optional {seq: [tag, ...]}
+                                                            or {seq: {object id: [tag, ...]}}
 
 Rules (kept simple on purpose; `PaletteVideo` applies them, and the MOSE reader reuses it):
 
@@ -14,13 +15,14 @@ Rules (kept simple on purpose; `PaletteVideo` applies them, and the MOSE reader 
 - the first frame must be annotated; its labels (minus 0 and void 255) are the objects;
 - `dense=True` (every split except ``test*``) requires a PNG for every frame;
   ``test-dev`` style splits with only the first PNG are read with ``dense=False``;
-- a later frame may not introduce a label absent from the first frame.
+- a later frame may not introduce a label absent from the first frame;
+- tags (`dataset_files.read_tags`) are the video's, carried by every object, or per object
+  (`object_tags`, ids of first-frame objects; `tags` is then their union).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +36,14 @@ from mosam_train.data.formats.files import (
     require_root,
 )
 from mosam_train.dataset_files import (
+    TAGS_FILE,
     VOID_LABEL,
+    VideoTags,
     image_size,
     list_frames,
     read_label,
     read_list,
+    read_tags,
 )
 from mosam_train.errors import DataError
 
@@ -59,11 +64,15 @@ class PaletteVideo(FolderVideo):
         name: str,
         image_dir: str | Path,
         mask_dir: str | Path,
-        tags: Sequence[str] = (),
+        tags: VideoTags = (),
         dense: bool = True,
     ) -> None:
         self.name = name
-        self.tags = tuple(tags)
+        if isinstance(tags, dict):
+            self.object_tags = {int(k): tuple(v) for k, v in tags.items()}
+            self.tags = tuple(dict.fromkeys(t for k in sorted(tags) for t in tags[k]))
+        else:
+            self.tags = tuple(tags)
         self.image_dir = Path(image_dir)
         self.mask_dir = Path(mask_dir)
         if not self.image_dir.is_dir():
@@ -148,7 +157,7 @@ class DavisVideo(PaletteVideo):
         root: str | Path,
         name: str,
         resolution: str = "480p",
-        tags: Sequence[str] = (),
+        tags: VideoTags = (),
         dense: bool = True,
     ) -> None:
         self.root = Path(root)
@@ -160,24 +169,14 @@ class DavisVideo(PaletteVideo):
             tags,
             dense,
         )
-
-
-def read_tags(root: Path) -> dict[str, tuple[str, ...]]:
-    """Optional `<root>/tags.json` ({video: [tags]}); {} when absent."""
-    path = root / "tags.json"
-    if not path.exists():
-        return {}
-    try:
-        raw = json.loads(path.read_text())
-        if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
-            raise ValueError("expected an object {video: [tag, ...]}")
-        return {str(k): tuple(str(t) for t in v) for k, v in raw.items()}
-    except (OSError, ValueError) as e:
-        raise DataError(
-            f'{path}: cannot parse tags ({e}). Fix: write {{"<video>": ["tag", ...]}} or '
-            f"delete the file.",
-            path,
-        ) from e
+        unknown = sorted(set(self.object_tags or ()) - set(self.object_ids))
+        if unknown:
+            path = self.root / TAGS_FILE
+            raise DataError(
+                f"{path}: video '{name}' tags object(s) {unknown}, which its first frame does "
+                f"not label (objects {list(self.object_ids)}). Fix: key its tags by those ids.",
+                path,
+            )
 
 
 def read_davis(
