@@ -29,11 +29,11 @@ from pathlib import Path
 
 import mosam_train
 from mosam_train.metrics.jf import ObjectScore, aggregate
+from mosam_train.models.memory.selection import SLOT_RULES
+from mosam_train.trackers.oracle import SCORES
 
 EVAL = Path(mosam_train.__file__).resolve().parents[1] / "eval.py"
-SCORES = ("iou", "visible_iou", "recency", "prompt")  # trackers/oracle.py's, in table order
 GROUND_TRUTH_SCORES = ("iou", "visible_iou")
-SLOTS = ("rank", "distance")
 SCORE_LABELS = {
     "iou": "true IoU",
     "visible_iou": "visibility-aware IoU",
@@ -66,7 +66,7 @@ class OracleRun:
 
     def sort_key(self) -> tuple:
         t = self.tracker
-        return (SCORES.index(t["score"]), t["stride"], SLOTS.index(t["slots"]))
+        return (SCORES.index(t["score"]), t["stride"], SLOT_RULES.index(t["slots"]))
 
     def jf(self, tags: Sequence[str] | None = None) -> float:
         """J&F (0-100) over every object, or pooled over the objects carrying any of `tags`."""
@@ -87,16 +87,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--out", type=Path, help="runs go here (default: logs/oracles/<data>)")
     parser.add_argument("--scores", type=_csv_list, default=list(SCORES))
     parser.add_argument("--strides", type=_csv_list, default=["1", "2", "4"])
-    parser.add_argument("--slots", type=_csv_list, default=list(SLOTS))
+    parser.add_argument("--slots", type=_csv_list, default=list(SLOT_RULES))
     parser.add_argument("--gate-tags", type=_csv_list, default=["occlusion", "exit_reentry"])
     parser.add_argument("--gate-margin", type=float, default=5.0)
     parser.add_argument(
         "--table-only", action="store_true", help="print the table of the runs in --out"
     )
     args, overrides = parser.parse_known_args(argv)
-    bad = [s for s in args.scores if s not in SCORES] + [s for s in args.slots if s not in SLOTS]
+    bad = [s for s in args.scores if s not in SCORES] + [
+        s for s in args.slots if s not in SLOT_RULES
+    ]
     if bad or not all(s.isdigit() and int(s) >= 1 for s in args.strides):
-        parser.error(f"--scores from {SCORES}, --slots from {SLOTS}, --strides integers >= 1")
+        parser.error(f"--scores from {SCORES}, --slots from {SLOT_RULES}, --strides integers >= 1")
     if args.out is None:
         data = next((o.split("=", 1)[1] for o in overrides if o.startswith("data=")), None)
         args.out = Path("logs") / "oracles" / (data or "synthetic").replace("/", "_")

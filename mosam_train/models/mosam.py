@@ -200,13 +200,13 @@ class MoSAMTracker(VideoSAM):
     def _selected_memory(
         self, frame_idx: int, output_dict: OutputDict, frame_step: int
     ) -> SpatialMemory:
-        """Rate & Rank: the candidates each object keeps, in temporal slots by rank."""
+        """Rate & Rank: the candidates each object keeps, in their temporal slots."""
         _, unselected_cond = select_closest_cond_frames(
             frame_idx, output_dict["cond_frame_outputs"], self.sam2.max_cond_frames_in_attn
         )
         # As in SAM 2, an unselected prompted frame competes as an ordinary past frame.
         pool = {**unselected_cond, **output_dict["non_cond_frame_outputs"]}
-        return SpatialMemory(*self.stms.select(frame_idx, pool, frame_step))
+        return self.stms.select(frame_idx, pool, frame_step)
 
     def _memory_key_bias(
         self,

@@ -33,11 +33,16 @@ import torch
 
 from mosam_train.inference.engine import video_logits
 from mosam_train.inference.rules import MemoryBank, TrackerRule
-from mosam_train.models.memory.selection import SAM2_WINDOW, warn_if_within_window
+from mosam_train.models.memory.selection import (
+    SAM2_WINDOW,
+    SLOT_RULES,
+    candidate_frames,
+    keep_top_k,
+    warn_if_within_window,
+)
 from mosam_train.models.video_sam import OutputDict, SpatialMemory
 
 SCORES = ("iou", "visible_iou", "recency", "prompt")
-SLOTS = ("rank", "distance")
 
 
 def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -59,7 +64,7 @@ def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[s
 
 class Oracle(TrackerRule):
     """score: one of `SCORES`; stride (Δ) and candidates (n): the candidate frames t-Δ ...
-    t-nΔ; slots: one of `SLOTS`; top_k: past frames kept per object (t-1 included)."""
+    t-nΔ; slots: one of `SLOT_RULES`; top_k: past frames kept per object (t-1 included)."""
 
     def __init__(
         self,
@@ -73,9 +78,9 @@ class Oracle(TrackerRule):
             raise ValueError(
                 f"tracker.score={score!r}: not an oracle score. Fix: one of {', '.join(SCORES)}."
             )
-        if slots not in SLOTS:
+        if slots not in SLOT_RULES:
             raise ValueError(
-                f"tracker.slots={slots!r}: not a slot rule. Fix: one of {', '.join(SLOTS)}."
+                f"tracker.slots={slots!r}: not a slot rule. Fix: one of {', '.join(SLOT_RULES)}."
             )
         for name, value in (("stride", stride), ("candidates", candidates), ("top_k", top_k)):
             if int(value) < 1:
@@ -88,19 +93,10 @@ class Oracle(TrackerRule):
 
     def candidates(self, frame_idx: int) -> list[int]:
         """t-1, then t-Δ, ..., t-nΔ (frames >= 0, each once), most recent first."""
-        frames = [frame_idx - 1] + [
-            frame_idx - j * self.stride for j in range(1, self.num_candidates + 1)
-        ]
-        return [t for t in dict.fromkeys(frames) if t >= 0]
+        return candidate_frames(frame_idx, self.stride, self.num_candidates)
 
     def _scores(self, entries: list[dict[str, Any]]) -> torch.Tensor:
-        """[C, N]: each candidate's worth per object (higher is kept first)."""
-        if self.score == "recency":
-            n, device = (
-                entries[0]["maskmem_features"].shape[0],
-                entries[0]["maskmem_features"].device,
-            )
-            return torch.zeros(len(entries), n, device=device)
+        """[C, N]: each candidate's true worth per object (higher is kept first)."""
         iou = torch.stack([e["true_iou"] for e in entries])
         if self.score == "visible_iou":
             iou = iou * torch.stack([e["present"] for e in entries])
@@ -118,17 +114,8 @@ class Oracle(TrackerRule):
         if not frames:
             return SpatialMemory([])
         entries = [pool[t] for t in frames]
-        scores = self._scores(entries)
-        if frames[0] == frame_idx - 1:
-            scores[0] = float("inf")  # t-1 is always kept
-        k = min(self.top_k, len(entries))
-        kept = torch.sort(scores, dim=0, descending=True, stable=True).indices[:k]
-        index = torch.sort(kept, dim=0).values  # row r: each object's r-th most recent
-        slots = None
-        if self.slots == "distance":
-            back = torch.tensor([frame_idx - t for t in frames], device=index.device)
-            slots = back[index]
-        return SpatialMemory(entries, index, slots)
+        scores = None if self.score == "recency" else self._scores(entries)
+        return keep_top_k(frame_idx, frames, entries, scores, self.top_k, self.slots)
 
     def remember(
         self,

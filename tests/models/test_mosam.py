@@ -89,27 +89,63 @@ def _entries(scores: list[list[float]]) -> dict[int, dict]:
     }
 
 
+def _kept(memory, obj: int) -> list[int]:
+    """The frames object `obj` keeps (the fake entries hold their frame index)."""
+    frame = lambda e: int(e["maskmem_features"][0, 0, 0, 0])  # noqa: E731
+    if memory.index is None:
+        return [frame(e) for e in memory.entries]
+    return [frame(memory.entries[i]) for i in memory.index[:, obj]]
+
+
 def test_selection_follows_confidence_and_defaults_to_recency():
-    sel = MemorySelection(num_maskmem=7, mem_dim=16, stride=1, candidates=8, top_k=3, pixel=False)
+    sel = MemorySelection(
+        num_maskmem=7, mem_dim=16, stride=1, candidates=8, top_k=3, pixel=False,
+        keep_previous=False,
+    )  # fmt: skip
     # equal scores: the three most recent frames
-    pool = _entries([[0.0, 0.0]] * 8)
-    entries, index = sel.select(10, pool)
-    kept = [int(entries[i]["maskmem_features"][0, 0, 0, 0]) for i in index[:, 0]]
-    assert kept == [9, 8, 7]
+    assert _kept(sel.select(10, _entries([[0.0, 0.0]] * 8)), 0) == [9, 8, 7]
     # object 0 trusts frames 8, 5, 2; object 1 frames 9, 3, 2
     scores = [[0, 5], [5, 0], [0, 0], [0, 0], [5, 0], [0, 0], [0, 5], [5, 5]]
-    entries, index = sel.select(10, _entries(scores))
-    frame = lambda i: int(entries[i]["maskmem_features"][0, 0, 0, 0])  # noqa: E731
-    assert [frame(i) for i in index[:, 0]] == [8, 5, 2]
-    assert [frame(i) for i in index[:, 1]] == [9, 3, 2]
+    memory = sel.select(10, _entries(scores))
+    assert _kept(memory, 0) == [8, 5, 2]
+    assert _kept(memory, 1) == [9, 3, 2]
+
+
+def test_frame_t_minus_1_is_always_kept_when_the_stride_skips_it():
+    # stride 2: without t-1 the candidates are 8, 6, 4, ...; it is rated worst here
+    scores = [[-9.0], [5.0], [0.0], [5.0], [0.0], [5.0], [0.0], [5.0], [0.0]]  # frames 9..1
+    pool = _entries(scores)
+    sel = MemorySelection(num_maskmem=7, mem_dim=16, stride=2, candidates=4, top_k=2, pixel=False)
+    assert sel.candidates(10) == [9, 8, 6, 4, 2]
+    assert _kept(sel.select(10, pool), 0) == [9, 8]
+    # the ablation (model.stms.keep_previous=false): t-1 is not even a candidate
+    old = MemorySelection(
+        num_maskmem=7, mem_dim=16, stride=2, candidates=4, top_k=2, pixel=False,
+        keep_previous=False,
+    )  # fmt: skip
+    assert old.candidates(10) == [8, 6, 4, 2]
+    assert _kept(old.select(10, pool), 0) == [8, 6]
+
+
+def test_kept_frames_take_slots_by_rank_or_by_true_distance():
+    pool = _entries([[0.0]] * 9)  # frames 9..1, all rated alike: the most recent are kept
+    rank = MemorySelection(num_maskmem=7, mem_dim=16, stride=4, candidates=3, top_k=3, frame=False)
+    assert _kept(rank.select(10, pool), 0) == [9, 6, 2] and rank.select(10, pool).slots is None
+    distance = MemorySelection(
+        num_maskmem=7, mem_dim=16, stride=4, candidates=3, top_k=3, frame=False,
+        slots="distance",
+    )  # fmt: skip
+    assert distance.select(10, pool).slots.tolist() == [1, 4, 8]
+    with pytest.raises(ValueError, match=r"model\.stms\.slots"):
+        MemorySelection(num_maskmem=7, mem_dim=16, slots="time")
 
 
 def test_strided_candidates_and_clip_step():
     sel = MemorySelection(num_maskmem=7, mem_dim=16, stride=4, candidates=3, top_k=2)
-    assert sel.candidates(20) == [16, 12, 8]
+    assert sel.candidates(20) == [19, 16, 12, 8]
     # clips whose steps are 4 engine frames apart (SA-V annotations) use every clip step
     assert sel.candidates(20, frame_step=4) == [19, 18, 17]
-    assert sel.candidates(5) == [1]
+    assert sel.candidates(5) == [4, 1]
 
 
 def test_selected_memory_differs_from_sam2_last_six_when_confidences_differ(micro, record):
@@ -127,7 +163,8 @@ def test_selected_memory_differs_from_sam2_last_six_when_confidences_differ(micr
 
     def spy(frame_idx, output_dict, frame_step):
         pool = output_dict["non_cond_frame_outputs"]
-        entries, index = model.stms.select(frame_idx, pool, frame_step)
+        memory = model.stms.select(frame_idx, pool, frame_step)
+        entries, index = memory.entries, memory.index
         if index is not None:
             ts = {id(e): t for t, e in pool.items()}
             seen.append((frame_idx, sorted(ts[id(entries[i])] for i in index[:, 0].tolist())))

@@ -1,15 +1,17 @@
 """Spatial-Temporal Memory Selection: which past frames SAM 2's memory attention reads.
 
-Temporal selection (Rate & Rank): the candidates of frame t are t - Δ, t - 2Δ, ..., t - nΔ;
-each was rated by the frame-confidence head when its memory was written; every object keeps
-its own top-k (ties, e.g. a fresh head, go to the more recent frame). Prompted frames are
-always kept, as in SAM 2.
+Temporal selection (Rate & Rank): the candidates of frame t are t - 1 (always kept, as SAM 2
+always keeps it: the frame most like the current one) and t - Δ, t - 2Δ, ..., t - nΔ; each
+was rated by the frame-confidence head when its memory was written; every object keeps its
+own top-k (ties, e.g. a fresh head, go to the more recent frame). Prompted frames are always
+kept, as in SAM 2.
 
-Temporal position of a kept frame (our choice): its rank by recency among the kept frames,
-i.e. the most recent kept frame takes SAM 2's slot for t-1, the next one the slot for t-2,
-and so on. SAM 2's temporal embeddings index memory slots, not time: it trains them on
-consecutive frames and applies them to strided frames at evaluation
-(`memory_temporal_stride_for_eval`), so a slot index is what they know.
+Temporal position of a kept frame (`slots`): `rank`, its rank by recency among the kept
+frames (the most recent kept frame takes SAM 2's slot for t-1, the next one the slot for
+t-2, and so on), or `distance`, SAM 2's slot for its true distance (clamped to SAM 2's last
+slot beyond it). SAM 2's temporal embeddings index memory slots, not time: it trains them
+on consecutive frames and applies them to strided frames at evaluation
+(`memory_temporal_stride_for_eval`). The oracle rules (`tracker=oracle`) measure both.
 
 Δ is given in frames of the video as the engine processes it; a training clip whose steps
 are `frame_step` engine frames apart (SA-V annotations: every 4th frame, YouTube-VOS: every
@@ -26,11 +28,54 @@ import torch
 from torch import nn
 
 from mosam_train.models.memory.heads import FrameConfidenceHead, PixelConfidenceHead
+from mosam_train.models.video_sam import SpatialMemory
 
 log = logging.getLogger(__name__)
 
 #: the past frames SAM 2 attends to: num_maskmem - 1 (7 - 1 in every SAM 2 config)
 SAM2_WINDOW = 6
+#: how a kept frame's temporal slot is chosen (see the module docstring)
+SLOT_RULES = ("rank", "distance")
+
+
+def candidate_frames(
+    frame_idx: int, stride: int, count: int, keep_previous: bool = True
+) -> list[int]:
+    """t-1 (with `keep_previous`), then t-Δ, ..., t-nΔ: frames >= 0, each once, most recent
+    first."""
+    frames = [frame_idx - j * stride for j in range(1, count + 1)]
+    if keep_previous:
+        frames.insert(0, frame_idx - 1)
+    return [t for t in dict.fromkeys(frames) if t >= 0]
+
+
+def keep_top_k(
+    frame_idx: int,
+    frames: list[int],
+    entries: list[dict[str, Any]],
+    scores: torch.Tensor | None,
+    top_k: int,
+    slots: str = "rank",
+    keep_previous: bool = True,
+) -> SpatialMemory:
+    """Each object's top-k of `entries` (frames `frames`, most recent first) by `scores`
+    [C, N] (higher first, ties to the more recent frame; None: by recency, the same frames
+    for every object), with frame t-1 always kept under `keep_previous`, in slots by `slots`.
+    """
+    k = min(top_k, len(entries))
+    if scores is None or k == len(entries):
+        kept = frames[:k]
+        back = torch.tensor([frame_idx - t for t in kept]) if slots == "distance" else None
+        return SpatialMemory(entries[:k], None, back)
+    if keep_previous and frames[0] == frame_idx - 1:
+        scores = scores.clone()
+        scores[0] = float("inf")
+    order = torch.sort(scores, dim=0, descending=True, stable=True).indices[:k]
+    index = torch.sort(order, dim=0).values  # row r: each object's r-th most recent
+    back = None
+    if slots == "distance":
+        back = torch.tensor([frame_idx - t for t in frames], device=index.device)[index]
+    return SpatialMemory(entries, index, back)
 
 
 def warn_if_within_window(
@@ -69,14 +114,22 @@ class MemorySelection(nn.Module):
         pixel: bool = True,
         frame_hidden: int = 64,
         pixel_hidden: int = 32,
+        keep_previous: bool = True,
+        slots: str = "rank",
     ) -> None:
         super().__init__()
-        slots = num_maskmem - 1
-        if not 1 <= top_k <= slots:
+        if slots not in SLOT_RULES:
             raise ValueError(
-                f"model.stms.top_k={top_k}, but this SAM 2 has {slots} memory slots for past "
+                f"model.stms.slots={slots!r}: unknown. Fix: one of {', '.join(SLOT_RULES)}."
+            )
+        self.keep_previous = bool(keep_previous)
+        self.slots = slots
+        window = num_maskmem - 1
+        if not 1 <= top_k <= window:
+            raise ValueError(
+                f"model.stms.top_k={top_k}, but this SAM 2 has {window} memory slots for past "
                 f"frames (num_maskmem={num_maskmem}, one slot is the prompted frame's). "
-                f"Fix: set model.stms.top_k between 1 and {slots}."
+                f"Fix: set model.stms.top_k between 1 and {window}."
             )
         if candidates < top_k:
             raise ValueError(
@@ -85,7 +138,7 @@ class MemorySelection(nn.Module):
             )
         if stride < 1:
             raise ValueError(f"model.stms.stride={stride}: must be >= 1")
-        warn_if_within_window(stride, candidates, "model.stms", window=slots)
+        warn_if_within_window(stride, candidates, "model.stms", window=window)
         self.stride = int(stride)
         self.num_candidates = int(candidates)
         self.top_k = int(top_k)
@@ -102,23 +155,24 @@ class MemorySelection(nn.Module):
 
     def candidates(self, frame_idx: int, frame_step: int = 1) -> list[int]:
         """Candidate frame indices, most recent first."""
-        d = self.step(frame_step)
-        return [t for t in (frame_idx - j * d for j in range(1, self.num_candidates + 1)) if t >= 0]
+        return candidate_frames(
+            frame_idx, self.step(frame_step), self.num_candidates, self.keep_previous
+        )
 
     def select(
         self, frame_idx: int, pool: Mapping[int, dict[str, Any]], frame_step: int = 1
-    ) -> tuple[list[dict[str, Any]], torch.Tensor | None]:
-        """The candidate entries found in `pool` and, per object, which to keep.
-
-        Returns (entries, index) with entries most recent first and index [k, N] into
-        entries (row r: each object's r-th most recent kept frame); index is None when every
-        object keeps the same frames, which are then `entries[:k]`.
-        """
-        entries = [pool[t] for t in self.candidates(frame_idx, frame_step) if t in pool]
-        entries = [e for e in entries if e.get("maskmem_features") is not None]
-        k = min(self.top_k, len(entries))
-        if self.frame_head is None or k == len(entries):
-            return entries[:k], None
-        scores = torch.stack([e["frame_score"] for e in entries])  # [C, N]
-        order = torch.sort(scores, dim=0, descending=True, stable=True).indices[:k]
-        return entries, torch.sort(order, dim=0).values
+    ) -> SpatialMemory:
+        """Each object's kept frames among the candidates found in `pool` (with memory
+        features), by frame score (by recency without the frame head)."""
+        frames = [
+            t
+            for t in self.candidates(frame_idx, frame_step)
+            if t in pool and pool[t].get("maskmem_features") is not None
+        ]
+        entries = [pool[t] for t in frames]
+        scores = None
+        if self.frame_head is not None and len(entries) > self.top_k:
+            scores = torch.stack([e["frame_score"] for e in entries])  # [C, N]
+        return keep_top_k(
+            frame_idx, frames, entries, scores, self.top_k, self.slots, self.keep_previous
+        )
