@@ -252,7 +252,14 @@ def _plan_events(
         need = spec.lead_in + 10 + sum(pre + c + post for c in cores)  # +10: time to approach
         if need <= T or not chosen:
             break
-        chosen = chosen[:-1]
+        # too long for the video: shorten a class first (the object keeps its tags), and
+        # drop the last absence only when every class is already short
+        longest = max(range(len(chosen)), key=lambda i: LENGTH_CLASSES.index(chosen[i][1]))
+        kind, cls = chosen[longest]
+        if cls == "short":
+            chosen = chosen[:-1]
+        else:
+            chosen[longest] = (kind, LENGTH_CLASSES[LENGTH_CLASSES.index(cls) - 1])
     slack = T - need
     gaps = rng.dirichlet(np.ones(len(chosen) + 1)) * max(slack, 0)
     absences, t = [], spec.lead_in + 10 + int(gaps[0])
@@ -599,6 +606,8 @@ def _ground_truth(
             if found and not any(near[a : b + 1].any() for _, a, b in found):
                 return None
             evs += [{"kind": "distractor", "first_frame": a, "last_frame": b} for a, b in crossings]
+        if any(absent[s : e + 1].any() for s, e in obj.fast):
+            return None  # fast motion is seen, not guessed behind an occluder
         evs += [{"kind": "fast_motion", "first_frame": s, "last_frame": e} for s, e in obj.fast]
         evs.sort(key=lambda ev: (ev["first_frame"], ev["kind"]))
         events[k] = evs
