@@ -55,6 +55,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 from scipy.interpolate import PchipInterpolator
 
 from mosam_train.data.formats.davis import DavisVideo
@@ -160,9 +161,8 @@ def check_spec(spec: LongSpec) -> None:
                 f"synthetic_long spec: {key}={frames} cannot hold the longest absence: "
                 f"lead_in {spec.lead_in} visible frames at the start + long absence "
                 f"{spec.long[1]} frames + visible_after {spec.visible_after} frames = {need}. "
-                f"Fix: set {key} >= {need}, or lower long to at most "
-                f"[{spec.long[0]}, {frames - spec.lead_in - spec.visible_after}] (or lead_in / "
-                f"visible_after)."
+                f"Fix: set {key} >= {need}, or shorten long (its max to at most "
+                f"{frames - spec.lead_in - spec.visible_after} frames), lead_in or visible_after."
             )
 
 
@@ -873,16 +873,17 @@ def _classes(meta: dict) -> dict[str, list[int]]:
 def contact_sheet(root: str | Path, out: str | Path, split: str = "val", zoom: float = 1.5) -> Path:
     """One PNG: a row per tag (the first object of `split` that carries it), six frames
     each around its event (the prompt frame, before, during, after re-emergence, later,
-    the last frame), the object's ground-truth outline in green, its look-alike's absence
-    of one; frame numbers and the event in the row's caption."""
+    the last frame) with the object's ground-truth outline in green; frame numbers on the
+    tiles, the video, object and event in the row's caption."""
     root, out = Path(root), Path(out)
     events = json.loads((root / "events.json").read_text())
-    rows = []
+    rows, used = [], set()
     for tag in TAGS:
-        pick = _pick(events, split, tag)
+        pick = _pick(events, split, tag, used)
         if pick is None:
             continue
         name, oid, ev = pick
+        used.add(name)
         video = DavisVideo(root, name, RESOLUTION)
         T, a, b = video.num_frames, ev["first_frame"], ev["last_frame"]
         ts = [0, max(0, a - 3), (a + b) // 2, min(T - 1, b + 2), min(T - 1, b + 10), T - 1]
@@ -910,14 +911,18 @@ def contact_sheet(root: str | Path, out: str | Path, split: str = "val", zoom: f
     if not rows:
         raise DataError(f"{root}: no tagged object in split {split!r} to show", root)
     out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out), np.concatenate(rows, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    sheet = cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_BGR2RGB)
+    # 256 colours: a sheet for the README, not data (the repository keeps it small)
+    Image.fromarray(sheet).quantize(256, dither=Image.Dither.NONE).save(out, optimize=True)
     return out
 
 
-def _pick(events: dict, split: str, tag: str) -> tuple[str, str, dict] | None:
+def _pick(events: dict, split: str, tag: str, used: set[str]) -> tuple[str, str, dict] | None:
     """(video, object, event) to show for `tag`: the first object of `split` with such an
-    event; for absences a medium one, for a look-alike a crossing during an absence."""
-    for name in sorted(n for n in events if n.startswith(f"{split}_")):
+    event, in a video not shown yet if there is one; for absences a medium one, for a
+    look-alike a crossing during an absence."""
+    names = sorted(n for n in events if n.startswith(f"{split}_"))
+    for name in [n for n in names if n not in used] + [n for n in names if n in used]:
         for oid, evs in events[name].items():
             absences = [e for e in evs if e["kind"] in ABSENCE_KINDS]
             for ev in evs:

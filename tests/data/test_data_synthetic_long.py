@@ -216,7 +216,7 @@ def test_a_spec_whose_absences_cannot_fit_is_refused(tmp_path, capsys):
     with pytest.raises(ValueError, match="overlap"):
         sl.ensure_synthetic_long(tmp_path / "bad", medium=(4, 19), progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
-    with pytest.raises(SystemExit, match="long to at most"):
+    with pytest.raises(SystemExit, match="its max to at most 20 frames"):
         sl.main(["--root", str(tmp_path / "bad"), "--train-frames", "40"])
     with pytest.raises(DataError, match="no synthetic_long set"):
         read_split("synthetic_long", tmp_path, "train")
