@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from mosam_train.data.formats import read_source, read_split, source_spec
+from mosam_train.data.formats import get_format, read_source, read_split, source_spec
 from mosam_train.data.sampling import choose_objects, sample_clip
 from mosam_train.data.transforms import ClipTransform, build_eval_transform, build_train_transform
 from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
@@ -419,11 +419,14 @@ class VOSDataModule(L.LightningDataModule):
         self._test_records: list[VideoRecord] | None = None
 
     def prepare_data(self) -> None:
-        """Generate the synthetic set if asked for and missing (one process per node)."""
+        """Generate the synthetic set if asked for and missing (one process per node): the
+        format's own generator (e.g. synthetic_long), else today's set in the DAVIS layout."""
         if self.hparams.synthetic:
-            from mosam_train.data.synthetic import ensure_synthetic
+            generate = get_format(self.hparams.format).generate
+            if generate is None:
+                from mosam_train.data.synthetic import ensure_synthetic as generate
 
-            ensure_synthetic(self.root, seed=self.hparams.synthetic_seed)
+            generate(self.root, seed=self.hparams.synthetic_seed)
 
     def _own_source(self, split: str, subset: Sequence[str] | str | None) -> dict[str, Any]:
         """`split` of this dataset (`format`, `root`, `reader`) as a `source_spec` mapping."""

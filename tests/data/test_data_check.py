@@ -25,6 +25,7 @@ from omegaconf import OmegaConf, open_dict
 from PIL import Image
 
 from mosam_train.data.check import CONFIG_DIR, check_split, run_check
+from mosam_train.data.synthetic_long import ensure_synthetic_long
 
 
 def assert_lines_match(lines: list[dict], truth: Truth) -> None:
@@ -255,7 +256,7 @@ SHIPPED = {
 
 
 def test_every_shipped_data_config_is_covered():
-    assert set(shipped("")) == {*SHIPPED, "synthetic", "mix"}
+    assert set(shipped("")) == {*SHIPPED, "synthetic", "synthetic_long", "mix"}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -279,6 +280,19 @@ def test_shipped_synthetic_config_checks_the_synthetic_set(tmp_path, small_synth
     lines = [json.loads(s) for s in out.getvalue().splitlines()]
     assert [ln["video"] for ln in lines[:-1]] == names and len(names) == 8
     assert all(ln["num_frames"] == 32 and not ln["problems"] for ln in lines[:-1])
+
+
+def test_shipped_synthetic_long_config_checks_the_procedural_train_split(tmp_path):
+    root = ensure_synthetic_long(
+        tmp_path / "long", num_train=2, num_val=1, num_test=1, train_frames=60,
+        min_frames=60, max_frames=60, progress=False, workers=1,
+    )  # fmt: skip
+    cfg = compose_check(tmp_path, ["data=synthetic_long", f"data.root={root}", "data.split=train"])  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    assert run_check(cfg, out, err) == 0, err.getvalue()
+    lines = [json.loads(s) for s in out.getvalue().splitlines()]
+    assert [ln["video"] for ln in lines[:-1]] == ["train_000000", "train_000001"]
+    assert all(ln["num_frames"] == 60 and not ln["problems"] for ln in lines[:-1])
 
 
 def test_shipped_mix_config_checks_each_mixed_source(tmp_path):

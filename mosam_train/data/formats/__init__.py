@@ -64,12 +64,16 @@ class DatasetFormat:
     protocol: the name of the `metrics.jf` protocol its videos are scored with by default
     (``appearance``: DAVIS 2017's rule per object, from its first appearance; ``sav``:
     SA-V's evaluator); `read_split` gives every record it reads this name as `protocol`.
+    generate: for a set made by code rather than downloaded, ``(root, seed=...) -> root``
+    that makes it at `root` unless it is there (`data.synthetic: true` runs it in
+    `prepare_data`); None for downloaded layouts.
     """
 
     name: str
     reader: Callable[..., list[VideoRecord]]
     submission: SubmissionLayout = field(default_factory=SubmissionLayout)
     protocol: str = "appearance"
+    generate: Callable[..., Path] | None = None
 
 
 FORMATS: Registry[DatasetFormat] = Registry(
