@@ -17,8 +17,9 @@ learned selection and the inference-time rules go through this one assembly.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +55,43 @@ def enable_activation_checkpointing(sam2: SAM2Base) -> int:
     """
     wrapped = 0
     for module in sam2.modules():
-        if isinstance(module, MultiScaleBlock | MemoryAttentionLayer):
+        if isinstance(module, MultiScaleBlock):
             module.forward = functools.partial(checkpoint, module.forward, use_reentrant=False)
             wrapped += 1
+        elif isinstance(module, MemoryAttentionLayer):
+            module.forward = _checkpointed_memory_layer(module)
+            wrapped += 1
     return wrapped
+
+
+def _checkpointed_memory_layer(layer: MemoryAttentionLayer) -> Callable[..., torch.Tensor]:
+    """`layer.forward` under activation checkpointing, with the key bias (MoSAM's pixel
+    filter) that its cross-attention reads at call time restored for the recomputation:
+    the bias is set for one step only and cleared before the backward pass, so without it
+    the recomputed attention would differ from the one whose gradients are taken."""
+    forward, attention = layer.forward, layer.cross_attn_image
+
+    def run(*args: Any, **kwargs: Any) -> torch.Tensor:
+        bias = getattr(attention, "key_bias", None)
+
+        @contextlib.contextmanager
+        def as_in_forward() -> Iterator[None]:
+            current = getattr(attention, "key_bias", None)
+            attention.key_bias = bias
+            try:
+                yield
+            finally:
+                attention.key_bias = current
+
+        return checkpoint(
+            forward,
+            *args,
+            use_reentrant=False,
+            context_fn=lambda: (contextlib.nullcontext(), as_in_forward()),
+            **kwargs,
+        )
+
+    return run
 
 
 @dataclass
