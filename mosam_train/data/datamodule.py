@@ -54,6 +54,10 @@ class ClipDataset(Dataset):
 
     Index i of epoch e reads video (i + e * len(self)) % num_videos, so a
     `samples_per_epoch` smaller than the video count still visits every video over epochs;
+    with `clips_per_video` c > 1, indices i of one epoch with the same i // c share a video
+    (c clips from it, each its own window and augmentation): for videos that are costly
+    to read or make (the procedural training videos of `data=synthetic_long`, made in the
+    worker and cached there), c clips cost one video;
     with `weights` (one per record, e.g. a dataset's mixing weight over its size) the video
     is drawn with those probabilities instead. `max_skip` is in video frames and converted
     per video with `VideoRecord.annotation_step` (at least one annotated frame per step);
@@ -83,9 +87,13 @@ class ClipDataset(Dataset):
         max_bad: int = 50,
         flow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         weights: Sequence[float] | None = None,
+        clips_per_video: int = 1,
     ) -> None:
         if not records:
             raise ValueError("ClipDataset needs at least one video")
+        if clips_per_video < 1:
+            raise ValueError(f"data.clips_per_video={clips_per_video}: must be >= 1")
+        self.clips_per_video = int(clips_per_video)
         self.records = list(records)
         self.clip_len, self.max_objects = clip_len, max_objects
         self.weights = None
@@ -144,7 +152,8 @@ class ClipDataset(Dataset):
             elif self.weights is not None:
                 v = int(rng.choice(n, p=self.weights))
             else:
-                v = (int(index) + epoch * len(self)) % n
+                c = self.clips_per_video
+                v = (int(index) // c + epoch * -(-len(self) // c)) % n
             record = self.records[v]
             try:
                 sample = self._make(record, rng)
@@ -397,6 +406,7 @@ class VOSDataModule(L.LightningDataModule):
         synthetic_seed: int = 0,
         val_max_videos: int | None = None,
         flow: Mapping[str, Any] | None = None,
+        clips_per_video: int = 1,
     ) -> None:
         super().__init__()
         if val_max_videos is not None and val_max_videos < 1:  # train and eval read it here
@@ -492,6 +502,7 @@ class VOSDataModule(L.LightningDataModule):
                 reverse_prob=hp.reverse_prob,
                 flow=self._flow_provider(),
                 weights=weights,
+                clips_per_video=hp.clips_per_video,
             )
         if stage in (None, "fit", "validate") and self._val_records is None:
             self._val_records = self._read_source(self.val_source)[: hp.val_max_videos]

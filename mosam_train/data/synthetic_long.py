@@ -635,10 +635,12 @@ def make_long_video(spec: LongSpec, split: str, index: int) -> GeneratedVideo:
 # ------------------------------------------------------------------------------ training
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=64)
 def _train_video(spec: LongSpec, index: int) -> GeneratedVideo:
     """Train video `index`, JPEG-compressed as the written splits are (so training sees
-    the same artefacts as evaluation). Cached per process: a clip reads one video."""
+    the same artefacts as evaluation). Cached per process (64 videos, about 4 MB each):
+    a clip reads one video, and with `data.clips_per_video` c an epoch's shuffled samples
+    come back to each of its videos c times."""
     video = make_long_video(spec, "train", index)
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     video.frames = [

@@ -103,6 +103,18 @@ def test_samples_depend_on_seed_epoch_index_only(small_synthetic):
     assert ds2[0].video == "train_0003"
 
 
+def test_clips_per_video_draws_several_clips_from_each_video_an_epoch_visits(small_synthetic):
+    records = read_davis(small_synthetic, "train")
+    ds = _dataset(records, seed=3, samples_per_epoch=6, clips_per_video=3)
+    videos = [ds[i].video for i in range(6)]
+    assert videos == [records[0].name] * 3 + [records[1].name] * 3
+    assert ds[0].frame_indices != ds[1].frame_indices or not torch.equal(ds[0].frames, ds[1].frames)
+    ds.set_epoch(1)  # the next epoch goes on with the next videos
+    assert [ds[i].video for i in (0, 3)] == [records[2].name, records[3].name]
+    with pytest.raises(ValueError, match="clips_per_video"):
+        _dataset(records, clips_per_video=0)
+
+
 def test_corrupt_frame_is_skipped_and_counted(tmp_path):
     root = ensure_synthetic(
         tmp_path / "s", num_train=3, num_val=1, train_frames=16, val_frames=16,
