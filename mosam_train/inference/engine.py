@@ -16,8 +16,8 @@ frame t + 1 in a worker thread while the model runs frame t, so on a GPU machine
 second CPU core) the flow leaves the critical path. Frames are still read in order, once
 each, in the calling thread; a provider on the model's device (RAFT) runs inline.
 
-What enters memory, what a frame attends to and what is dropped are a `TrackerRule`'s
-decisions (`inference.rules`; SAM 2's own by default); the engine names no variant.
+What enters memory, what a frame attends to, which of SAM 2's candidate masks a tracked
+frame outputs and what is dropped are a `TrackerRule`'s decisions (`inference.rules`; SAM 2's own by default); the engine names no variant.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -147,7 +148,23 @@ class VideoPropagator:
                     f"it nor the model has a flow provider. Fix: give the rule a "
                     f"flow_provider, or use a model that computes flow (model.flow)."
                 )
+        self._require_candidates()
         self.groups: list[_Group] = []
+
+    def _require_candidates(self) -> None:
+        """A rule that chooses among SAM 2's candidate masks runs only on a model that
+        tracks with several (checked before the first frame)."""
+        if self.rule.needs_candidates and self.model.tracking_candidates < 2:
+            raise ValueError(
+                f"tracker rule {type(self.rule).__name__} chooses among SAM 2's three "
+                f"candidate masks on tracked frames (needs_candidates), but this model tracks "
+                f"with one (SAM 2 setting multimask_output_for_tracking=false, as the micro "
+                f"base has it). Fix: build or train the model with "
+                f"+model.sam2.overrides.multimask_output_for_tracking=true (a checkpoint "
+                f"keeps the setting it was trained with; the official SAM 2.1 configs have "
+                f"it on), or a rule that keeps SAM 2's choice (tracker=sam2, or this rule "
+                f"with its candidate choice off)."
+            )
 
     # ------------------------------------------------------------------ memory window
     def _prune(self, group: _Group, frame_idx: int, num_frames: int, frame_step: int) -> None:
@@ -311,6 +328,7 @@ class VideoPropagator:
             raise ValueError("propagate needs at least one prompted object")
         self._require_ground_truth(frames)
         read_truth = self.rule.needs_ground_truth
+        choosing = self.rule.needs_candidates
         device = next(self.model.parameters()).device
         num_frames = frames.num_frames
         video_size = (frames.height, frames.width)
@@ -356,6 +374,7 @@ class VideoPropagator:
                         flow=g_flow if self.model.needs_flow else None,
                         frame_step=frame_step,
                         spatial=self.rule.select(g.bank, t, memory),
+                        choose=partial(self.rule.choose, g.bank, t) if choosing else None,
                     )
                 entry = self._compact(out)
                 # ground truth only for a rule that asks (others need not take `truth=`)

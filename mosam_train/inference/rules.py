@@ -10,6 +10,9 @@ validation). The engine calls the rule at each decision point:
 - `select`: optionally, which past frames' memory features each object of a tracked frame
   attends to and in which temporal slots (a `SpatialMemory`, assembled by the model), when
   a view cannot say it: a choice per object, or slots other than SAM 2's;
+- `choose`: for a rule that `needs_candidates`, which of SAM 2's three candidate masks
+  becomes each object's output on a tracked frame (its mask, its object pointer and the
+  mask the memory encoder encodes; SAM 2 keeps the highest predicted IoU);
 - `remember`: whether and how a frame's output enters memory (prompted frames as
   conditioning frames, tracked frames as ordinary ones);
 - `horizon`: the oldest entries later frames can still use (older ones are dropped);
@@ -17,6 +20,8 @@ validation). The engine calls the rule at each decision point:
   and `remember`, computed by the engine once per frame;
 - `needs_ground_truth`: the frame's ground-truth masks for `remember` (upper bounds measured
   on annotated data; the engine refuses a video without them before its first frame).
+- `needs_candidates`: SAM 2's three candidates on every tracked frame, for `choose` (the
+  engine refuses a model that tracks with one mask before the first frame).
 
 Per-video, per-object state lives in the `MemoryBank` of each group of objects, never in
 the rule, so one rule object serves every video and every group. `TrackerRule` itself is
@@ -31,7 +36,13 @@ from typing import Any
 
 import torch
 
-from mosam_train.models.video_sam import FlowFn, OutputDict, SpatialMemory, new_output_dict
+from mosam_train.models.video_sam import (
+    Candidates,
+    FlowFn,
+    OutputDict,
+    SpatialMemory,
+    new_output_dict,
+)
 
 
 @dataclass
@@ -84,6 +95,11 @@ class TrackerRule:
     #: whether `remember` reads each frame's ground truth (`truth=`); such a rule runs only
     #: on annotated videos (eval), never on a video without ground truth (the demo)
     needs_ground_truth: bool = False
+    #: whether `choose` runs: the rule sees SAM 2's candidate masks on every tracked frame
+    #: and may choose among them; it needs a model that tracks with three
+    #: (`multimask_output_for_tracking`). A rule whose choice is switched off sets it False
+    #: (per instance): it then runs exactly as SAM 2, on any model.
+    needs_candidates: bool = False
 
     def initial_state(self, num_objects: int, device: torch.device) -> dict[str, Any]:
         """The rule's per-object state for `num_objects` objects starting together."""
@@ -103,6 +119,20 @@ class TrackerRule:
         model's own learned selection); object pointers always follow SAM 2's rule."""
         return None
 
+    def choose(
+        self, bank: MemoryBank, frame_idx: int, candidates: Candidates
+    ) -> torch.Tensor | None:
+        """Which candidate becomes each object's output on tracked frame `frame_idx`: a long
+        tensor [N] of indices into the candidates (dim 1 of `candidates`' tensors), or None
+        for SAM 2's choice (`candidates.sam2_choice`, the highest predicted IoU). Called
+        only for a rule that `needs_candidates`, before the memory encoder runs, so the
+        output mask, the object pointer and the mask encoded into memory are all the chosen
+        candidate's. Work on the whole batch of objects at once (tensors [N, M, ...]) and
+        keep results on the device: a Python loop over objects or a `.item()` here costs
+        every frame. A score `remember` needs later (e.g. a motion IoU per candidate) goes
+        into `bank.state`."""
+        return None
+
     def remember(
         self,
         bank: MemoryBank,
@@ -116,7 +146,11 @@ class TrackerRule:
     ) -> None:
         """Store frame `frame_idx` in `bank`: `entry` is what the model keeps of a frame
         (`VideoSAM.memory_entry`), `out` the frame's whole output (IoU predictions,
-        candidate masks, object scores). A prompted frame must stay a conditioning frame:
+        candidate masks, object scores; for a rule that `needs_candidates`, on tracked
+        frames, also "candidates" (`Candidates`) and "choice" ([N], the candidate each
+        object took): e.g. `Candidates.take(out["candidates"].ious, out["choice"])` is the
+        chosen predicted IoU, worth adding to `entry` for `select` to gate memory on).
+        A prompted frame must stay a conditioning frame:
         SAM 2 tracks from those. `truth` (given only to a rule that `needs_ground_truth`):
         the frame's ground-truth masks, bool [N, H, W] at the video's resolution in
         `bank.object_ids` order, or None where the frame is not annotated."""

@@ -152,7 +152,9 @@ class MoSAMModule(L.LightningModule):
         # Before a resumed fit restores its checkpoint, which then overwrites these weights.
         if stage == "fit":
             self.load_initial_weights()
-            self.validation_tracker()  # an unknown tracker= stops the run before it trains
+            # an unknown tracker=, or one this model cannot run (e.g. a rule that needs
+            # three candidate masks on a model that tracks with one), stops the run here
+            self.propagator()
 
     def train(self, mode: bool = True) -> MoSAMModule:
         """A frozen SAM 2 stays in eval mode: its dropout and its train-time memory stride

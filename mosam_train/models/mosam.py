@@ -32,7 +32,13 @@ from mosam_train.models.memory.attention import enable_key_bias
 from mosam_train.models.memory.selection import MemorySelection
 from mosam_train.models.motion.prompting import MotionGuidedPrompting, MotionPrompt
 from mosam_train.models.motion.sparse import KEYPOINTS, mask_keypoints
-from mosam_train.models.video_sam import FrameFeatures, OutputDict, SpatialMemory, VideoSAM
+from mosam_train.models.video_sam import (
+    Candidates,
+    FrameFeatures,
+    OutputDict,
+    SpatialMemory,
+    VideoSAM,
+)
 from mosam_train.optical_flow import build_flow_provider
 
 MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
@@ -105,10 +111,7 @@ class MoSAMTracker(VideoSAM):
         frame_step: int,
         spatial: SpatialMemory | None,
     ) -> tuple[dict[str, Any], tuple]:
-        sam2 = self.sam2
-        tracked = not is_init_cond_frame and not (
-            mask_inputs is not None and sam2.use_mask_input_as_output_without_sam
-        )
+        tracked = self._tracked(is_init_cond_frame, mask_inputs)
         motion = None
         if tracked and self.mgp is not None and point_inputs is None:
             motion = self._motion_prompt(frame_idx, output_dict, flow)
@@ -147,8 +150,13 @@ class MoSAMTracker(VideoSAM):
                 agreement = None
                 if region is not None:
                     agreement = _soft_iou(region, torch.sigmoid(out["pred_masks_high_res"]))
+                # the predicted IoU of the output mask: SAM 2's highest, or a rule's choice
+                choice = out.get("choice")
+                iou = (
+                    out["ious"].amax(1) if choice is None else Candidates.take(out["ious"], choice)
+                )
                 out["frame_score"] = self.stms.frame_head(
-                    out["ious"].amax(1), out["object_score_logits"][:, 0], agreement, maskmem
+                    iou, out["object_score_logits"][:, 0], agreement, maskmem
                 )
             if self.stms.pixel_head is not None:
                 out["pixel_logits"] = self.stms.pixel_head(maskmem, out["pred_masks"])

@@ -13,6 +13,13 @@ of the bank; `track(..., spatial=...)` assembles it here instead, from an explic
 kept frames and slots per object, and hands it to SAM 2's memory attention through a
 forward pre-hook, while SAM 2 still builds the object pointers by its own rule. MoSAM's
 learned selection and the inference-time rules go through this one assembly.
+
+Candidate choice (`Candidates`): with `multimask_output_for_tracking`, SAM 2's heads give
+three candidate masks on a tracked frame and keep, inside `SAM2Base._forward_sam_heads`,
+the one with the highest predicted IoU (its mask, and the object pointer of its output
+token). `track(..., choose=...)` lets an inference rule see every candidate and choose
+another per object; the output mask, the object pointer and the mask the memory encoder
+encodes are then all the chosen candidate's.
 """
 
 from __future__ import annotations
@@ -151,6 +158,43 @@ class SpatialMemory:
         return x[self.index, rows]
 
 
+@dataclass
+class Candidates:
+    """SAM 2's candidate outputs on one tracked frame, for a batch of N objects with M
+    candidates each (3 with `multimask_output_for_tracking`, else 1).
+
+    low_res_masks [N, M, h, w] and high_res_masks [N, M, S, S]: mask logits, NO_OBJ_SCORE
+    where the object score says "absent" (as SAM 2 sets them before choosing);
+    ious [N, M]: predicted IoU; object_score_logits [N, 1]: one per object, shared by its
+    candidates (SAM 2's decoder scores presence from a token of its own, not per mask);
+    obj_ptrs [N, M, C]: the object pointer each candidate would give; sam2_choice [N]:
+    SAM 2's own choice, the highest predicted IoU.
+    """
+
+    low_res_masks: torch.Tensor
+    high_res_masks: torch.Tensor
+    ious: torch.Tensor
+    object_score_logits: torch.Tensor
+    obj_ptrs: torch.Tensor
+    sam2_choice: torch.Tensor
+
+    @property
+    def num_candidates(self) -> int:
+        return int(self.ious.shape[1])
+
+    @staticmethod
+    def take(values: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+        """Each object's chosen candidate of `values` [N, M, ...] -> [N, ...], in one gather
+        (no host sync), e.g. the chosen predicted IoU: `take(candidates.ious, choice)`."""
+        rows = torch.arange(values.shape[0], device=values.device)
+        return values[rows, choice.to(values.device)]
+
+
+# a candidate choice on a tracked frame: the candidates -> [N] long index of each object's
+# chosen candidate, or None for SAM 2's (the highest predicted IoU)
+Chooser = Callable[[Candidates], torch.Tensor | None]
+
+
 class VideoSAM(nn.Module):
     """A SAM 2 model (any `SAM2Base`, or a subclass that overrides its hook points).
 
@@ -167,6 +211,10 @@ class VideoSAM(nn.Module):
         # step's memory attention (`_replace_memory`), while a `SpatialMemory` is in use
         self._memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
         sam2.memory_attention.register_forward_pre_hook(self._replace_memory, with_kwargs=True)
+        # the mask decoder's output tokens, kept (`_keep_tokens`) while `track` builds
+        # `Candidates` for a candidate choice; None otherwise
+        self._tokens: list[torch.Tensor] | None = None
+        sam2.sam_mask_decoder.register_forward_hook(self._keep_tokens)
 
     @property
     def needs_flow(self) -> bool:
@@ -190,6 +238,23 @@ class VideoSAM(nn.Module):
     def image_size(self) -> int:
         return int(self.sam2.image_size)
 
+    @property
+    def tracking_candidates(self) -> int:
+        """Candidate masks SAM 2's heads give on a tracked frame, by SAM 2's own rule
+        (`_use_multimask` for a frame without clicks): 3 with `multimask_output_for_tracking`
+        (the official SAM 2.1 configs), else 1 (the micro base)."""
+        sam2 = self.sam2
+        if sam2._use_multimask(is_init_cond_frame=False, point_inputs=None):
+            return int(sam2.sam_mask_decoder.num_multimask_outputs)
+        return 1
+
+    def _tracked(self, is_init_cond_frame: bool, mask_inputs: torch.Tensor | None) -> bool:
+        """Whether a frame runs memory attention and the SAM heads (not a prompted frame,
+        nor a mask SAM 2 takes as the output without its heads)."""
+        return not is_init_cond_frame and not (
+            mask_inputs is not None and self.sam2.use_mask_input_as_output_without_sam
+        )
+
     def encode_images(self, images: torch.Tensor) -> FrameFeatures:
         """Backbone features of normalised images [N, 3, S, S]."""
         backbone_out = self.sam2.forward_image(images)
@@ -211,6 +276,7 @@ class VideoSAM(nn.Module):
         flow: torch.Tensor | None = None,
         frame_step: int = 1,
         spatial: SpatialMemory | None = None,
+        choose: Chooser | None = None,
     ) -> dict[str, Any]:
         """One frame for a batch of objects; the result is ready to be stored in `output_dict`.
 
@@ -219,21 +285,29 @@ class VideoSAM(nn.Module):
         (current -> previous, [N, 2, S, S]) and `frame_step` (engine frames per processed
         frame) are for models that use motion and strided memory; SAM 2 ignores them.
         `spatial`: the past frames a tracked frame attends to (an inference rule's choice),
-        instead of SAM 2's window or the model's own selection.
+        instead of SAM 2's window or the model's own selection. `choose`: on a tracked frame,
+        an inference rule's choice among SAM 2's candidates (`Candidates`); the output then
+        also carries "candidates" and "choice" ([N] long, the candidate each object took).
         """
         sam2 = self.sam2
-        current_out, sam_outputs = self._heads(
-            frame_idx,
-            is_init_cond_frame,
-            feats,
-            output_dict,
-            num_frames,
-            point_inputs,
-            mask_inputs,
-            flow,
-            frame_step,
-            spatial,
-        )
+        choosing = choose is not None and self._tracked(is_init_cond_frame, mask_inputs)
+        self._tokens = [] if choosing else None
+        try:
+            current_out, sam_outputs = self._heads(
+                frame_idx,
+                is_init_cond_frame,
+                feats,
+                output_dict,
+                num_frames,
+                point_inputs,
+                mask_inputs,
+                flow,
+                frame_step,
+                spatial,
+            )
+            tokens = self._tokens
+        finally:
+            self._tokens = None
         (
             _low_res_multimasks,
             high_res_multimasks,
@@ -243,6 +317,18 @@ class VideoSAM(nn.Module):
             obj_ptr,
             object_score_logits,
         ) = sam_outputs
+        if choosing:
+            assert choose is not None and tokens
+            candidates = self._candidates(sam_outputs, tokens[-1])
+            choice = choose(candidates)
+            if choice is None:  # SAM 2's choice: its own tensors, untouched
+                choice = candidates.sam2_choice
+            else:
+                _check_choice(choice, candidates)
+                low_res_masks = Candidates.take(candidates.low_res_masks, choice)[:, None]
+                high_res_masks = Candidates.take(candidates.high_res_masks, choice)[:, None]
+                obj_ptr = Candidates.take(candidates.obj_ptrs, choice)
+            current_out.update(candidates=candidates, choice=choice)
         current_out.update(
             pred_masks=low_res_masks,
             pred_masks_high_res=high_res_masks,
@@ -288,10 +374,7 @@ class VideoSAM(nn.Module):
         `spatial` selection on a tracked frame, SAM 2 builds only the object pointers and the
         spatial memory is `spatial`'s (`_replace_memory`)."""
         sam2 = self.sam2
-        tracked = not is_init_cond_frame and not (
-            mask_inputs is not None and sam2.use_mask_input_as_output_without_sam
-        )
-        if tracked and spatial is not None:
+        if self._tracked(is_init_cond_frame, mask_inputs) and spatial is not None:
             device = feats.vision_feats[-1].device
             memory, memory_pos = self._spatial_memory(frame_idx, output_dict, spatial, device)
             bias = self._memory_key_bias(frame_idx, output_dict, spatial, device)
@@ -316,6 +399,60 @@ class VideoSAM(nn.Module):
                 set_key_bias(sam2.memory_attention, None)
             self._memory = None
         return current_out, sam_outputs
+
+    # ------------------------------------------------------------------ candidate choice
+    def _keep_tokens(self, module: nn.Module, args: Any, output: Any) -> None:
+        """Mask decoder's forward hook: its output tokens ([N, M or 1, C], from which SAM 2
+        derives the object pointer), kept while `track` builds `Candidates`."""
+        if self._tokens is not None:
+            self._tokens.append(output[2])
+
+    def _candidates(self, sam_outputs: tuple, tokens: torch.Tensor) -> Candidates:
+        """Every candidate of SAM 2's heads on a tracked frame, with its object pointer.
+
+        SAM 2 chooses inside `_forward_sam_heads` and derives the pointer of the chosen
+        output token only. That method runs unchanged (an override would copy it and drift
+        from sam2; the default path stays sam2's code): masks, IoUs and object scores come
+        from its outputs as it returns them, the output tokens it does not return from a
+        forward hook on its mask decoder (`_keep_tokens`), and `track` applies the choice
+        to these outputs before the memory encoder runs. The pointers of the other tokens
+        come from `_candidate_pointers`.
+        """
+        low_multi, high_multi, ious, _, _, obj_ptr, object_score_logits = sam_outputs
+        m = ious.shape[1]
+        sam2_choice = torch.argmax(ious, dim=-1)  # SAM 2's rule, as in _forward_sam_heads
+        ptrs = self._candidate_pointers(tokens, object_score_logits, m)
+        # SAM 2's own pointer for the candidate it chose: choosing it changes nothing
+        is_sam2s = F.one_hot(sam2_choice, m).bool()[..., None]
+        ptrs = torch.where(is_sam2s, obj_ptr[:, None].to(ptrs.dtype), ptrs)
+        return Candidates(low_multi, high_multi, ious, object_score_logits, ptrs, sam2_choice)
+
+    def _candidate_pointers(
+        self, tokens: torch.Tensor, object_score_logits: torch.Tensor, m: int
+    ) -> torch.Tensor:
+        """The object pointer of each of `m` candidates [N, m, C] from the decoder's output
+        tokens, as `SAM2Base._forward_sam_heads` derives it from the chosen one: its
+        `obj_ptr_proj`, then the occlusion blend with `no_obj_ptr` by object score.
+
+        The blend is a few lines inside `_forward_sam_heads`, not a function sam2 offers,
+        so it is restated here (the projection is sam2's own module); tests pin every
+        candidate's pointer to what sam2's `track_step` gives when it chooses that
+        candidate. With `use_multimask_token_for_obj_ptr` off the decoder gives one token
+        and every candidate gets its pointer, as in SAM 2.
+        """
+        sam2 = self.sam2
+        n, k, c = tokens.shape
+        ptrs = sam2.obj_ptr_proj(tokens.reshape(n * k, c)).view(n, k, -1).expand(-1, m, -1)
+        if sam2.pred_obj_scores:
+            if sam2.soft_no_obj_ptr:
+                appearing = object_score_logits.sigmoid()
+            else:
+                appearing = (object_score_logits > 0).float()
+            appearing = appearing[:, :, None]  # [N, 1, 1]: one score per object
+            if sam2.fixed_no_obj_ptr:
+                ptrs = appearing * ptrs
+            ptrs = ptrs + (1 - appearing) * sam2.no_obj_ptr
+        return ptrs
 
     # ------------------------------------------------------------------ spatial memory
     def _replace_memory(self, module: nn.Module, args: Any, kwargs: dict) -> Any:
@@ -485,3 +622,16 @@ class VideoSAM(nn.Module):
                 output_dict["non_cond_frame_outputs"][i] = out
             outputs.append(out)
         return outputs
+
+
+def _check_choice(choice: torch.Tensor, candidates: Candidates) -> None:
+    """A rule's choice must index one candidate per object (checked on shape and dtype,
+    which needs no host sync)."""
+    n = candidates.ious.shape[0]
+    if choice.shape != (n,) or choice.dtype != torch.long:
+        raise ValueError(
+            f"a candidate choice must be a long tensor [{n}] (one index < "
+            f"{candidates.num_candidates} per object), got {choice.dtype} "
+            f"{tuple(choice.shape)}. Fix: return e.g. `scores.argmax(1)` from the rule's "
+            f"choose, or None for SAM 2's choice."
+        )

@@ -1,6 +1,7 @@
 """The streaming engine reproduces SAM 2's own video predictor, logits and all."""
 
 import numpy as np
+import pytest
 
 from mosam_train.data.formats.davis import read_davis
 from mosam_train.inference.engine import VideoPropagator
@@ -13,15 +14,20 @@ from mosam_train.trackers import build_tracker
 PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
 
 
-def test_engine_logits_match_sam2_video_predictor(micro, small_synthetic):
+@pytest.mark.parametrize("multimask", [False, True], ids=["one_mask", "three_masks"])
+def test_engine_logits_match_sam2_video_predictor(micro, small_synthetic, multimask):
     # The video with the most objects; 24 frames.
     records = read_davis(small_synthetic, "val")
     record = max(records, key=lambda r: len(r.object_ids))
     assert record.num_frames >= 20 and len(record.object_ids) >= 2
 
-    # non-empty masks on most frames, so the comparison is not one of two all-(-1024) tensors
-    sam = micro()
-    reference = build_sam2("sam2.1_micro", target=PREDICTOR).eval()
+    # non-empty masks on most frames, so the comparison is not one of two all-(-1024) tensors;
+    # tracking with one mask (the micro base) or with SAM 2's three candidates, argmax IoU
+    overrides = {"multimask_output_for_tracking": multimask}
+    sam = build_sam2("sam2.1_micro", overrides=overrides).eval()
+    sam.load_state_dict(micro().state_dict())
+    assert VideoSAM(sam).tracking_candidates == (3 if multimask else 1)
+    reference = build_sam2("sam2.1_micro", overrides=overrides, target=PREDICTOR).eval()
     reference.load_state_dict(sam.state_dict())
 
     prompts = first_appearance_prompts(record)
