@@ -39,7 +39,7 @@ from sam2.modeling.sam2_utils import select_closest_cond_frames
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mosam_train.models.memory.attention import set_key_bias
+from mosam_train.models.memory.attention import enable_key_bias, set_key_bias
 
 OutputDict = dict[str, dict[int, dict[str, Any]]]
 # optical flow of frames [N, 3, S, S] to the frames before them -> [N, 2, S, S]
@@ -139,12 +139,17 @@ class SpatialMemory:
     recent first; index: [k, N] long into `entries`, row r each object's r-th most recent
     kept frame (None: every object keeps all `entries`); slots: [k] or [k, N] long, row r
     takes SAM 2's temporal slot for frame t - slots[r] (1: the slot of t-1), clamped to
-    SAM 2's last slot for past frames beyond it (None: by rank, slots[r] = r + 1).
+    SAM 2's last slot for past frames beyond it (None: by rank, slots[r] = r + 1);
+    valid: bool [k, N], whether row r holds a frame for that object, where objects keep
+    different numbers of frames (None: every row of every object). An invalid row's tokens
+    take a key bias of -inf in the memory attention, so they weigh exactly nothing: each
+    object attends as if tracked alone with its own rows.
     """
 
     entries: list[dict[str, Any]]
     index: torch.Tensor | None = None
     slots: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
 
     def gather(
         self, read: Callable[[dict[str, Any]], torch.Tensor], device: torch.device
@@ -378,6 +383,10 @@ class VideoSAM(nn.Module):
             device = feats.vision_feats[-1].device
             memory, memory_pos = self._spatial_memory(frame_idx, output_dict, spatial, device)
             bias = self._memory_key_bias(frame_idx, output_dict, spatial, device)
+            if spatial.valid is not None and spatial.entries:
+                invalid = _invalid_rows_bias(spatial, memory.shape[0], device)
+                bias = invalid if bias is None else bias + invalid
+                enable_key_bias(sam2.memory_attention)
             self._memory = (memory, memory_pos, bias)
             output_dict = self._pointers_only(frame_idx, output_dict)
         try:
@@ -622,6 +631,20 @@ class VideoSAM(nn.Module):
                 output_dict["non_cond_frame_outputs"][i] = out
             outputs.append(out)
         return outputs
+
+
+def _invalid_rows_bias(
+    spatial: SpatialMemory, num_tokens: int, device: torch.device
+) -> torch.Tensor:
+    """The key bias [N, num_tokens] of a `SpatialMemory` with `valid` rows: 0 on the
+    prompted frames' tokens (first) and on valid rows' tokens, -inf on invalid rows', in
+    `_spatial_memory`'s order (kept frames oldest first, each frame's h * w tokens)."""
+    valid = spatial.valid.to(device)
+    k, n = valid.shape
+    hw = spatial.entries[0]["maskmem_features"][0, 0].numel()
+    rows = torch.zeros(k, n, device=device).masked_fill(~valid, float("-inf"))
+    kept = rows.flip(0).T.repeat_interleave(hw, dim=1)  # [N, k * hw]
+    return torch.cat([kept.new_zeros(n, num_tokens - k * hw), kept], 1)
 
 
 def _check_choice(choice: torch.Tensor, candidates: Candidates) -> None:

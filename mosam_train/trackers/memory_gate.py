@@ -101,19 +101,15 @@ class GatedMemory:
 
     def spatial(self, entries: list[dict[str, Any]]) -> SpatialMemory:
         """The memory as the model reads it, `entries` being the memory entries of `frames`
-        (slots by rank). Only where every object keeps the same number of frames: a
-        `SpatialMemory` gives each object as many frames as every other."""
+        (slots by rank). Where objects keep different numbers of frames, the rows an object
+        does not fill are marked invalid (`SpatialMemory.valid`) and weigh nothing in its
+        memory attention."""
         counts = self.valid.sum(0)
-        if counts.numel() and bool(counts.min() != counts.max()):
-            raise ValueError(
-                f"the memory gate keeps {counts.tolist()} frames per object, but a "
-                f"SpatialMemory gives every object the same number of frames. Fix: attend "
-                f"with a per-object mask of the rows (`valid`), or track the objects apart."
-            )
         k = int(counts.max()) if counts.numel() else 0
         if k == 0:
             return SpatialMemory([])
-        return SpatialMemory(entries, self.index[:k])
+        valid = self.valid[:k]
+        return SpatialMemory(entries, self.index[:k], valid=None if bool(valid.all()) else valid)
 
 
 def gate_memory(

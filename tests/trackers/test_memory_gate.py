@@ -2,7 +2,6 @@
 
 import math
 
-import pytest
 import torch
 
 from mosam_train.trackers.memory_gate import (
@@ -103,10 +102,14 @@ def test_spatial_memory_of_the_gate_reads_each_objects_frames():
     got = spatial.gather(lambda e: e["maskmem_features"], torch.device("cpu"))[..., 0, 0, 0]
     assert got[:, 0].tolist() == [19, 18, 17, 16, 15, 14]
     assert got[:, 1].tolist() == [19, 17, 15, 13, 11, 9]
-    assert spatial.slots is None  # by rank
-    uneven = gate(20, {t: [GOOD, (0.1, 2.0, NAN)] for t in range(1, 20)})
-    with pytest.raises(ValueError, match=r"keeps \[6, 1\] frames per object"):
-        uneven.spatial(entries)
+    assert spatial.slots is None and spatial.valid is None  # by rank; every row filled
+    uneven = gate(20, {t: [GOOD, (0.1, 2.0, NAN)] for t in range(1, 20)}).spatial(entries)
+    got = uneven.gather(lambda e: e["maskmem_features"], torch.device("cpu"))[..., 0, 0, 0]
+    assert got[:, 0].tolist() == [19, 18, 17, 16, 15, 14]
+    assert uneven.valid.T.tolist() == [[True] * 6, [True] + [False] * 5]
+    assert got[0, 1] == 19  # object 1 keeps t-1 only: its other rows weigh nothing
+    one = gate(20, {t: [(0.1, 2.0, NAN)] * 2 for t in range(1, 20)}).spatial(entries)
+    assert one.index.shape == (1, 2) and one.valid is None  # both keep t-1 alone
 
 
 def test_the_oldest_frame_still_needed_is_each_objects_sixth_passing_frame():
