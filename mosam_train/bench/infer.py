@@ -73,7 +73,7 @@ from mosam_train.inference.engine import FlowAhead, VideoPropagator
 from mosam_train.models import mosam as mosam_module
 from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.models.motion import prompting as prompting_module
-from mosam_train.models.sam2_builder import build_sam2
+from mosam_train.models.sam2_builder import build_sam2, load_model_config
 from mosam_train.models.video_sam import VideoSAM
 from mosam_train.trackers import build_tracker, tracker_names
 
@@ -291,16 +291,24 @@ def precompute_features(sam: SAM2Base, images: torch.Tensor) -> Callable[[torch.
     return lambda batch: cache[batch.data_ptr()]
 
 
-def rule_keys() -> list[str]:
+def rule_keys(size: str) -> list[str]:
     """The tracker rules other than SAM 2's that run as configured on a video without
-    ground truth (an oracle's bound is eval's business, not a speed)."""
-    names = [r for r in tracker_names() if r != "sam2"]
-    return [f"rule:{r}" for r in names if not build_tracker({"name": r}).needs_ground_truth]
+    ground truth (an oracle's bound is eval's business, not a speed) on `size`'s base: a
+    rule that chooses among SAM 2's three candidates only where the base tracks with them
+    (the official configs; not the micro base)."""
+    model_cfg = load_model_config(SIZES[size])
+    candidates = bool(model_cfg.get("multimask_output_for_tracking", False))
+    rules = {name: build_tracker({"name": name}) for name in tracker_names() if name != "sam2"}
+    return [
+        f"rule:{name}"
+        for name, rule in rules.items()
+        if not rule.needs_ground_truth and (candidates or not rule.needs_candidates)
+    ]
 
 
 def variant_keys(size: str) -> list[str]:
     """Every variant key of `size`, in table order (at 1024 px, MoSAM's are the targets')."""
-    rules = rule_keys()
+    rules = rule_keys(size)
     mosam = [k for k, name in VARIANT_KEYS.items() if name in MOSAM_VARIANTS]
     if size != "micro":
         mosam = [k for k in mosam if VARIANT_KEYS[k] in MOSAM_VARIANTS_1024]
@@ -314,7 +322,7 @@ def select_keys(size: str, wanted: str | None) -> list[str]:
     if wanted is None:
         return keys
     asked = {k.strip() for k in wanted.split(",") if k.strip()}
-    rules = rule_keys()
+    rules = rule_keys(size)
     order = ["predictor", "engine", *rules, *[k for k in VARIANT_KEYS if k.startswith("mosam")]]
     unknown = sorted(asked - set(order))
     if unknown:
