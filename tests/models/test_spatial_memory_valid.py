@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.models.video_sam import SpatialMemory, VideoSAM, new_output_dict
 
 T = 8  # frame 0 prompted, 1..6 tracked, 7 the frame under test
@@ -31,10 +32,18 @@ def objects(value: Any, rows: slice) -> Any:
     return value
 
 
-@pytest.fixture(scope="module")
-def scene(micro, noise_frames):
-    """Two objects tracked over frames 0..6 of a noise video, and frame 7's features."""
-    model = VideoSAM(micro())
+@pytest.fixture(scope="module", params=["sam2", "mosam-pixel-filter"])
+def scene(request, micro, noise_frames):
+    """Two objects tracked over frames 0..6 of a noise video, and frame 7's features; on
+    SAM 2, and on MoSAM with its pixel filter (its own key bias, added to the mask's)."""
+    if request.param == "sam2":
+        model = VideoSAM(micro())
+    else:
+        torch.manual_seed(0)
+        stms = {"frame": False, "pixel": True}
+        model = MoSAMTracker(micro(), stms=stms).eval()
+        with torch.no_grad():
+            model.stms.pixel_head.gate.fill_(3.0)  # at 0 (its start) the filter passes all
     frames = noise_frames(T)
     bank = new_output_dict()
     with torch.inference_mode():
