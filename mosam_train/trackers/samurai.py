@@ -17,9 +17,10 @@ Two parts, each switchable on its own (both off: SAM 2's rule exactly):
 
 Each object's filter (mean, covariance, stable_frames) lives in its group's
 `MemoryBank.state`, reset per video; objects never share one (SAMURAI keeps one filter on
-the model, hence single-object). Each tracked frame's entry keeps what the gate reads:
-"best_iou" (the chosen candidate's predicted IoU) and "kf_iou" (its Kalman IoU, NaN before
-the filter is stable or with motion scoring off), next to SAM 2's object score.
+the model, hence single-object). With the gate on, each tracked frame's entry keeps what
+the gate reads: "best_iou" (the chosen candidate's predicted IoU) and "kf_iou" (its Kalman
+IoU, NaN before the filter is stable or with motion scoring off), next to SAM 2's object
+score.
 """
 
 from __future__ import annotations
