@@ -139,7 +139,9 @@ class SpatialMemory:
     recent first; index: [k, N] long into `entries`, row r each object's r-th most recent
     kept frame (None: every object keeps all `entries`); slots: [k] or [k, N] long, row r
     takes SAM 2's temporal slot for frame t - slots[r] (1: the slot of t-1), clamped to
-    SAM 2's last slot for past frames beyond it (None: by rank, slots[r] = r + 1);
+    SAM 2's last slot for past frames beyond it, and 0 takes the prompted frames' own slot
+    (SAM 2's t_pos 0: no relative temporal encoding, as for a conditioning frame) (None: by
+    rank, slots[r] = r + 1);
     valid: bool [k, N], whether row r holds a frame for that object, where objects keep
     different numbers of frames (None: every row of every object). An invalid row's tokens
     take a key bias of -inf in the memory attention, so they weigh exactly nothing: each
@@ -544,8 +546,11 @@ class VideoSAM(nn.Module):
             memory.append(mem.flip(0).flatten(3).permute(0, 3, 1, 2).flatten(0, 1))
             if spatial.slots is None:  # by rank: the r-th most recent takes the slot of t-r
                 slot_enc = tpos[:k]
-            else:  # the slot of t-d is encoding d - 1; the last past slot is num_maskmem - 2
-                index = spatial.slots.to(tpos.device).clamp(1, sam2.num_maskmem - 1) - 1
+            else:  # the slot of t-d is encoding d - 1; the last past slot is num_maskmem - 2;
+                # slot 0 is the prompted frames' (num_maskmem - 1)
+                slots = spatial.slots.to(tpos.device)
+                past = slots.clamp(1, sam2.num_maskmem - 1) - 1
+                index = torch.where(slots == 0, sam2.num_maskmem - 1, past)
                 slot_enc = tpos[index.view(k, -1)][:, :, 0, 0][:, None]  # [k, 1, 1|N, C]
             pos = pos.flip(0).flatten(3).permute(0, 3, 1, 2) + slot_enc.flip(0)
             memory_pos.append(pos.flatten(0, 1))
