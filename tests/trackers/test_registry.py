@@ -44,14 +44,16 @@ def test_a_rule_defined_elsewhere_registers_and_takes_its_parameters():
 def test_a_module_that_defines_rule_is_a_tracker_with_no_table_to_edit():
     package = Path(__file__).resolve().parents[2] / "mosam_train" / "trackers"
     modules = {p.stem for p in package.glob("*.py") if "\nRULE = " in p.read_text()}
-    assert modules == {"sam2", "cond_only", "oracle", "samurai"}
+    assert modules == {"sam2", "cond_only", "oracle", "samurai", "dam4sam"}
     assert modules <= set(tracker_names())
 
 
 def test_an_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"unknown tracker rule 'no_such_rule'") as e:
         build_tracker({"name": "no_such_rule"})
-    assert "cond_only, oracle, sam2, samurai" in str(e.value) and "register_tracker" in str(e.value)
+    known = ", ".join(tracker_names())  # every registered rule, sorted
+    assert "cond_only, dam4sam, oracle" in known and known in str(e.value)
+    assert "register_tracker" in str(e.value)
 
 
 def test_unknown_parameters_name_the_rule_and_its_config():
