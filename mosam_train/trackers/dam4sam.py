@@ -120,7 +120,7 @@ def distractor_ious(masks: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float64, device=masks.device)
 
 
-def _box(mask: np.ndarray) -> list[float]:
+def _box(mask: np.ndarray) -> list[int]:
     """xyxy spanning the pixels in (x2, y2 one past the last), [0, 0, 0, 0] if empty."""
     x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
     return [x, y, x + w, y + h]
