@@ -82,7 +82,13 @@ def build_module(
 
 
 def draw_batches(
-    size: str, root: Path, count: int, args: argparse.Namespace, flow: bool
+    size: str,
+    root: Path,
+    count: int,
+    clip_len: int,
+    batch_size: int,
+    flow: bool,
+    max_objects: int = 2,
 ) -> tuple[list[ClipBatch], float]:
     """The first `count` batches of the training DataLoader of `model=mosam` (with its
     optical flow) or `model=sam2` (none), and the mean seconds per batch."""
@@ -92,11 +98,11 @@ def draw_batches(
         f"data.root={root}",
         "data.synthetic=false",
         "data.num_workers=0",
-        f"data.clip_len={args.clip_len}",
-        f"data.batch_size={args.batch_size}",
-        f"data.max_objects={args.max_objects}",
+        f"data.clip_len={clip_len}",
+        f"data.batch_size={batch_size}",
+        f"data.max_objects={max_objects}",
         "data.max_skip=1",
-        f"data.samples_per_epoch={count * args.batch_size}",
+        f"data.samples_per_epoch={count * batch_size}",
         "data.val_max_videos=1",
         f"data.flow={'${model.flow}' if flow else 'null'}",
     )
@@ -201,8 +207,9 @@ def measure_memory(
 def bench_size(size: str, args: argparse.Namespace, work: Path, console: Console) -> dict[str, Any]:
     root = ensure_synthetic(work / "synthetic", seed=0, progress=False, workers=1, **SYNTHETIC)
     count = max(2, args.batches)
-    _, loader_s = draw_batches(size, root, count, args, flow=False)
-    batches, loader_flow_s = draw_batches(size, root, count, args, flow=True)
+    sizes = (args.clip_len, args.batch_size)
+    _, loader_s = draw_batches(size, root, count, *sizes, False, args.max_objects)
+    batches, loader_flow_s = draw_batches(size, root, count, *sizes, True, args.max_objects)
     console.print(
         f"{size}: loader {loader_s:.3f} s/batch, with flow {loader_flow_s:.3f} s/batch",
         highlight=False,
