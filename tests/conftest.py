@@ -35,15 +35,23 @@ def small_synthetic(tmp_path_factory) -> Path:
     return ensure_synthetic(root, seed=0, progress=False, workers=1, **SMALL)
 
 
-def micro_sam2(seed: int = 0, object_score_bias: float | None = 5.0) -> SAM2Base:
+def micro_sam2(
+    seed: int = 0, object_score_bias: float | None = 5.0, multimask: bool = False
+) -> SAM2Base:
     """A seed-`seed` random-init micro SAM 2.1, in eval mode. Its object-score head says
     "no object" almost everywhere, so its masks are empty; a positive `object_score_bias`
-    keeps them non-empty on most frames (None: left as initialised)."""
+    keeps them non-empty on most frames (None: left as initialised). `multimask`: the same
+    weights, tracking with SAM 2's three candidate masks (what candidate-choosing rules
+    need)."""
     torch.manual_seed(seed)
     sam = build_sam2("sam2.1_micro").eval()
     if object_score_bias is not None:
         with torch.no_grad():
             sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(object_score_bias)
+    if multimask:
+        tracking = build_sam2("sam2.1_micro", overrides={"multimask_output_for_tracking": True})
+        tracking.load_state_dict(sam.state_dict())
+        sam = tracking.eval()
     return sam
 
 
@@ -56,14 +64,17 @@ def write_micro_weights(path: Path, seed: int = 0, object_score_bias: float | No
 
 @pytest.fixture(scope="session")
 def micro(tmp_path_factory) -> Callable[..., SAM2Base | Path]:
-    """`micro(seed=0, object_score_bias=5.0)`: the model; `micro(..., path=P)`: its
-    weights written to P."""
+    """`micro(seed=0, object_score_bias=5.0, multimask=False)`: the model;
+    `micro(..., path=P)`: its weights written to P."""
 
     def make(
-        seed: int = 0, object_score_bias: float | None = 5.0, path: Path | None = None
+        seed: int = 0,
+        object_score_bias: float | None = 5.0,
+        path: Path | None = None,
+        multimask: bool = False,
     ) -> SAM2Base | Path:
         if path is None:
-            return micro_sam2(seed, object_score_bias)
+            return micro_sam2(seed, object_score_bias, multimask)
         return write_micro_weights(path, seed, object_score_bias)
 
     return make

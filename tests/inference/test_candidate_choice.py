@@ -12,7 +12,6 @@ from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.rules import TrackerRule
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.models.mosam import MoSAMTracker
-from mosam_train.models.sam2_builder import build_sam2
 from mosam_train.models.video_sam import Candidates, VideoSAM, new_output_dict
 from mosam_train.trackers import TRACKERS, register_tracker
 
@@ -22,9 +21,7 @@ MULTIMASK = {"multimask_output_for_tracking": True}
 @pytest.fixture(scope="module")
 def model(micro) -> VideoSAM:
     """The seed-0 micro weights, tracking with three candidate masks."""
-    sam = build_sam2("sam2.1_micro", overrides=MULTIMASK).eval()
-    sam.load_state_dict(micro().state_dict())
-    return VideoSAM(sam)
+    return VideoSAM(micro(multimask=True))
 
 
 class Fixed(TrackerRule):
@@ -225,9 +222,7 @@ def test_training_with_such_a_rule_on_a_one_mask_model_stops_before_it_trains(mo
 
 
 def test_mosams_frame_head_reads_the_chosen_candidates_iou(micro, noise_frames):
-    sam = build_sam2("sam2.1_micro", overrides=MULTIMASK).eval()
-    sam.load_state_dict(micro().state_dict())
-    mosam = MoSAMTracker(sam, stms={"frame": True, "pixel": False}).eval()
+    mosam = MoSAMTracker(micro(multimask=True), stms={"frame": True, "pixel": False}).eval()
     seen = []
     mosam.stms.frame_head.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
     engine = VideoPropagator(mosam, Fixed([2, 2]))

@@ -12,26 +12,11 @@ import torch
 
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.rules import MemoryBank
-from mosam_train.models.sam2_builder import build_sam2
 from mosam_train.models.video_sam import Candidates, SpatialMemory, VideoSAM
 from mosam_train.trackers import build_tracker
 from mosam_train.trackers.dam4sam import NEVER, Dam4Sam, distractor_ious, recent_memory
 
-MULTIMASK = {"multimask_output_for_tracking": True}
 OFF = {"stride_rule": False, "skip_empty": False, "drm": False}
-
-
-@pytest.fixture(scope="module")
-def multimask(micro) -> VideoSAM:
-    """The seed-0 micro weights, tracking with three candidate masks."""
-    sam = build_sam2("sam2.1_micro", overrides=MULTIMASK).eval()
-    sam.load_state_dict(micro().state_dict())
-    return VideoSAM(sam)
-
-
-@pytest.fixture(scope="module")
-def one_mask(micro) -> VideoSAM:
-    return VideoSAM(micro())
 
 
 def video_prompts(objects=(1, 2)) -> dict[int, dict[int, np.ndarray]]:
