@@ -105,7 +105,7 @@ def test_full_length_videos_spread_absences_and_drift():
     """Two full-length val videos: 120-200 frames, absences of every kind, and each object
     drifts (scale 0.5-0.67x or 1.5-2x, another texture, rotation)."""
     spec = sl.LongSpec()
-    lengths = set()
+    lengths, sides = set(), []
     for index in (0, 1):
         rng = np.random.default_rng([spec.seed, sl.SPLIT_CODE["val"], index])
         T = spec.frames("val", rng)
@@ -125,7 +125,11 @@ def test_full_length_videos_spread_absences_and_drift():
             assert abs(obj.layer.angle[-1] - obj.layer.angle[0]) >= 0.5 * (T - 1)
         for occ in occluders:  # about the target's size, never a giant
             assert occ.radius <= 2 * max(o.ext.max() for o in objects)
+        sides += [np.sqrt((video.labels[0] == k).sum()) for k in video.tags]
     assert lengths == set(sl.LENGTH_CLASSES)
+    # objects large enough for the micro model's 8x8 image embedding (128 px input): the
+    # median first-frame object spans more than a 16 px token of the resized frame
+    assert np.median(sides) > 24 and min(sides) > 12
 
 
 def test_each_split_has_fifty_event_objects_per_tag():
@@ -215,6 +219,8 @@ def test_a_spec_whose_absences_cannot_fit_is_refused(tmp_path, capsys):
         sl.ensure_synthetic_long(tmp_path / "bad", min_frames=50, progress=False)
     with pytest.raises(ValueError, match="overlap"):
         sl.ensure_synthetic_long(tmp_path / "bad", medium=(4, 19), progress=False)
+    with pytest.raises(ValueError, match=r"object_scale=2.0 must be in \(0, 1.75\]"):
+        sl.ensure_synthetic_long(tmp_path / "bad", object_scale=2.0, progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
     with pytest.raises(SystemExit, match="its max to at most 20 frames"):
         sl.main(["--root", str(tmp_path / "bad"), "--train-frames", "40"])
