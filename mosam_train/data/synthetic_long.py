@@ -239,8 +239,8 @@ def _appearance(rng: np.random.Generator, P: int, T: int) -> _Appearance:
 def _roles(index: int, objects: int, rng: np.random.Generator) -> list[dict]:
     """What each object of video `index` goes through. From the global object index
     j = index * objects + slot: absences cycle (2 occlusions, 2 exits, 1 of each, none),
-    a look-alike for half of them, fast motion for a third; so every tag is carried by
-    about half (fast motion: a third) of a split's objects, whatever its size. Slots are
+    a look-alike for half of them, fast motion for the first three of every six; so
+    every tag is carried by about half of a split's objects, whatever its size. Slots are
     shuffled into labels so no label number means a role."""
     roles = []
     for slot in range(objects):
@@ -249,7 +249,7 @@ def _roles(index: int, objects: int, rng: np.random.Generator) -> list[dict]:
             {
                 "absences": _ROLE_ABSENCES[j % 4],
                 "lookalike": (j // 4 + j) % 2 == 0,
-                "fast": j % 3 == 0,
+                "fast": (j // 3) % 2 == 0,
             }
         )
     return [roles[i] for i in rng.permutation(objects)]

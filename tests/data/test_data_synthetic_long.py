@@ -143,7 +143,8 @@ def test_each_split_has_fifty_event_objects_per_tag():
             for role in sl._roles(index, spec.objects, np.random.default_rng(index)):
                 counts.update(set(role["absences"]))
                 counts["distractor"] += role["lookalike"]
-        assert min(counts[t] for t in ("occlusion", "exit_reentry", "distractor")) >= 50
+                counts["fast_motion"] += role["fast"]
+        assert min(counts[t] for t in sl.TAGS) >= 50
 
 
 def test_lookalikes_cross_also_while_hidden_and_fast_motion_is_fast(long_set):
