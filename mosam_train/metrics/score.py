@@ -44,8 +44,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -65,6 +63,7 @@ from mosam_train.dataset_files import (
     read_tags,
 )
 from mosam_train.errors import DataError
+from mosam_train.metrics import reports
 from mosam_train.metrics.jf import (
     DAVIS,
     DEFAULT_BOUND_TH,
@@ -403,10 +402,6 @@ def _progress(videos: Sequence[str], console: Console) -> Iterator[str]:
             progress.advance(task)
 
 
-def _json_value(v: float | int | str) -> float | int | str | None:
-    return None if isinstance(v, float) and math.isnan(v) else v
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mosam_train.metrics.score",
@@ -458,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{out['never_redetected']:.1f}% ({out['num_events']} re-emergences)",
         highlight=False,
     )
-    print(json.dumps({k: _json_value(v) for k, v in out.items()}))
+    print(reports.dumps(out))
     return 0
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mosam_train.metrics import reports
 from mosam_train.metrics.jf import (
     LOGGED_KEYS,
     LOGGED_TAG_KEYS,
@@ -129,11 +130,7 @@ def read_run(path: str | Path) -> Run:
         return _from_rows(path / ROWS_FILE)
     metrics = path / "metrics.json"
     if metrics.is_file():
-        m = json.loads(metrics.read_text())
-        numbers = {
-            k: v for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-        return Run(path, {k: float(v) for k, v in numbers.items()})
+        return Run(path, reports.numbers(json.loads(metrics.read_text())))
     logs = sorted(path.glob("csv/version_*/metrics.csv"))
     if not logs:
         raise FileNotFoundError(

@@ -9,7 +9,6 @@ final figures are recomputed from all result files.
 
 from __future__ import annotations
 
-import json
 import logging
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from rich.progress import Progress
 from mosam_train.data.formats.tracking import TrackingSequence, read_boxes, read_tracking
 from mosam_train.data.synthetic_tracking import ensure_synthetic_tracking
 from mosam_train.inference import tracking as trk
+from mosam_train.metrics import reports
 from mosam_train.metrics.tracking import benchmark_report
 from mosam_train.tasks.inference_model import autocast, inference_propagator
 from mosam_train.tasks.results import PLOTS_DIR, PREDICTIONS_DIR, ZIP_FILE, ResultsDir
@@ -90,7 +90,7 @@ def evaluate_tracking(cfg: DictConfig) -> dict[str, Any]:
     result, counts = report["figures"], report["counts"]
     plots = [p.relative_to(results.root).as_posix() for p in report["plots"]]
     (results.root / "metrics.json").write_text(
-        json.dumps(
+        reports.dumps(
             {
                 **result, "gt_available": True, "units": "percent (curves: fractions)",
                 **counts, **meta, "plots": plots, "thresholds": report["thresholds"],
@@ -137,7 +137,7 @@ def _submission_only(
     )
     result = {"score": float("nan"), "gt_available": False, "note": note}
     (out_dir / "metrics.json").write_text(
-        json.dumps({**result, "submission": ZIP_FILE, **meta}, indent=2)
+        reports.dumps({**result, "submission": ZIP_FILE, **meta}, indent=2)
     )
     log.info("%s (in %s)", note, out_dir)
     return result

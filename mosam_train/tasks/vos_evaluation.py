@@ -9,7 +9,6 @@ uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from mosam_train.inference.vos import (
     unscorable_videos,
 )
 from mosam_train.inference.writers import SubmissionWriter, make_writer
+from mosam_train.metrics import reports
 from mosam_train.metrics.jf import ROW_FIELDS, ObjectScore, aggregate
 from mosam_train.metrics.plots import plot_video, plot_video_scores
 from mosam_train.tasks.inference_model import autocast, inference_propagator
@@ -157,7 +157,7 @@ def _report_scores(rows: list[ObjectScore], meta: dict[str, Any], out_dir: Path)
     title = f"{meta['format']} {meta['split']}"
     plot_video_scores(rows, out_dir / PLOTS_DIR / "jf_per_video.png", title=title)
     (out_dir / "metrics.json").write_text(
-        json.dumps({**result, "gt_available": True, **meta}, indent=2)
+        reports.dumps({**result, "gt_available": True, **meta}, indent=2)
     )
     log.info(
         "J&F %.2f [95%% CI %.2f, %.2f] (J %.2f, F %.2f) on %d objects; J visible %.2f, FP "
@@ -180,7 +180,7 @@ def _report_without_scores(num_videos: int, meta: dict[str, Any], out_dir: Path)
         else f"no video of {fmt} {split} can be scored (see unscorable_videos)"
     )
     (out_dir / "metrics.json").write_text(
-        json.dumps(
+        reports.dumps(
             {"gt_available": False, "num_videos": num_videos, "note": note, **meta}, indent=2
         )
     )
