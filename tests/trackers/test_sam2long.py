@@ -15,6 +15,7 @@ import torch
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.rules import MemoryBank
 from mosam_train.models.memory.attention import enable_key_bias, set_key_scale
+from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.trackers import build_tracker
 from mosam_train.trackers.sam2long import (
     SAM2Long,
@@ -246,6 +247,22 @@ def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_fram
         alone = run(multimask, rule, frames, objects=(obj,))
         for t in alone:  # the micro model's logits are small: a tight tolerance
             torch.testing.assert_close(together[t][k], alone[t][0], rtol=0, atol=1e-7)
+
+
+def test_it_stacks_on_mosam_and_with_its_parts_off_mosam_is_unchanged(micro, noise_frames):
+    """SAM2Long's search on top of MoSAM (motion prompts, frame and pixel heads): each
+    pathway reads its own past; all parts off it is MoSAM under SAM 2's rule exactly."""
+    model = MoSAMTracker(
+        micro(multimask=True),
+        mgp={"sparse": True, "dense": True},
+        stms={"stride": 1, "candidates": 6, "top_k": 6, "frame": True, "pixel": True},
+    ).eval()
+    frames = noise_frames(10)
+    sam2 = run(model, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
+    off = run(model, build_tracker({"name": "sam2long", **OFF}), frames, objects=(1, 2))
+    assert all(torch.equal(off[t], sam2[t]) for t in sam2)
+    searched = run(model, SAM2Long(delay=3), frames, objects=(1, 2))
+    assert any(not torch.equal(searched[t], sam2[t]) for t in sam2)
 
 
 # ------------------------------------------------------------------ end to end
