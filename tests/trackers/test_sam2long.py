@@ -14,6 +14,7 @@ import torch
 
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.rules import MemoryBank
+from mosam_train.inference.sources import ChunkedFrames
 from mosam_train.models.memory.attention import enable_key_bias, set_key_scale
 from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.trackers import build_tracker
@@ -281,3 +282,20 @@ def test_eval_runs_sam2long_on_a_multimask_checkpoint(
     assert metrics["tracker"]["name"] == "sam2long" and metrics["tracker"]["pathways"] == 3
     assert metrics["num_objects"] > 0 and 0 <= metrics["JF"] <= 100
     assert not math.isnan(metrics["JF"])
+
+
+def test_frames_written_late_are_read_from_the_video_once():
+    """The demo writes each frame's image beside its masks, D frames behind the engine's
+    reads: the source keeps the chunk before the current one, so no frame is read twice."""
+    reads = []
+
+    def read(ts):
+        reads.extend(ts)
+        return np.zeros((len(ts), 4, 4, 3), np.uint8)
+
+    frames = ChunkedFrames(read, 40, (4, 4), 8, read_ahead=16)
+    for t in range(40):
+        frames.rgb(t)  # the engine
+        if t >= 8:
+            frames.rgb(t - 8)  # a consumer 8 frames late
+    assert sorted(reads) == list(range(40))
