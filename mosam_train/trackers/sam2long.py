@@ -110,10 +110,13 @@ def keep_pathways(
     child = parent_score[..., None].double() + torch.log(ious.double() + LOG_EPS)
     if first:
         child[:, 1:] = -math.inf
-    flat = child.reshape(n, p * m).cpu()
-    ious_host = ious.reshape(n, p * m).cpu()
-    present = (object_scores > 0).cpu()
-    certain = (object_scores.abs().amax(1) > settings.uncertainty).cpu()
+    # one transfer: children's scores, their IoUs and the parents' object scores
+    host = torch.cat(
+        [child.reshape(n, p * m), ious.reshape(n, p * m).double(), object_scores.double()], 1
+    ).cpu()
+    flat, ious_host, obj = host.split([p * m, p * m, p], 1)
+    present = obj > 0
+    certain = obj.abs().amax(1) > settings.uncertainty
     picks = []
     for o in range(n):
         order = [int(c) for c in flat[o].argsort(descending=True, stable=True)]

@@ -299,3 +299,15 @@ def test_frames_written_late_are_read_from_the_video_once():
         if t >= 8:
             frames.rgb(t - 8)  # a consumer 8 frames late
     assert sorted(reads) == list(range(40))
+
+
+def test_a_frames_key_scale_lands_on_its_own_tokens():
+    """Memory tokens are the prompted frames' then the kept frames' oldest first (h * w
+    each): a row's scale covers exactly its frame's tokens."""
+    from mosam_train.models.video_sam import SpatialMemory, _spatial_key_scale
+
+    entries = [{"maskmem_features": torch.zeros(1, 3, 2, 2)} for _ in range(2)]
+    spatial = SpatialMemory(entries, index=torch.tensor([[1], [0]]))
+    spatial.key_scale = torch.tensor([[1.5], [2.0], [3.0]])  # prompted, t-1 row, t-2 row
+    scale = _spatial_key_scale(spatial, 4 + 8, torch.device("cpu"))  # one prompted frame
+    assert scale.tolist() == [[1.5] * 4 + [3.0] * 4 + [2.0] * 4]
