@@ -18,6 +18,10 @@ each, in the calling thread; a provider on the model's device (RAFT) runs inline
 
 What enters memory, what a frame attends to, which of SAM 2's candidate masks a tracked
 frame outputs and what is dropped are a `TrackerRule`'s decisions (`inference.rules`; SAM 2's own by default); the engine names no variant.
+A rule may follow several hypotheses per object (`TrackerRule.hypotheses`: rows of the
+group's batch) and decide a frame's output later (`TrackerRule.decided`); the engine then
+yields each frame once, in order, when every group has decided it, so a consumer (the eval
+writer, predict, the demo) sees the same stream, only later.
 """
 
 from __future__ import annotations
@@ -341,15 +345,17 @@ class VideoPropagator:
         rows = [torch.tensor([row[o] for o in g.object_ids], device=device) for g in self.groups]
         start = min(g.start for g in self.groups)
         frame_step = frames.frame_step
+        hyp = self.rule.hypotheses
+        # decided outputs not yet yielded: frame -> group index -> (masks, scores)
+        pending: dict[int, dict[int, tuple[torch.Tensor, torch.Tensor]]] = {}
+        next_out = start
         for t, image, flow in self._frames_and_flow(frames, start, device):
             feats = self.model.encode_images(image)
-            low_res: torch.Tensor | None = None
-            scores = torch.full((len(object_ids),), NO_OBJ_SCORE, device=device)
             truth = self._ground_truth(frames, t, object_ids, device) if read_truth else None
-            for g, g_rows in zip(self.groups, rows, strict=True):
+            for gi, (g, g_rows) in enumerate(zip(self.groups, rows, strict=True)):
                 if g.start > t:
                     continue
-                n = len(g.object_ids)
+                n = len(g.object_ids) * hyp
                 g_feats = feats.expand(n)
                 g_flow = flow.expand(n, -1, -1, -1) if flow is not None else None
                 prompted = t == g.start
@@ -361,8 +367,8 @@ class VideoPropagator:
                         memory,
                         num_frames,
                         is_init_cond_frame=True,
-                        point_inputs=g.point_inputs,
-                        mask_inputs=g.mask_inputs,
+                        point_inputs=_rows(g.point_inputs, hyp),
+                        mask_inputs=_rows(g.mask_inputs, hyp),
                         memory_from_low_res=True,
                     )
                 else:
@@ -381,15 +387,57 @@ class VideoPropagator:
                 g_truth = {"truth": None if truth is None else truth[g_rows]} if read_truth else {}
                 self.rule.remember(g.bank, t, entry, out, prompted=prompted, flow=g_flow, **g_truth)
                 self._prune(g, t, num_frames, frame_step)
-                masks = out["pred_masks"]
-                if low_res is None:
-                    low_res = torch.full(
-                        (len(object_ids), *masks.shape[1:]),
-                        NO_OBJ_SCORE,
-                        dtype=masks.dtype,
-                        device=device,
-                    )
-                low_res[g_rows] = masks
-                scores[g_rows] = out["object_score_logits"].view(n).to(scores.dtype)
-            assert low_res is not None
-            yield FrameResult(t, object_ids, video_logits(low_res, video_size)[:, 0], scores)
+                last = t == num_frames - 1
+                for ft, masks, g_scores in self.rule.decided(g.bank, t, out, last=last):
+                    pending.setdefault(ft, {})[gi] = (masks, g_scores)
+            # every frame whose output each started group has decided, in order
+            while next_out <= t and all(
+                gi in pending.get(next_out, {})
+                for gi, g in enumerate(self.groups)
+                if g.start <= next_out
+            ):
+                decided = pending.pop(next_out)
+                yield self._frame_result(next_out, object_ids, rows, decided, video_size, device)
+                next_out += 1
+        if next_out != num_frames:
+            raise RuntimeError(
+                f"tracker rule {type(self.rule).__name__} left frames {next_out}.. of "
+                f"{num_frames} undecided at the video's end. Fix: its `decided` must return "
+                f"every open frame when called with last=True."
+            )
+
+    @staticmethod
+    def _frame_result(
+        t: int,
+        object_ids: list[int],
+        rows: list[torch.Tensor],
+        decided: dict[int, tuple[torch.Tensor, torch.Tensor]],
+        video_size: tuple[int, int],
+        device: torch.device,
+    ) -> FrameResult:
+        """Frame `t`'s result from each started group's decided masks and scores
+        (objects not yet started: NO_OBJ_SCORE)."""
+        low_res: torch.Tensor | None = None
+        scores = torch.full((len(object_ids),), NO_OBJ_SCORE, device=device)
+        for gi, (masks, g_scores) in sorted(decided.items()):
+            if low_res is None:
+                low_res = torch.full(
+                    (len(object_ids), *masks.shape[1:]),
+                    NO_OBJ_SCORE,
+                    dtype=masks.dtype,
+                    device=device,
+                )
+            low_res[rows[gi]] = masks
+            scores[rows[gi]] = g_scores.to(scores.dtype)
+        assert low_res is not None
+        return FrameResult(t, object_ids, video_logits(low_res, video_size)[:, 0], scores)
+
+
+def _rows(inputs: Any, hypotheses: int) -> Any:
+    """A group's prompt inputs (a tensor [N, ...] or a dict of them, or None) with each
+    object's row repeated for its `hypotheses` rows."""
+    if inputs is None or hypotheses == 1:
+        return inputs
+    if isinstance(inputs, dict):
+        return {k: v.repeat_interleave(hypotheses, 0) for k, v in inputs.items()}
+    return inputs.repeat_interleave(hypotheses, 0)

@@ -22,6 +22,13 @@ validation). The engine calls the rule at each decision point:
   on annotated data; the engine refuses a video without them before its first frame).
 - `needs_candidates`: SAM 2's three candidates on every tracked frame, for `choose` (the
   engine refuses a model that tracks with one mask before the first frame).
+- `hypotheses`: rows per object in its group's batch, each with its own memory (a search
+  over several hypotheses per object; `choose` may then continue another row of the same
+  object with a `Branching`);
+- `decided`: which frames' outputs are final after a frame, and their masks (SAM 2: that
+  frame's, at once; a rule that decides late returns earlier frames, and everything left
+  at the video's last frame). The engine yields every frame once, in order, as soon as
+  every object's output of it is decided.
 
 Per-video, per-object state lives in the `MemoryBank` of each group of objects, never in
 the rule, so one rule object serves every video and every group. `TrackerRule` itself is
@@ -100,6 +107,11 @@ class TrackerRule:
     #: (`multimask_output_for_tracking`). A rule whose choice is switched off sets it False
     #: (per instance): it then runs exactly as SAM 2, on any model.
     needs_candidates: bool = False
+    #: rows each object takes in its group's batch: object r's hypothesis h is row
+    #: r * hypotheses + h, with its own memory (the bank's tensors are [N * hypotheses, ...]);
+    #: `choose` sees every row's candidates and `decided` reduces the rows to one output per
+    #: object. 1: one row per object (SAM 2).
+    hypotheses: int = 1
 
     def initial_state(self, num_objects: int, device: torch.device) -> dict[str, Any]:
         """The rule's per-object state for `num_objects` objects starting together."""
@@ -166,3 +178,14 @@ class TrackerRule:
         and later frames may still use; `model_horizon` is what the model itself reads. A
         rule that looks further back than the model returns older frames."""
         return model_horizon
+
+    def decided(
+        self, bank: MemoryBank, frame_idx: int, out: dict[str, Any], *, last: bool
+    ) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """The frames whose output is final once frame `frame_idx` ran (`out`, after
+        `remember`), in order: (frame, low-resolution mask logits [N, 1, h, w], object
+        scores [N]), N the group's objects. SAM 2 decides each frame at once; a rule that
+        decides later (e.g. from the best of several hypotheses a few frames on) returns
+        earlier frames, each exactly once, and at the video's `last` frame every frame
+        still open."""
+        return [(frame_idx, out["pred_masks"], out["object_score_logits"].view(-1))]

@@ -39,11 +39,17 @@ class ChunkedFrames:
         self.frame_step = frame_step
         self.read_ahead = max(1, read_ahead)
         self._chunk: dict[int, np.ndarray] = {}
+        self._previous: dict[int, np.ndarray] = {}
 
     def rgb(self, t: int) -> np.ndarray:
-        """Frame `t` as uint8 [H, W, 3]."""
+        """Frame `t` as uint8 [H, W, 3]. The chunk before the current one is kept too: a
+        consumer of frames written late by the tracker rule (up to `read_ahead` frames
+        behind the engine) reads them without reading them again."""
+        if t in self._previous and t not in self._chunk:
+            return self._previous[t]
         if t not in self._chunk:
             ts = list(range(t, min(t + self.read_ahead, self.num_frames)))
+            self._previous = self._chunk
             self._chunk = dict(zip(ts, self._read(ts), strict=True))
         return self._chunk[t]
 

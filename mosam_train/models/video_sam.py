@@ -35,11 +35,11 @@ import torch.nn.functional as F
 from sam2.modeling.backbones.hieradet import MultiScaleBlock
 from sam2.modeling.memory_attention import MemoryAttentionLayer
 from sam2.modeling.sam2_base import SAM2Base
-from sam2.modeling.sam2_utils import select_closest_cond_frames
+from sam2.modeling.sam2_utils import get_1d_sine_pe, select_closest_cond_frames
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from mosam_train.models.memory.attention import enable_key_bias, set_key_bias
+from mosam_train.models.memory.attention import enable_key_bias, set_key_bias, set_key_scale
 
 OutputDict = dict[str, dict[int, dict[str, Any]]]
 # optical flow of frames [N, 3, S, S] to the frames before them -> [N, 2, S, S]
@@ -152,6 +152,12 @@ class SpatialMemory:
     index: torch.Tensor | None = None
     slots: torch.Tensor | None = None
     valid: torch.Tensor | None = None
+    #: float [1 + k, N] or None: a scale on each memory frame's key tokens in the memory
+    #: attention (`KeyBiasRoPEAttention.key_scale`), row 0 the prompted frames', row 1 + r
+    #: row r's (None: unscaled, SAM 2's attention)
+    key_scale: torch.Tensor | None = None
+    #: the object pointers each object reads instead of SAM 2's (None: SAM 2's rule)
+    pointers: PointerMemory | None = None
 
     def gather(
         self, read: Callable[[dict[str, Any]], torch.Tensor], device: torch.device
@@ -163,6 +169,44 @@ class SpatialMemory:
             return x
         rows = torch.arange(x.shape[1], device=self.index.device)
         return x[self.index, rows]
+
+
+@dataclass
+class PointerMemory:
+    """Which past frames' object pointers each object of a batch reads, when it is not SAM
+    2's rule (the prompted frames' and the frames t-1 ... t-15, the same for every object).
+    The prompted frames' pointers are read as in SAM 2.
+
+    entries: memory entries ([N, C] "obj_ptr"), most recent first; index: [k, N] long into
+    `entries`, row r each object's r-th most recent pointer; distance: [k, N] long, how many
+    frames before the current one row r's frame lies (its temporal encoding, as SAM 2 gives
+    a pointer); valid: bool [k, N] or None (every row), as `SpatialMemory.valid`;
+    key_scale: float [1 + k, N] or None, as `SpatialMemory.key_scale` (row 0: the prompted
+    frames' pointers).
+    """
+
+    entries: list[dict[str, Any]]
+    index: torch.Tensor
+    distance: torch.Tensor
+    valid: torch.Tensor | None = None
+    key_scale: torch.Tensor | None = None
+
+
+@dataclass
+class Branching:
+    """A candidate choice that lets a batch row continue another row: row i takes candidate
+    `candidate[i]` of row `source[i]` (its mask, object pointer, object score and the
+    memory encoded from them), e.g. a search that follows several hypotheses per object in
+    rows of one batch and keeps the best children of all of them, two of one parent.
+    Every per-row output of the frame is then the source row's; moving the rows' memory
+    along (`source` in the output) is the rule's."""
+
+    source: torch.Tensor
+    candidate: torch.Tensor
+
+    def rows(self, values: torch.Tensor) -> torch.Tensor:
+        """`values` [N, ...] of each row's source row."""
+        return values.index_select(0, self.source.to(values.device))
 
 
 @dataclass
@@ -196,10 +240,21 @@ class Candidates:
         rows = torch.arange(values.shape[0], device=values.device)
         return values[rows, choice.to(values.device)]
 
+    def branch(self, branching: Branching) -> Candidates:
+        """Each row's source row's candidates (`Branching`)."""
+        take = branching.rows
+        return Candidates(
+            *(take(x) for x in (self.low_res_masks, self.high_res_masks, self.ious)),
+            take(self.object_score_logits),
+            take(self.obj_ptrs),
+            take(self.sam2_choice),
+        )
+
 
 # a candidate choice on a tracked frame: the candidates -> [N] long index of each object's
-# chosen candidate, or None for SAM 2's (the highest predicted IoU)
-Chooser = Callable[[Candidates], torch.Tensor | None]
+# chosen candidate, a `Branching` (candidates of other rows), or None for SAM 2's (the
+# highest predicted IoU)
+Chooser = Callable[[Candidates], "torch.Tensor | Branching | None"]
 
 
 class VideoSAM(nn.Module):
@@ -216,7 +271,7 @@ class VideoSAM(nn.Module):
         self.flow_provider: FlowFn | None = None  # set by models that need flow
         # spatial memory tokens, their position encodings and key bias for the current
         # step's memory attention (`_replace_memory`), while a `SpatialMemory` is in use
-        self._memory: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
+        self._memory: _MemoryOverride | None = None
         sam2.memory_attention.register_forward_pre_hook(self._replace_memory, with_kwargs=True)
         # the mask decoder's output tokens, kept (`_keep_tokens`) while `track` builds
         # `Candidates` for a candidate choice; None otherwise
@@ -295,6 +350,8 @@ class VideoSAM(nn.Module):
         instead of SAM 2's window or the model's own selection. `choose`: on a tracked frame,
         an inference rule's choice among SAM 2's candidates (`Candidates`); the output then
         also carries "candidates" and "choice" ([N] long, the candidate each object took).
+        A `Branching` choice takes candidates of other rows: the output is then every row's
+        source row's (its candidates too) and also carries "source" ([N] long).
         """
         sam2 = self.sam2
         choosing = choose is not None and self._tracked(is_init_cond_frame, mask_inputs)
@@ -328,6 +385,20 @@ class VideoSAM(nn.Module):
             assert choose is not None and tokens
             candidates = self._candidates(sam_outputs, tokens[-1])
             choice = choose(candidates)
+            if isinstance(choice, Branching):
+                # every per-row output is the source row's, then its candidate is taken
+                _check_choice(choice.source, candidates)
+                candidates = candidates.branch(choice)
+                high_res_multimasks, ious, object_score_logits = (
+                    choice.rows(x) for x in (high_res_multimasks, ious, object_score_logits)
+                )
+                n = candidates.ious.shape[0]
+                for key, value in current_out.items():
+                    if isinstance(value, torch.Tensor) and value.shape[:1] == (n,):
+                        current_out[key] = choice.rows(value)
+                feats = feats.select(choice.source.to(feats.vision_feats[-1].device))
+                current_out["source"] = choice.source
+                choice = choice.candidate
             if choice is None:  # SAM 2's choice: its own tensors, untouched
                 choice = candidates.sam2_choice
             else:
@@ -388,8 +459,14 @@ class VideoSAM(nn.Module):
             if spatial.valid is not None and spatial.entries:
                 invalid = _invalid_rows_bias(spatial, memory.shape[0], device)
                 bias = invalid if bias is None else bias + invalid
+            override = _MemoryOverride(memory, memory_pos, bias)
+            if spatial.key_scale is not None:
+                override.scale = _spatial_key_scale(spatial, memory.shape[0], device)
+            if spatial.pointers is not None:
+                self._pointer_memory(frame_idx, output_dict, spatial.pointers, num_frames, override)
+            if override.needs_key_hooks:
                 enable_key_bias(sam2.memory_attention)
-            self._memory = (memory, memory_pos, bias)
+            self._memory = override
             output_dict = self._pointers_only(frame_idx, output_dict)
         try:
             current_out, sam_outputs, _, _ = sam2._track_step(
@@ -406,8 +483,9 @@ class VideoSAM(nn.Module):
                 None,
             )
         finally:
-            if self._memory is not None and self._memory[2] is not None:
+            if self._memory is not None and self._memory.needs_key_hooks:
                 set_key_bias(sam2.memory_attention, None)
+                set_key_scale(sam2.memory_attention, None)
             self._memory = None
         return current_out, sam_outputs
 
@@ -469,20 +547,94 @@ class VideoSAM(nn.Module):
     def _replace_memory(self, module: nn.Module, args: Any, kwargs: dict) -> Any:
         """Memory attention's pre-hook: the spatial part of SAM 2's memory (everything but
         the object pointers, which come last) replaced by the current step's assembly."""
-        if self._memory is None:
+        o = self._memory
+        if o is None:
             return None
-        spatial, spatial_pos, bias = self._memory
         n_ptr = kwargs.get("num_obj_ptr_tokens", 0)
         memory, memory_pos = kwargs["memory"], kwargs["memory_pos"]
-        ptr = memory[memory.shape[0] - n_ptr :]
-        ptr_pos = memory_pos[memory_pos.shape[0] - n_ptr :]
         kwargs = dict(kwargs)
-        kwargs["memory"] = torch.cat([spatial.to(memory.dtype), ptr])
-        kwargs["memory_pos"] = torch.cat([spatial_pos.to(memory_pos.dtype), ptr_pos])
-        if bias is not None:
-            # for this call only: `_heads` clears it when the step ends
-            set_key_bias(module, torch.cat([bias, bias.new_zeros(bias.shape[0], n_ptr)], 1))
+        if o.pointers is None:  # SAM 2's pointers, as it built them
+            ptr = memory[memory.shape[0] - n_ptr :]
+            ptr_pos = memory_pos[memory_pos.shape[0] - n_ptr :]
+        else:
+            ptr, ptr_pos = o.pointers
+            n_ptr = ptr.shape[0]
+            kwargs["num_obj_ptr_tokens"] = n_ptr
+        kwargs["memory"] = torch.cat([o.spatial.to(memory.dtype), ptr.to(memory.dtype)])
+        kwargs["memory_pos"] = torch.cat(
+            [o.spatial_pos.to(memory_pos.dtype), ptr_pos.to(memory_pos.dtype)]
+        )
+        # for this call only: `_heads` clears them when the step ends
+        n, m = o.spatial.shape[1], o.spatial.shape[0]
+        if o.bias is not None or o.ptr_bias is not None:
+            set_key_bias(module, _concat_keys(o.bias, o.ptr_bias, n, m, n_ptr, fill=0.0))
+        if o.scale is not None or o.ptr_scale is not None:
+            set_key_scale(module, _concat_keys(o.scale, o.ptr_scale, n, m, n_ptr, fill=1.0))
         return args, kwargs
+
+    def _pointer_memory(
+        self,
+        frame_idx: int,
+        output_dict: OutputDict,
+        pointers: PointerMemory,
+        num_frames: int,
+        override: _MemoryOverride,
+    ) -> None:
+        """Object pointer tokens, position encodings, bias and scale of `pointers` (into
+        `override`), as `SAM2Base._prepare_memory_conditioned_features` builds SAM 2's:
+        the prompted frames' pointers first, then each object's own rows; each pointer's
+        temporal encoding from its distance to the current frame (sine, normalised by the
+        pointer window, through `obj_ptr_tpos_proj`), split into `C // mem_dim` tokens.
+        Restated from sam2 (a few lines inside that method); a test pins it to SAM 2's
+        own pointers where `pointers` lists the frames SAM 2 reads."""
+        sam2 = self.sam2
+        device = override.spatial.device
+        cond, _ = select_closest_cond_frames(
+            frame_idx, output_dict["cond_frame_outputs"], sam2.max_cond_frames_in_attn
+        )
+        if not sam2.training and sam2.only_obj_ptrs_in_the_past_for_eval:
+            cond = {t: e for t, e in cond.items() if t <= frame_idx}
+        n = override.spatial.shape[1]
+        signed = sam2.use_signed_tpos_enc_to_obj_ptrs
+        cond_dist = [frame_idx - t if signed else abs(frame_idx - t) for t in cond]
+        ptrs = [e["obj_ptr"].to(device)[None] for e in cond.values()]
+        dist = [torch.tensor(cond_dist, device=device, dtype=torch.long)[:, None].expand(-1, n)]
+        k = pointers.index.shape[0]
+        if k and pointers.entries:
+            past = torch.stack([e["obj_ptr"] for e in pointers.entries]).to(device)
+            ptrs.append(past[pointers.index.to(device), torch.arange(n, device=device)])
+            dist.append(pointers.distance.to(device).long().expand(k, n))
+        else:
+            k = 0
+        c = len(cond)
+        if not ptrs or c + k == 0:
+            empty = override.spatial.new_zeros(0, n, sam2.mem_dim)
+            override.pointers = (empty, empty)
+            return
+        ptr = torch.cat(ptrs)  # [c + k, N, C]
+        distance = torch.cat(dist)  # [c + k, N]
+        width = ptr.shape[-1]
+        if sam2.add_tpos_enc_to_obj_ptrs:
+            t_diff_max = min(num_frames, sam2.max_obj_ptrs_in_encoder) - 1
+            tpos_dim = width if sam2.proj_tpos_enc_in_obj_ptrs else sam2.mem_dim
+            pe = get_1d_sine_pe(distance.flatten() / t_diff_max, dim=tpos_dim)
+            pos = sam2.obj_ptr_tpos_proj(pe).view(c + k, n, sam2.mem_dim)
+        else:
+            pos = ptr.new_zeros(c + k, n, sam2.mem_dim)
+        split = 1
+        if sam2.mem_dim < width:
+            split = width // sam2.mem_dim
+            ptr = ptr.reshape(-1, n, split, sam2.mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
+            pos = pos.repeat_interleave(split, dim=0)
+        override.pointers = (ptr, pos)
+        if pointers.valid is not None and k:
+            rows = torch.zeros(c + k, n, device=device)
+            rows[c:] = rows[c:].masked_fill(~pointers.valid.to(device), float("-inf"))
+            override.ptr_bias = rows.T.repeat_interleave(split, dim=1)
+        if pointers.key_scale is not None:
+            scale = pointers.key_scale.to(device, torch.float32)
+            rows = torch.cat([scale[:1].expand(c, n), scale[1 : 1 + k]])
+            override.ptr_scale = rows.T.repeat_interleave(split, dim=1)
 
     def _pointers_only(self, frame_idx: int, output_dict: OutputDict) -> OutputDict:
         """The bank as SAM 2's memory assembly sees it while the hook supplies the spatial
@@ -636,6 +788,59 @@ class VideoSAM(nn.Module):
                 output_dict["non_cond_frame_outputs"][i] = out
             outputs.append(out)
         return outputs
+
+
+@dataclass
+class _MemoryOverride:
+    """What the memory attention's pre-hook (`_replace_memory`) puts in place of SAM 2's
+    memory for one step: spatial tokens [M, N, C] and positions, optionally an additive key
+    bias and a key scale [N, M] on them, and the object pointers' tokens and positions
+    (None: SAM 2's own) with their bias and scale [N, P] (None: 0 and 1)."""
+
+    spatial: torch.Tensor
+    spatial_pos: torch.Tensor
+    bias: torch.Tensor | None = None
+    scale: torch.Tensor | None = None
+    pointers: tuple[torch.Tensor, torch.Tensor] | None = None
+    ptr_bias: torch.Tensor | None = None
+    ptr_scale: torch.Tensor | None = None
+
+    @property
+    def needs_key_hooks(self) -> bool:
+        """Whether the attention must take a key bias or scale this step."""
+        return any(x is not None for x in (self.bias, self.scale, self.ptr_bias, self.ptr_scale))
+
+
+def _concat_keys(
+    spatial: torch.Tensor | None,
+    pointers: torch.Tensor | None,
+    n: int,
+    m: int,
+    n_ptr: int,
+    fill: float,
+) -> torch.Tensor:
+    """A per-key tensor [N, M + P] from the spatial part [N, M] and the pointers' [N, P],
+    `fill` where a part is None."""
+    like = spatial if spatial is not None else pointers
+    assert like is not None
+    spatial = spatial if spatial is not None else like.new_full((n, m), fill)
+    pointers = pointers if pointers is not None else like.new_full((n, n_ptr), fill)
+    return torch.cat([spatial, pointers.to(spatial.dtype)], 1)
+
+
+def _spatial_key_scale(
+    spatial: SpatialMemory, num_tokens: int, device: torch.device
+) -> torch.Tensor:
+    """The key scale [N, num_tokens] of a `SpatialMemory`'s `key_scale` rows, in
+    `_spatial_memory`'s token order (the prompted frames' tokens first, then kept frames
+    oldest first, each frame's h * w tokens)."""
+    scale = spatial.key_scale.to(device, torch.float32)
+    n = scale.shape[1]
+    k = spatial.index.shape[0] if spatial.index is not None else len(spatial.entries)
+    hw = spatial.entries[0]["maskmem_features"][0, 0].numel() if spatial.entries else 0
+    kept = scale[1 : 1 + k].flip(0).T.repeat_interleave(hw, dim=1)  # [N, k * hw]
+    cond = scale[0][:, None].expand(n, num_tokens - k * hw)
+    return torch.cat([cond, kept], 1)
 
 
 def _invalid_rows_bias(

@@ -44,7 +44,7 @@ def test_a_rule_defined_elsewhere_registers_and_takes_its_parameters():
 def test_a_module_that_defines_rule_is_a_tracker_with_no_table_to_edit():
     package = Path(__file__).resolve().parents[2] / "mosam_train" / "trackers"
     modules = {p.stem for p in package.glob("*.py") if "\nRULE = " in p.read_text()}
-    assert modules == {"sam2", "cond_only", "oracle", "samurai", "dam4sam"}
+    assert modules == {"sam2", "cond_only", "oracle", "samurai", "dam4sam", "sam2long"}
     assert modules <= set(tracker_names())
 
 

@@ -23,15 +23,26 @@ class KeyBiasRoPEAttention(RoPEAttention):
     """SAM 2's `RoPEAttention.forward` with an optional bias per key token.
 
     `key_bias`: [B, num_keys] added to every head's and query's attention logits.
+    `key_scale`: [B, num_keys] multiplying each key token as the layer receives it (memory
+    plus its position encoding), before the key projection; values are left alone (an
+    inference rule's weighting of memory frames, e.g. by their object score).
     The class is swapped onto existing instances (`enable_key_bias`), so parameters and
     state-dict keys are SAM 2's own.
     """
 
     key_bias: torch.Tensor | None = None
+    key_scale: torch.Tensor | None = None
 
     def forward(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_k_exclude_rope: int = 0
     ) -> torch.Tensor:
+        scale = self.key_scale
+        if scale is not None:
+            if scale.shape != k.shape[:2]:
+                raise ValueError(
+                    f"key_scale {tuple(scale.shape)} does not match keys {tuple(k.shape)}"
+                )
+            k = k * scale[..., None].to(k.dtype)
         bias = self.key_bias
         if bias is None:
             return super().forward(q, k, v, num_k_exclude_rope)
@@ -67,6 +78,13 @@ def set_key_bias(memory_attention: MemoryAttention, bias: torch.Tensor | None) -
     """Bias [B, num_keys] for the memory cross-attention's next calls (None: no bias)."""
     for layer in memory_attention.layers:
         layer.cross_attn_image.key_bias = bias
+
+
+def set_key_scale(memory_attention: MemoryAttention, scale: torch.Tensor | None) -> None:
+    """Scale [B, num_keys] of the memory cross-attention's key tokens for its next calls
+    (None: unscaled); `enable_key_bias` first."""
+    for layer in memory_attention.layers:
+        layer.cross_attn_image.key_scale = scale
 
 
 @contextlib.contextmanager
