@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mosam_train.checkpoint_files import CheckpointFileError, load_checkpoint_file
-from mosam_train.inference.baselines import CopyFirstMask
+from mosam_train.inference.baselines import CopyFirstMask, FlowWarp
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.vos import Propagator
 from mosam_train.lit.module import MoSAMModule
@@ -47,13 +47,17 @@ def inference_propagator(cfg: DictConfig) -> tuple[VideoPropagator, int]:
 
 
 def mask_propagator(cfg: DictConfig, command: str) -> tuple[Propagator, int]:
-    """What a mask evaluation runs (`command` names it in errors): `baseline=copy_first`
-    (each first mask repeated) or `inference_propagator`'s model; with the image size its
-    frames are prepared at."""
-    if cfg.get("baseline") == "copy_first":
-        return CopyFirstMask(), int(cfg.model.sam2.image_size)
+    """What a mask evaluation runs (`command` names it in errors): a baseline
+    (`baseline=copy_first`: each first mask repeated; `flow_warp`: each mask carried along
+    optical flow) or `inference_propagator`'s model; with the image size its frames are
+    prepared at."""
+    baselines = {"copy_first": CopyFirstMask, "flow_warp": FlowWarp}
+    if cfg.get("baseline") in baselines:
+        return baselines[cfg.baseline](), int(cfg.model.sam2.image_size)
     if cfg.get("baseline"):
-        raise ValueError(f"baseline={cfg.baseline}: unknown; use copy_first or leave it null")
+        raise ValueError(
+            f"baseline={cfg.baseline}: unknown; use {' or '.join(baselines)} or leave it null"
+        )
     if not cfg.get("ckpt"):
         raise ValueError(f"{command} needs ckpt=PATH (or baseline=copy_first)")
     return inference_propagator(cfg)
