@@ -2,6 +2,7 @@
 
     python -m mosam_train.integrations.vot_workspace OUT --tracker ckpt=/abs/model.ckpt \\
         [--tracker tracker=samurai ...] [--data data=synthetic_long] [--videos 2] [--frames 10]
+        [--sequences N]
 
 writes under OUT:
 
@@ -49,10 +50,12 @@ VOT_EAO_LOW, VOT_EAO_HIGH, VOT_GRACE = 115, 755, 10
 def local_stack(frames: int) -> dict:
     """The local stack for sequences of `frames` frames. EAO's interval keeps VOT's ratio
     with its upper bound at the sequence length (VOT takes the bulk of its sequence lengths);
-    grace and burn-in shrink to a tenth of the sequence (at least 1 frame)."""
+    grace and burn-in shrink to a tenth of the sequence, but at least 2 frames: the toolkit
+    counts the start frame itself as one frame under the threshold, so with 1 every run
+    would fail on its first frame."""
     high = frames
     low = max(1, math.ceil(high * VOT_EAO_LOW / VOT_EAO_HIGH))
-    grace = max(1, min(VOT_GRACE, frames // 10))
+    grace = max(2, min(VOT_GRACE, frames // 10))
     scaled = {"burnin": grace, "grace": grace}
     return {
         "title": f"mosam-train synthetic, {frames}-frame sequences (local; {NOT_COMPARABLE})",
@@ -156,8 +159,9 @@ def write_workspace(
     data_overrides: list[str] | None = None,
     videos: int = 2,
     frames: int = 10,
+    sequences: int | None = None,
 ) -> list[str]:
-    """Everything above under `out`; returns the sequence names."""
+    """Everything above under `out` (at most `sequences` sequences); returns their names."""
     cfg = compose_vot(tracker_args)  # refuse a bad tracker configuration here, not later
     if not cfg.get("baseline") and not cfg.get("ckpt"):
         raise SystemExit("error: --tracker ckpt=/absolute/path/to/model (a .ckpt or .pt) needed")
@@ -166,15 +170,19 @@ def write_workspace(
             f"error: ckpt={cfg.ckpt} is relative; the toolkit runs trackers in a temporary "
             f"folder. Fix: ckpt={Path(cfg.ckpt).resolve()}"
         )
-    sequences = out / "sequences"
-    names = []
+    root = out / "sequences"
+    names: list[str] = []
     for record in eval_records(data_overrides or [])[:videos]:
         for oid in record.object_ids:
-            name = write_sequence(record, int(oid), frames, sequences)
+            if sequences is not None and len(names) >= sequences:
+                break
+            name = write_sequence(record, int(oid), frames, root)
             if name is not None:
                 names.append(name)
-    (sequences / "list.txt").write_text("".join(f"{n}\n" for n in names))
-    (out / "stack.yaml").write_text(yaml.safe_dump(local_stack(frames), sort_keys=False))
+    (root / "list.txt").write_text("".join(f"{n}\n" for n in names))
+    (out / "stack.yaml").write_text(
+        yaml.safe_dump(local_stack(frames), sort_keys=False, width=1000)
+    )
     (out / "trackers.ini").write_text(trackers_ini(tracker_args))
     config = {"stack": "./stack.yaml", "registry": ["./trackers.ini"], "sequences": "sequences"}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -196,8 +204,11 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     parser.add_argument("--videos", type=int, default=2, help="first N videos of the split")
     parser.add_argument("--frames", type=int, default=10, help="first N frames of each video")
+    parser.add_argument("--sequences", type=int, default=None, help="at most N sequences")
     args = parser.parse_args(argv)
-    names = write_workspace(args.out, args.tracker, args.data, args.videos, args.frames)
+    names = write_workspace(
+        args.out, args.tracker, args.data, args.videos, args.frames, args.sequences
+    )
     print(f"{args.out}: {len(names)} sequences ({NOT_COMPARABLE}); trackers mosam, static")
 
 
