@@ -163,9 +163,10 @@ def test_toolkit_scores_a_workspace_written_by_the_project(tmp_path, small_synth
     baseline by 0.1 in VOTS' quality, so frames that reached it out of order or regions
     decoded wrongly fail the test."""
     workspace = tmp_path / "ws"
+    record = tmp_path / "record.jsonl"
     names = write_workspace(
         workspace,
-        ["baseline=flow_warp"],
+        ["baseline=flow_warp", f"record={record}"],
         [f"data.root={small_synthetic}", "data.synthetic=false"],
         videos=2,
         frames=10,
@@ -176,6 +177,21 @@ def test_toolkit_scores_a_workspace_written_by_the_project(tmp_path, small_synth
     assert "not comparable with published VOT results" in stack["title"]
     out = toolkit("evaluate", "--workspace", str(workspace), "mosam", "static", cwd=tmp_path)
     assert "Evaluation concluded successfuly" in out, out[-3000:]
+    # runs start at anchors inside the sequences, re-initialising one tracker process, and
+    # some go backwards: each run (from a frame-0 line to the next) is tracked in its order
+    lines = records(record)
+    assert max(x["session"] for x in lines) >= 2
+    runs: list[list[str]] = []
+    for x in lines:
+        if x["frame"] == 0:
+            runs.append([])
+        runs[-1].append(Path(x["file"]).stem)
+    directions = {
+        "forward" if run == sorted(run) else "backward" if run == sorted(run, reverse=True) else "?"
+        for run in runs
+        if len(run) > 1
+    }
+    assert directions == {"forward", "backward"}, runs
     out = toolkit("analysis", "--workspace", str(workspace), "--name", "report", cwd=tmp_path)
     assert "Analysis successful" in out, out[-3000:]
     report = json.loads((workspace / "analysis" / "report.json").read_text())
