@@ -118,7 +118,7 @@ def prompt_of(region: Any, size: tuple[int, int], index: int) -> tuple[Prompt, s
 
 def box_mask(prompt: PointPrompt, size: tuple[int, int]) -> np.ndarray:
     """The pixels of a box prompt (pixel-inclusive, see `inference.prompts`) as a mask: what
-    the static baseline repeats for a box-initialised object."""
+    a baseline (which takes masks only) starts a box-initialised object from."""
     assert prompt.box is not None
     x, y, w, h = prompt.box
     mask = np.zeros(size, dtype=bool)
@@ -150,7 +150,7 @@ class Session:
         frame: np.ndarray,
         regions: list[Any],
         answer: str,
-        static: bool,
+        boxes_as_masks: bool,
     ) -> None:
         if not regions:
             raise SessionError("initialisation without objects")
@@ -158,7 +158,7 @@ class Session:
         prompts, kinds = {}, []
         for k, region in enumerate(regions, start=1):
             prompt, kind = prompt_of(region, size, k)
-            if static and isinstance(prompt, PointPrompt):
+            if boxes_as_masks and isinstance(prompt, PointPrompt):
                 prompt = box_mask(prompt, size)
             prompts[k] = prompt
             kinds.append(kind if answer == "auto" else answer)
@@ -216,8 +216,8 @@ def serve(cfg: DictConfig | None, model: tuple[Propagator, int] | None, problem:
                     session.close()
                 frame = read_frame(request.image)
                 regions = [r for r, _ in request.objects]
-                static = bool(cfg.get("baseline"))
-                session = Session(*model, frame, regions, cfg.region, static)
+                baseline = bool(cfg.get("baseline"))  # baselines take masks only
+                session = Session(*model, frame, regions, cfg.region, baseline)
                 count += 1
             elif session is None:
                 raise SessionError("a frame came before any initialisation")
