@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     "startup": 5,
     "sweeps": 5,
     "tasks": 5,
+    "integrations": 5,
 }
 OPEN_LAYERS = frozenset({0, 5})  # layers whose units may import each other
 

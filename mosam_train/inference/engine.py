@@ -55,6 +55,10 @@ class FrameSource(Protocol):
     width: int
     frame_step: int  # video frames between consecutive frames here (VideoRecord.frame_step)
 
+    # A source may also say `live = True`: its frames arrive one at a time, each only
+    # after the previous frame's result was handed out (a TraX session), so the engine
+    # never reads a frame ahead; `num_frames` is then an upper bound, not the length.
+
     def image(self, t: int) -> torch.Tensor:
         """Frame `t` as a normalised float tensor [3, S, S]."""
         ...
@@ -279,14 +283,15 @@ class VideoPropagator:
 
         A host provider computes the next frame's flow in a worker thread while the caller
         runs the model on this one (the next frame is read one step early for that); any
-        other provider runs inline, on the model's device."""
+        other provider, and every provider on a `live` source (whose next frame does not
+        exist yet), runs inline."""
         provider = self.flow_provider
         num_frames = frames.num_frames
         if provider is None:
             for t in range(start, num_frames):
                 yield t, frames.image(t).to(device, torch.float32)[None], None
             return
-        if not getattr(provider, "runs_on_host", False):
+        if not getattr(provider, "runs_on_host", False) or getattr(frames, "live", False):
             previous = None
             for t in range(start, num_frames):
                 image = frames.image(t).to(device, torch.float32)[None]

@@ -101,3 +101,48 @@ class RecordFrames(ChunkedFrames):
                 f"{list(self.record.object_ids)})"
             )
         return np.ascontiguousarray(masks[[row[oid] for oid in object_ids]]).astype(bool)
+
+
+class LiveFrames:
+    """Frames that arrive one at a time while the video plays: a TraX session, where the
+    toolkit sends a frame only once it has the previous frame's result. `push` each frame
+    (uint8 [H, W, 3]) before asking the engine for its result; frame t is the t-th pushed,
+    whatever its place in the original video (the toolkit runs some sequences backwards).
+
+    The length is unknown, so `num_frames` is only an upper bound. SAM 2 reads the length
+    in two places: as a bound on how far back object pointers reach (a frame already
+    received never exceeds it) and, for videos shorter than its pointer window
+    (`max_obj_ptrs_in_encoder`, 16 frames), to scale the pointers' temporal encoding. So the
+    results are those of the same frames read from a file of 16 frames or more (a test
+    checks), and differ slightly (logits by about 1e-4 on the micro model) from a file of
+    fewer frames, whose length a stream cannot know. The engine reads no frame ahead of a
+    `live` source."""
+
+    has_ground_truth = False
+    live = True
+    frame_step = 1
+    num_frames = 2**31 - 1
+
+    def __init__(self, size: tuple[int, int], image_size: int, name: str = "the stream") -> None:
+        self.height, self.width = size
+        self.image_size = image_size
+        self.name = name
+        self.received = 0
+        self._current: tuple[int, np.ndarray] | None = None
+
+    def push(self, rgb: np.ndarray) -> int:
+        """Make `rgb` the next frame; returns its index."""
+        if rgb.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"{self.name}: frame {self.received} is {rgb.shape[0]}x{rgb.shape[1]}, "
+                f"the first frame {self.height}x{self.width}"
+            )
+        self._current = (self.received, rgb)
+        self.received += 1
+        return self.received - 1
+
+    def image(self, t: int) -> torch.Tensor:
+        if self._current is None or self._current[0] != t:
+            have = "none" if self._current is None else str(self._current[0])
+            raise RuntimeError(f"{self.name}: frame {t} asked for, frame {have} received last")
+        return preprocess_frame(self._current[1], self.image_size)

@@ -11,7 +11,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mosam_train.checkpoint_files import CheckpointFileError, load_checkpoint_file
+from mosam_train.inference.baselines import CopyFirstMask, FlowWarp
 from mosam_train.inference.engine import VideoPropagator
+from mosam_train.inference.vos import Propagator
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.models.sam2_builder import load_sam2_weights
 from mosam_train.trackers import build_tracker
@@ -42,6 +44,23 @@ def inference_propagator(cfg: DictConfig) -> tuple[VideoPropagator, int]:
     module = load_module(cfg).eval().to(eval_device(cfg))
     tracker = build_tracker(OmegaConf.to_container(cfg.tracker, resolve=True))
     return module.propagator(tracker), module.model.image_size
+
+
+def mask_propagator(cfg: DictConfig, command: str) -> tuple[Propagator, int]:
+    """What a mask evaluation runs (`command` names it in errors): a baseline
+    (`baseline=copy_first`: each first mask repeated; `flow_warp`: each mask carried along
+    optical flow) or `inference_propagator`'s model; with the image size its frames are
+    prepared at."""
+    baselines = {"copy_first": CopyFirstMask, "flow_warp": FlowWarp}
+    if cfg.get("baseline") in baselines:
+        return baselines[cfg.baseline](), int(cfg.model.sam2.image_size)
+    if cfg.get("baseline"):
+        raise ValueError(
+            f"baseline={cfg.baseline}: unknown; use {' or '.join(baselines)} or leave it null"
+        )
+    if not cfg.get("ckpt"):
+        raise ValueError(f"{command} needs ckpt=PATH (or baseline=copy_first)")
+    return inference_propagator(cfg)
 
 
 def eval_device(cfg: DictConfig) -> torch.device:

@@ -20,7 +20,6 @@ from rich.progress import Progress
 
 from mosam_train.data.datamodule import VOSDataModule
 from mosam_train.data.video import VideoRecord
-from mosam_train.inference.baselines import CopyFirstMask
 from mosam_train.inference.vos import (
     FramePrediction,
     Propagator,
@@ -32,7 +31,7 @@ from mosam_train.inference.writers import SubmissionWriter, make_writer
 from mosam_train.metrics import reports
 from mosam_train.metrics.jf import ROW_FIELDS, ObjectScore, aggregate
 from mosam_train.metrics.plots import plot_video, plot_video_scores
-from mosam_train.tasks.inference_model import autocast, inference_propagator
+from mosam_train.tasks.inference_model import autocast, mask_propagator
 from mosam_train.tasks.results import PLOTS_DIR, PREDICTIONS_DIR, ZIP_FILE, ResultsDir
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """J&F of `cfg.ckpt` (or `baseline=copy_first`) on the datamodule's test source
     (`VOSDataModule.test_source`); returns the aggregate (`JF` NaN where the benchmark
     withholds ground truth)."""
-    predictor, image_size = _predictor(cfg)
+    predictor, image_size = mask_propagator(cfg, "eval.py")
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
     source = datamodule.test_source
     fmt, root, split = source["format"], source["root"], source["split"]
@@ -98,17 +97,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         rows = [ObjectScore.from_row(r) for r in results.rows()]
         return _report_scores(rows, meta, out_dir)
     return _report_without_scores(len(records), meta, out_dir)
-
-
-def _predictor(cfg: DictConfig) -> tuple[Propagator, int]:
-    """The propagator to evaluate and the image size its frames are prepared at."""
-    if cfg.get("baseline") == "copy_first":
-        return CopyFirstMask(), int(cfg.model.sam2.image_size)
-    if cfg.get("baseline"):
-        raise ValueError(f"baseline={cfg.baseline}: unknown; use copy_first or leave it null")
-    if not cfg.get("ckpt"):
-        raise ValueError("eval.py needs ckpt=PATH (or baseline=copy_first)")
-    return inference_propagator(cfg)
 
 
 def _records(datamodule: VOSDataModule, max_videos: int | None) -> list[VideoRecord]:
