@@ -205,6 +205,18 @@ class VideoPropagator:
                 f"(e.g. data.split=val), or choose a rule without ground truth (tracker=sam2)."
             )
 
+    def _require_causal(self, frames: FrameSource) -> None:
+        """A live source sends frame t + 1 only after frame t's answer, so a rule that
+        decides late would wait for a frame that never comes (checked before the first
+        frame)."""
+        if getattr(frames, "live", False) and self.rule.delay > 0:
+            raise ValueError(
+                f"tracker rule {type(self.rule).__name__} decides each frame's masks "
+                f"{self.rule.delay} frames late, but {getattr(frames, 'name', 'this source')} "
+                f"sends a frame only after the previous frame's answer. Fix: tracker.delay=0 "
+                f"(each frame decided at once, from the best hypothesis so far)."
+            )
+
     @staticmethod
     def _ground_truth(
         frames: FrameSource, t: int, object_ids: list[int], device: torch.device
@@ -336,6 +348,7 @@ class VideoPropagator:
         if not prompts or not any(prompts.values()):
             raise ValueError("propagate needs at least one prompted object")
         self._require_ground_truth(frames)
+        self._require_causal(frames)
         read_truth = self.rule.needs_ground_truth
         choosing = self.rule.needs_candidates
         device = next(self.model.parameters()).device

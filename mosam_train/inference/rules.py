@@ -112,6 +112,10 @@ class TrackerRule:
     #: `choose` sees every row's candidates and `decided` reduces the rows to one output per
     #: object. 1: one row per object (SAM 2).
     hypotheses: int = 1
+    #: frames between tracking a frame and deciding its output (`decided`); 0: at once.
+    #: A source whose frames arrive one at a time, each after the previous frame's answer
+    #: (a TraX session), needs 0.
+    delay: int = 0
 
     def initial_state(self, num_objects: int, device: torch.device) -> dict[str, Any]:
         """The rule's per-object state for `num_objects` objects starting together."""

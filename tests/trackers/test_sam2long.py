@@ -14,7 +14,7 @@ import torch
 
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.rules import MemoryBank
-from mosam_train.inference.sources import ChunkedFrames
+from mosam_train.inference.sources import ChunkedFrames, LiveFrames
 from mosam_train.models.memory.attention import enable_key_bias, set_key_scale
 from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.trackers import build_tracker
@@ -311,3 +311,22 @@ def test_a_frames_key_scale_lands_on_its_own_tokens():
     spatial.key_scale = torch.tensor([[1.5], [2.0], [3.0]])  # prompted, t-1 row, t-2 row
     scale = _spatial_key_scale(spatial, 4 + 8, torch.device("cpu"))  # one prompted frame
     assert scale.tolist() == [[1.5] * 4 + [3.0] * 4 + [2.0] * 4]
+
+
+def test_deciding_late_is_refused_on_a_live_source_before_the_first_frame(multimask):
+    """A TraX session sends frame t + 1 only after frame t's answer."""
+    rgb = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    prompts = {0: {1: np.pad(np.ones((20, 20), bool), 22)}}
+
+    def live(delay: int) -> int:
+        source = LiveFrames((64, 64), 128)
+        rule = build_tracker({"name": "sam2long", "delay": delay})
+        stream = iter(VideoPropagator(multimask, rule).propagate(source, prompts))
+        for frame in rgb:
+            source.push(frame)
+            next(stream)
+        return source.received
+
+    with pytest.raises(ValueError, match=r"masks 2 frames late.*Fix: tracker.delay=0"):
+        live(2)
+    assert live(0) == 3
