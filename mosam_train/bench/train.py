@@ -51,7 +51,7 @@ from mosam_train.lit.module import MoSAMModule
 from mosam_train.startup import start
 
 CONFIGS = Path(mosam_train.__file__).resolve().parents[1] / "configs"
-SIZES = {"micro": "micro", "tiny": "sam2.1_hiera_tiny"}  # name: sam2= config
+SIZES = {"micro": "micro", "micro_wide": "micro_wide", "tiny": "sam2.1_hiera_tiny"}  # name: sam2=
 VARIANTS = ("sam2", "mosam")  # model= configs: the fine-tune, frozen-base MoSAM
 LABELS = {"sam2": "SAM 2 fine-tune", "mosam": "MoSAM, frozen SAM 2"}
 SYNTHETIC = dict(num_train=8, num_val=1, train_frames=16, val_frames=16)

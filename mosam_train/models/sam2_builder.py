@@ -98,6 +98,13 @@ SAM2_VARIANTS: dict[str, SAM2Variant] = {
         SAM2Variant(
             "sam2.1_micro", "mosam_train.models.sam2_configs", "sam2.1_micro.yaml", None, 128
         ),
+        SAM2Variant(
+            "sam2.1_micro_wide",
+            "mosam_train.models.sam2_configs",
+            "sam2.1_micro_wide.yaml",
+            None,
+            128,
+        ),
     ]
 }
 
@@ -109,6 +116,7 @@ _TRUNK_SIGNATURES = {
     (112, 24): "base_plus",
     (144, 48): "large",
     (16, 5): "micro",
+    (32, 5): "micro_wide",
 }
 # Keys that exist in SAM 2.1 models but not in SAM 2 ones.
 _SAM21_ONLY_PREFIXES = ("no_obj_embed_spatial", "obj_ptr_tpos_proj")
@@ -223,8 +231,8 @@ def _mismatch_report(
     file_is_21 = any(k.startswith(_SAM21_ONLY_PREFIXES) for k in sd)
     model_is_21 = any(k.startswith(_SAM21_ONLY_PREFIXES) for k in model_sd)
     if file_size and model_size and file_size != model_size:
-        if file_size == "micro":
-            suggestion = "micro"  # configs/sam2/micro.yaml
+        if file_size.startswith("micro"):
+            suggestion = file_size  # configs/sam2/micro*.yaml
         else:
             suggestion = f"{'sam2.1' if file_is_21 else 'sam2'}_hiera_{file_size}"
         lines.append(

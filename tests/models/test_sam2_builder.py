@@ -48,8 +48,8 @@ def test_every_variant_config_composes(name):
     assert cfg.image_encoder.trunk._target_.endswith("Hiera")
     # SAM 2.1 configs carry the 2.1-only modules, SAM 2 ones do not.
     assert bool(cfg.get("no_obj_embed_spatial", False)) == name.startswith("sam2.1")
-    # Official variants have a URL, the micro one does not.
-    assert (v.url is None) == (name == "sam2.1_micro")
+    # Official variants have a URL, the micro ones do not.
+    assert (v.url is None) == name.startswith("sam2.1_micro")
     if v.url:
         assert v.url.endswith(f"/{name}.pt")
 
@@ -83,6 +83,19 @@ def test_micro_size_and_forward_image():
         out = model.forward_image(torch.randn(1, 3, 128, 128))
     assert out["vision_features"].shape == (1, 32, 8, 8)
     assert [tuple(f.shape[-2:]) for f in out["backbone_fpn"]] == [(32, 32), (16, 16), (8, 8)]
+
+
+def test_micro_wide_size_and_forward_image(tmp_path):
+    model = build_sam2("sam2.1_micro_wide").eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 2.0e6 < n_params < 2.5e6  # float32 weights under 10 MB
+    with torch.no_grad():
+        out = model.forward_image(torch.randn(1, 3, 128, 128))
+    assert out["vision_features"].shape == (1, 64, 8, 8)
+    path = tmp_path / "wide.pt"
+    torch.save({"model": model.state_dict()}, path)
+    with pytest.raises(WeightsMismatchError, match=r"a micro_wide model .* sam2=micro_wide\)"):
+        load_sam2_weights(build_sam2("sam2.1_micro"), path, variant="sam2.1_micro")
 
 
 def test_wrong_image_size_names_the_right_one():
