@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -19,34 +18,23 @@ from mosam_train.trackers.dam4sam import NEVER, Dam4Sam, distractor_ious, recent
 OFF = {"stride_rule": False, "skip_empty": False, "drm": False}
 
 
-def video_prompts(objects=(1, 2)) -> dict[int, dict[int, np.ndarray]]:
-    mask = np.zeros((64, 80), bool)
-    mask[10:30, 20:50] = True
-    return {0: {o: m for o, m in {1: mask, 2: ~mask}.items() if o in objects}}
-
-
-def run(model, rule, frames, objects=(1, 2)) -> dict[int, torch.Tensor]:
-    engine = VideoPropagator(model, rule)
-    return {r.frame_idx: r.logits for r in engine.propagate(frames, video_prompts(objects))}
-
-
 # ------------------------------------------------------------------ parity with SAM 2
 @pytest.mark.parametrize("base", ["multimask", "one_mask"])
-def test_with_its_parts_off_it_is_sam2_logit_for_logit(request, noise_frames, base):
+def test_with_its_parts_off_it_is_sam2_logit_for_logit(request, noise_frames, base, track):
     model = request.getfixturevalue(base)
     frames = noise_frames(10)
-    sam2 = run(model, build_tracker({"name": "sam2"}), frames)
-    dam = run(model, build_tracker({"name": "dam4sam", **OFF}), frames)
+    sam2 = track(model, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
+    dam = track(model, build_tracker({"name": "dam4sam", **OFF}), frames, objects=(1, 2))
     for t in sam2:
         assert torch.equal(dam[t], sam2[t]), t
 
 
-def test_ram_without_its_rules_and_an_empty_drm_is_sam2s_window(one_mask, noise_frames):
+def test_ram_without_its_rules_and_an_empty_drm_is_sam2s_window(one_mask, noise_frames, track):
     """Through the rule's own memory assembly: t-1 ... t-6 by rank, as SAM 2's window."""
     frames = noise_frames(10)
-    sam2 = run(one_mask, build_tracker({"name": "sam2"}), frames)
+    sam2 = track(one_mask, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
     rule = Dam4Sam(stride_rule=False, skip_empty=False, drm_iou=2.0, distractor_test=False)
-    dam = run(one_mask, rule, frames)
+    dam = track(one_mask, rule, frames, objects=(1, 2))
     for t in sam2:
         torch.testing.assert_close(dam[t], sam2[t], rtol=0, atol=1e-4)
 
@@ -262,18 +250,18 @@ def test_the_model_gives_slot_0_the_prompted_frames_temporal_encoding(micro):
 
 
 # ------------------------------------------------------------------ multi-object, end to end
-def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_frames):
+def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_frames, track):
     """Per-object RAM and DRM (uneven rows masked): an object of a group tracks as alone.
     Loosened admission so that the micro base's frames enter the DRM."""
     rule = Uneven(stride=2, drm_iou=-1.0, size_band=10.0, drm_gap=1, drm_cap=2, anchor_iou=1.0)
     rule.remember = spy_remember(rule, admitted := [])
     frames = noise_frames(12)
-    together = run(multimask, rule, frames)
+    together = track(multimask, rule, frames, objects=(1, 2))
     assert sum(admitted) >= 4 and any(a == 1 for a in admitted)  # object 2 admits fewer
-    sam2 = run(multimask, build_tracker({"name": "sam2"}), frames)
+    sam2 = track(multimask, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
     assert any(not torch.allclose(together[t], sam2[t]) for t in sam2)
     for k, obj in enumerate((1, 2)):
-        alone = run(multimask, rule, frames, objects=(obj,))
+        alone = track(multimask, rule, frames, objects=(obj,))
         for t in alone:
             torch.testing.assert_close(together[t][k], alone[t][0], rtol=0, atol=1e-4)
 

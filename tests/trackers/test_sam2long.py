@@ -28,21 +28,6 @@ from mosam_train.trackers.sam2long import (
 OFF = {"pathways": 1, "memory_gate": False, "key_scale": None, "delay": 0}
 
 
-def video_prompts(objects=(1, 2, 3)) -> dict[int, dict[int, np.ndarray]]:
-    """Objects 1, 2 from frame 0 (one group), object 3 from frame 4 on a 64x80 video."""
-    mask = np.zeros((64, 80), bool)
-    mask[10:30, 20:50] = True
-    prompts = {0: {1: mask, 2: ~mask}, 4: {3: mask}}
-    return {t: {o: m for o, m in p.items() if o in objects} for t, p in prompts.items()}
-
-
-def run(model, rule, frames, objects=(1, 2, 3)) -> dict[int, torch.Tensor]:
-    engine = VideoPropagator(model, rule)
-    results = list(engine.propagate(frames, video_prompts(objects)))
-    assert [r.frame_idx for r in results] == list(range(frames.num_frames))  # once, in order
-    return {r.frame_idx: r.logits for r in results}
-
-
 # ------------------------------------------------------------------ the search
 def survivors(parent, ious, obj, first=False, pathways=3):
     s = keep_pathways(
@@ -193,25 +178,25 @@ def test_each_frame_is_written_late_from_the_backtracked_best_pathway():
 
 
 @pytest.mark.parametrize("base", ["multimask", "one_mask"])
-def test_with_its_parts_off_it_is_sam2_logit_for_logit(request, noise_frames, base):
+def test_with_its_parts_off_it_is_sam2_logit_for_logit(request, noise_frames, base, track):
     model = request.getfixturevalue(base)
     frames = noise_frames(10)
-    sam2 = run(model, build_tracker({"name": "sam2"}), frames)
-    off = run(model, build_tracker({"name": "sam2long", **OFF}), frames)
+    sam2 = track(model, build_tracker({"name": "sam2"}), frames)
+    off = track(model, build_tracker({"name": "sam2long", **OFF}), frames)
     for t in sam2:
         assert torch.equal(off[t], sam2[t]), t
 
 
 def test_the_gate_with_its_tests_off_and_unit_key_scales_reads_sam2s_memory_and_pointers(
-    multimask, noise_frames
+    multimask, noise_frames, track
 ):
     """The explicit per-pathway lists (spatial memory by rank, pointers by distance, key
     scales) of SAM 2's own window equal SAM 2's: the engine seams change nothing by
     themselves."""
     frames = noise_frames(20)
-    sam2 = run(multimask, build_tracker({"name": "sam2"}), frames)
+    sam2 = track(multimask, build_tracker({"name": "sam2"}), frames)
     rule = SAM2Long(pathways=1, memory_gate=False, key_scale=[1.0, 1.0], delay=0)
-    explicit = run(multimask, rule, frames)
+    explicit = track(multimask, rule, frames)
     for t in sam2:
         assert torch.equal(explicit[t], sam2[t]), t
 
@@ -222,35 +207,35 @@ def test_pathways_on_a_one_mask_model_are_refused_naming_the_setting(one_mask):
 
 
 def test_delay_changes_when_frames_are_written_not_what_a_final_pass_writes(
-    multimask, noise_frames
+    multimask, noise_frames, track
 ):
     """The delayed stream equals the back-tracked best path: with a delay as long as the
     video every frame is written at the end from the final best pathway, and a delay of 8
     writes the same frames where the best pathway did not change after them."""
     frames = noise_frames(12)
-    final = run(multimask, SAM2Long(delay=12), frames)
-    late = run(multimask, SAM2Long(delay=8), frames)
-    causal = run(multimask, SAM2Long(delay=0), frames)
+    final = track(multimask, SAM2Long(delay=12), frames)
+    late = track(multimask, SAM2Long(delay=8), frames)
+    causal = track(multimask, SAM2Long(delay=0), frames)
     for t in range(4, 12):  # written at the video's end by both
         assert torch.equal(late[t], final[t]), t
-    sam2 = run(multimask, build_tracker({"name": "sam2"}), frames)
+    sam2 = track(multimask, build_tracker({"name": "sam2"}), frames)
     assert any(not torch.allclose(final[t], sam2[t]) for t in sam2)
     assert set(causal) == set(final)
 
 
-def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_frames):
+def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_frames, track):
     rule = SAM2Long(delay=3)
     frames = noise_frames(10)
-    together = run(multimask, rule, frames, objects=(1, 2))
-    sam2 = run(multimask, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
+    together = track(multimask, rule, frames, objects=(1, 2))
+    sam2 = track(multimask, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
     assert any(not torch.equal(together[t], sam2[t]) for t in sam2)
     for k, obj in enumerate((1, 2)):
-        alone = run(multimask, rule, frames, objects=(obj,))
+        alone = track(multimask, rule, frames, objects=(obj,))
         for t in alone:  # the micro model's logits are small: a tight tolerance
             torch.testing.assert_close(together[t][k], alone[t][0], rtol=0, atol=1e-7)
 
 
-def test_it_stacks_on_mosam_and_with_its_parts_off_mosam_is_unchanged(micro, noise_frames):
+def test_it_stacks_on_mosam_and_with_its_parts_off_mosam_is_unchanged(micro, noise_frames, track):
     """SAM2Long's search on top of MoSAM (motion prompts, frame and pixel heads): each
     pathway reads its own past; all parts off it is MoSAM under SAM 2's rule exactly."""
     model = MoSAMTracker(
@@ -259,10 +244,10 @@ def test_it_stacks_on_mosam_and_with_its_parts_off_mosam_is_unchanged(micro, noi
         stms={"stride": 1, "candidates": 6, "top_k": 6, "frame": True, "pixel": True},
     ).eval()
     frames = noise_frames(10)
-    sam2 = run(model, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
-    off = run(model, build_tracker({"name": "sam2long", **OFF}), frames, objects=(1, 2))
+    sam2 = track(model, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
+    off = track(model, build_tracker({"name": "sam2long", **OFF}), frames, objects=(1, 2))
     assert all(torch.equal(off[t], sam2[t]) for t in sam2)
-    searched = run(model, SAM2Long(delay=3), frames, objects=(1, 2))
+    searched = track(model, SAM2Long(delay=3), frames, objects=(1, 2))
     assert any(not torch.equal(searched[t], sam2[t]) for t in sam2)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -21,19 +20,6 @@ NAN = math.nan
 OFF = {"motion": False, "memory_gate": False}
 
 
-def video_prompts(objects=(1, 2, 3)) -> dict[int, dict[int, np.ndarray]]:
-    """Objects 1, 2 from frame 0 (one group), object 3 from frame 4 on a 64x80 video."""
-    mask = np.zeros((64, 80), bool)
-    mask[10:30, 20:50] = True
-    prompts = {0: {1: mask, 2: ~mask}, 4: {3: mask}}
-    return {t: {o: m for o, m in p.items() if o in objects} for t, p in prompts.items()}
-
-
-def run(model, rule, frames, objects=(1, 2, 3)) -> dict[int, torch.Tensor]:
-    engine = VideoPropagator(model, rule)
-    return {r.frame_idx: r.logits for r in engine.propagate(frames, video_prompts(objects))}
-
-
 # ------------------------------------------------------------------ parity with SAM 2
 @pytest.mark.parametrize(
     ("base", "settings"),
@@ -44,20 +30,22 @@ def run(model, rule, frames, objects=(1, 2, 3)) -> dict[int, torch.Tensor]:
     ],
     ids=["both-off", "both-off-one-mask", "motion-weight-0"],
 )
-def test_with_its_parts_off_it_is_sam2_logit_for_logit(request, noise_frames, base, settings):
+def test_with_its_parts_off_it_is_sam2_logit_for_logit(
+    request, noise_frames, base, settings, track
+):
     model = request.getfixturevalue(base)
     frames = noise_frames(10)
-    sam2 = run(model, build_tracker({"name": "sam2"}), frames)
-    samurai = run(model, build_tracker({"name": "samurai", **settings}), frames)
+    sam2 = track(model, build_tracker({"name": "sam2"}), frames)
+    samurai = track(model, build_tracker({"name": "samurai", **settings}), frames)
     for t in sam2:
         assert torch.equal(samurai[t], sam2[t]), t
 
 
-def test_the_gate_with_its_tests_off_is_sam2s_window(one_mask, noise_frames):
+def test_the_gate_with_its_tests_off_is_sam2s_window(one_mask, noise_frames, track):
     frames = noise_frames(10)
-    sam2 = run(one_mask, build_tracker({"name": "sam2"}), frames)
+    sam2 = track(one_mask, build_tracker({"name": "sam2"}), frames)
     rule = Samurai(motion=False, gate_iou=None, gate_object_score=None, gate_kf_iou=None)
-    gated = run(one_mask, rule, frames)
+    gated = track(one_mask, rule, frames)
     for t in sam2:
         torch.testing.assert_close(gated[t], sam2[t], rtol=0, atol=1e-4)
 
@@ -129,7 +117,7 @@ def test_each_object_has_its_own_filter_and_one_reset_leaves_the_other_alone():
 
 
 def test_on_a_video_the_choice_is_the_kalman_scores_and_memory_keeps_the_chosen_iou(
-    multimask, noise_frames
+    multimask, noise_frames, track, video_prompts
 ):
     rule = Samurai(kf_weight=1.0, stable_frames=1, stable_iou=0.0)
     seen = []
@@ -144,7 +132,7 @@ def test_on_a_video_the_choice_is_the_kalman_scores_and_memory_keeps_the_chosen_
     frames = noise_frames(8)
     engine = VideoPropagator(multimask, rule)
     logits = {r.frame_idx: r.logits for r in engine.propagate(frames, video_prompts())}
-    sam2 = run(multimask, build_tracker({"name": "sam2"}), frames)
+    sam2 = track(multimask, build_tracker({"name": "sam2"}), frames)
     assert any(not torch.equal(ours, theirs) for ours, theirs in seen)  # not SAM 2's choice
     assert any(not torch.equal(logits[t], sam2[t]) for t in sam2)
     for g in engine.groups:
@@ -212,7 +200,9 @@ def test_memory_reaches_as_far_back_as_the_gate_can_still_keep():
     assert Samurai(motion=False, memory_gate=False).horizon(bank, 20, model_horizon) == (14, 5)
 
 
-def test_the_gate_alone_on_a_one_mask_model_reads_sam2s_iou(one_mask, noise_frames, monkeypatch):
+def test_the_gate_alone_on_a_one_mask_model_reads_sam2s_iou(
+    one_mask, noise_frames, monkeypatch, video_prompts
+):
     engine = VideoPropagator(one_mask, Samurai(motion=False))
     outs = []
     track = one_mask.track
@@ -245,7 +235,7 @@ class Flaky(Samurai):
             e["best_iou"] = torch.where(flaky, 0.0, e["best_iou"])
 
 
-def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_frames):
+def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_frames, track):
     """Per-object filters and per-object gated memory (uneven rows masked): an object of a
     group tracks as it does alone."""
     rule = Flaky(kf_weight=1.0, stable_frames=2, stable_iou=0.0, gate_iou=0.3)
@@ -259,12 +249,12 @@ def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_fram
 
     rule.select = spy
     frames = noise_frames(12)
-    together = run(multimask, rule, frames, objects=(1, 2))
+    together = track(multimask, rule, frames, objects=(1, 2))
     assert sum(uneven) >= 5  # object 2 kept fewer frames on most frames
-    sam2 = run(multimask, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
+    sam2 = track(multimask, build_tracker({"name": "sam2"}), frames, objects=(1, 2))
     assert any(not torch.allclose(together[t], sam2[t]) for t in sam2)
     for k, obj in enumerate((1, 2)):
-        alone = run(multimask, rule, frames, objects=(obj,))
+        alone = track(multimask, rule, frames, objects=(obj,))
         for t in alone:
             torch.testing.assert_close(together[t][k], alone[t][0], rtol=0, atol=1e-4)
 
