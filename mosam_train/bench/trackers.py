@@ -121,6 +121,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
             f"(configs/tracker/); choose rows with --rules, and run eval.py tracker=... for "
             f"an ablation"
         )
+    if (_value(overrides, "task") or "vos") != "vos":
+        parser.error(
+            "task=tracking: this table scores masks per object (J&F and its diagnostics); "
+            "run eval.py task=tracking tracker=<rule> for box tracking"
+        )
     stray = [o for o in overrides if "=" not in o]
     if stray:
         parser.error(f"unrecognised argument(s) {' '.join(stray)}")
@@ -294,6 +299,12 @@ def collect(args: argparse.Namespace, timing: dict[str, Any] | None) -> None:
         if not (metrics.is_file() and (run / "per_object.csv").is_file()):
             raise SystemExit(f"{run}: no finished evaluation (metrics.json, per_object.csv)")
         meta = json.loads(metrics.read_text())
+        rule = (meta.get("tracker") or {}).get("name")
+        if rule != ("sam2" if key == MOSAM else key):
+            raise SystemExit(
+                f"{run}: evaluated with tracker={rule}, not this row's. Fix: a new --out, or "
+                f"remove {run} to evaluate it again."
+            )
         weights = json.loads((run / "eval_weights.json").read_text())
         rows[key] = {
             "label": label(key),
@@ -367,8 +378,8 @@ def timing_note(timing: dict[str, Any]) -> str:
     )
     note = (
         f"{TIME_COLUMN}: `python -m mosam_train.bench.infer {' '.join(timing.get('argv', []))}` "
-        f"on {where}: random weights of {size} tracking with "
-        f"{'three candidates' if timing.get('multimask') else 'its own setting'}, "
+        f"on {where}: random weights of {size}"
+        f"{' tracking with three candidates' if timing.get('multimask') else ''}, "
         f"{timing['objects']} objects, {run['frames']} frames, median of {timing['repeats']} "
         f"interleaved repeats, CPU; MoSAM with all parts (Farneback flow)."
     )
@@ -413,6 +424,18 @@ def report(results: Path) -> str:
     return "\n".join(lines)
 
 
+def saved_timing(path: str, variant: str) -> dict[str, Any]:
+    """`--timing PATH`: its JSON, refused unless it measured the base's size."""
+    timing = read_timing(path)
+    size = measured(timing)[0]
+    if infer.SIZES.get(size) != variant:
+        raise SystemExit(
+            f"--timing {path} measured {size}, but the base is {variant}. Fix: --timing run, "
+            f"or a bench.infer run of that size."
+        )
+    return timing
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args, overrides = parse_args(argv)
     if not args.table_only:
@@ -427,11 +450,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"with three (its training settings); MoSAM's row keeps SAM 2's first mask.",
                 flush=True,
             )
+        timing = None
+        if args.timing not in ("run", "none"):
+            timing = saved_timing(args.timing, sam2["variant"])
         for command in commands(args, jobs):
             print("$", " ".join(command[1:]), flush=True)
             if subprocess.run(command).returncode != 0:
                 raise SystemExit(f"eval.py failed (see above); runs so far are in {args.out}")
-        timing = None
         if args.timing == "run":
             arguments = infer_command(
                 sam2["variant"], args.rules, bool(args.mosam_ckpt), args.infer_args
@@ -444,8 +469,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{sam2['variant']}: no cost columns",
                     flush=True,
                 )
-        elif args.timing != "none":
-            timing = read_timing(args.timing)
         collect(args, timing)
     print(report(args.results))
 

@@ -156,6 +156,7 @@ def test_arguments_a_row_cannot_take_are_refused(micro_weights, capsys):
         (["ckpt=x.pt", "tracker.delay=0"], "published defaults"),
         (["ckpt=x.pt", "--rules", "sam2,kalman"], "unknown rule.*kalman.*registered: "),
         (["data=synthetic_long"], "ckpt=PATH"),
+        (["ckpt=x.pt", "task=tracking"], "scores masks per object"),
     ):
         with pytest.raises(SystemExit):
             trackers.parse_args(argv)
@@ -165,3 +166,13 @@ def test_arguments_a_row_cannot_take_are_refused(micro_weights, capsys):
     assert args.results == Path("docs/results/trackers/synthetic_long_test")
     jobs = trackers.eval_overrides(args, overrides)
     assert {"data.test_split=test", f"++{trackers.MULTIMASK}=true"} <= set(jobs)
+
+
+def test_a_saved_timing_of_another_size_is_refused_before_any_run(micro_weights, tmp_path):
+    saved = tmp_path / "infer.txt"
+    saved.write_text('table\n{"sizes": {"tiny": {"end to end": {"rows": {}, "frames": 16}}}}\n')
+    with pytest.raises(SystemExit, match=r"measured tiny, but the base is sam2\.1_micro"):
+        trackers.main(
+            [f"ckpt={micro_weights}", "--timing", str(saved), "--out", str(tmp_path / "o")]
+        )
+    assert not (tmp_path / "o").exists()
