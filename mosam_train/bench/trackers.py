@@ -91,8 +91,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         "sam2=...) go to every eval.py job.",
     )
     parser.add_argument("--split", default="test", help="the evaluated split (data.test_split)")
-    parser.add_argument("--rules", type=_csv_list, default=list(DEFAULT_RULES))
-    parser.add_argument("--out", type=Path, help="runs go here (default: logs/trackers/<data>)")
+    parser.add_argument(
+        "--rules",
+        type=_csv_list,
+        default=list(DEFAULT_RULES),
+        help=f"comma list of tracker rules, one row each (default: {','.join(DEFAULT_RULES)})",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="runs go here (default: logs/trackers/<data>_<split>)"
+    )
     parser.add_argument(
         "--results",
         type=Path,
