@@ -5,15 +5,17 @@ the benchmark's video has not), in one process.
     python -m mosam_train.bench.infer [--sizes micro,tiny] [--objects 2] [--frames 60]
         [--frames-1024 16] [--repeats 5] [--memory-frames 100,1000] [--profile]
         [--variants engine,predictor,mosam,mosam-no-flow] [--modes end-to-end,precomputed]
-        [--tiny]
+        [--multimask] [--memory-variants engine,mosam,rule:samurai] [--tiny]
 
 Seconds per frame are the median of `--repeats` interleaved repeats (every variant once per
 repeat, so a busy moment hits all of them), after one warm-up run each; frames are
 preloaded (a synthetic video, preprocessed once), weights are fresh random ones (seed 0;
 the object-score head is biased towards "object" so masks are non-empty, as in the tests'
 micro SAM 2). SAM2VideoPredictor is built as the parity test builds it and loaded with the
-same state dict. `--variants` picks variants by key (`VARIANT_KEYS`; the engine, the
-ratios' base, is always run).
+same state dict. `--variants` picks variants by key (`VARIANT_KEYS`, and `rule:<name>` for
+a tracker rule; the engine, the ratios' base, is always run). `--multimask` builds every
+size tracking with SAM 2's three candidate masks (the official configs do already; the
+micro base does not), so the rules that choose among them run on micro too.
 
 Optical flow overlaps the model: the engine computes a host provider's (Farneback's) flow
 of frame t + 1 in a worker thread while the model runs frame t, which is how it runs on a
@@ -29,9 +31,11 @@ the cost of the tracking step alone (`--modes` picks either or both); there
 `--frames-1024` frames are run (MoSAM's default selection fills its six memory slots from
 frame 13 on).
 
-Memory (micro only): the peak RSS (`ru_maxrss`) of a fresh subprocess that runs the engine
-or MoSAM over `--memory-frames` frames (the synthetic video played back and forth), next to
-its RSS before propagating. Flat memory means the peak does not grow with the video.
+Memory (micro only): the peak RSS (`ru_maxrss`) of a fresh subprocess that runs one variant
+over `--memory-frames` frames (the synthetic video played back and forth), next to its RSS
+before propagating: the engine, MoSAM (all parts) and the tracker rules of
+`--memory-variants` (keys as `--variants`). Flat memory means the peak does not grow with
+the video.
 
 `--profile` adds MoSAM's per-frame cost by component (keypoints, forecast and sparse
 encoder, dense encoder, heads, memory selection and pixel bias, bookkeeping, and SAM 2's
@@ -40,7 +44,8 @@ own time in its worker thread is listed beside them, outside the total, and the 
 thread's wait for it inside.
 
 Run it on a quiet machine, one thread (`OMP_NUM_THREADS=1`): the figures are ratios, the
-machine's absolute speed is not the point. The last line is the whole result as JSON.
+machine's absolute speed is not the point. The last line is the whole result as JSON, with
+the machine it ran on (`machine`: CPU, platform, torch, commit) and its arguments.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ import contextlib
 import copy
 import functools
 import json
+import os
+import platform
 import resource
 import statistics
 import subprocess
@@ -165,11 +172,17 @@ def synthetic_video(
     raise RuntimeError(f"no synthetic video with {objects} objects on its first frame")
 
 
-def random_sam2(size: str) -> SAM2Base:
+def sam2_overrides(multimask: bool) -> dict[str, Any]:
+    """The model config overrides of `--multimask`: tracking with three candidate masks."""
+    return {"multimask_output_for_tracking": True} if multimask else {}
+
+
+def random_sam2(size: str, multimask: bool = False) -> SAM2Base:
     """Seed-0 random SAM 2 of `size`, its object-score head biased towards "object" (a
-    random head says "no object" everywhere, which would skip MoSAM's keypoints)."""
+    random head says "no object" everywhere, which would skip MoSAM's keypoints);
+    `multimask`: tracking with three candidate masks (the same weights)."""
     torch.manual_seed(0)
-    sam = build_sam2(SIZES[size]).eval()
+    sam = build_sam2(SIZES[size], overrides=sam2_overrides(multimask)).eval()
     with torch.no_grad():
         sam.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(5.0)
     return sam
@@ -252,10 +265,13 @@ def engine_variant(
     return Variant(name, run)
 
 
-def predictor_variant(size: str, sam: SAM2Base, frames: Frames, prompts: dict) -> Variant:
+def predictor_variant(
+    size: str, sam: SAM2Base, frames: Frames, prompts: dict, multimask: bool = False
+) -> Variant:
     """SAM2VideoPredictor on the same preloaded frames: `init_state` (untimed, its frame-0
     feature cache emptied) then `add_new_mask` per object and `propagate_in_video`."""
-    predictor = build_sam2(SIZES[size], target=PREDICTOR).eval()
+    predictor = build_sam2(SIZES[size], overrides=sam2_overrides(multimask), target=PREDICTOR)
+    predictor.eval()
     predictor.load_state_dict(sam.state_dict())
     loaded = (frames.images[: frames.num_frames], *VIDEO_SIZE)
     if "forward_image" in vars(sam):  # features precomputed: the same cache
@@ -291,12 +307,12 @@ def precompute_features(sam: SAM2Base, images: torch.Tensor) -> Callable[[torch.
     return lambda batch: cache[batch.data_ptr()]
 
 
-def rule_keys(size: str) -> list[str]:
+def rule_keys(size: str, multimask: bool = False) -> list[str]:
     """The tracker rules other than SAM 2's that run as configured on a video without
     ground truth (an oracle's bound is eval's business, not a speed) on `size`'s base: a
     rule that chooses among SAM 2's three candidates only where the base tracks with them
-    (the official configs; not the micro base)."""
-    model_cfg = load_model_config(SIZES[size])
+    (the official configs, or any with `multimask`; not the micro base)."""
+    model_cfg = load_model_config(SIZES[size], sam2_overrides(multimask))
     candidates = bool(model_cfg.get("multimask_output_for_tracking", False))
     rules = {name: build_tracker({"name": name}) for name in tracker_names() if name != "sam2"}
     return [
@@ -306,48 +322,63 @@ def rule_keys(size: str) -> list[str]:
     ]
 
 
-def variant_keys(size: str) -> list[str]:
+def variant_name(key: str) -> str:
+    """The name a variant key's row has in the tables and the JSON."""
+    if key.startswith("rule:"):
+        return f"engine, tracker={key.removeprefix('rule:')}"
+    return VARIANT_KEYS[key]
+
+
+def variant_keys(size: str, multimask: bool = False) -> list[str]:
     """Every variant key of `size`, in table order (at 1024 px, MoSAM's are the targets')."""
-    rules = rule_keys(size)
+    rules = rule_keys(size, multimask)
     mosam = [k for k, name in VARIANT_KEYS.items() if name in MOSAM_VARIANTS]
     if size != "micro":
         mosam = [k for k in mosam if VARIANT_KEYS[k] in MOSAM_VARIANTS_1024]
     return ["predictor", "engine", *rules, *mosam]
 
 
-def select_keys(size: str, wanted: str | None) -> list[str]:
+def select_keys(
+    size: str, wanted: str | None, multimask: bool = False, option: str = "--variants"
+) -> list[str]:
     """`--variants` (comma list of keys; None: all of `size`) -> keys in table order, the
-    engine (the ratios' base) always included."""
-    keys = variant_keys(size)
+    engine (the ratios' base) always included; `option` names the setting in errors."""
+    keys = variant_keys(size, multimask)
     if wanted is None:
         return keys
     asked = {k.strip() for k in wanted.split(",") if k.strip()}
-    rules = rule_keys(size)
+    rules = rule_keys(size, multimask)
     order = ["predictor", "engine", *rules, *[k for k in VARIANT_KEYS if k.startswith("mosam")]]
     unknown = sorted(asked - set(order))
     if unknown:
         raise SystemExit(
-            f"--variants: unknown key(s) {', '.join(unknown)}. Fix: use keys among "
-            f"{', '.join(order)}"
+            f"{option}: unknown key(s) {', '.join(unknown)}. Fix: use keys among "
+            f"{', '.join(order)} (a rule that chooses among three candidate masks needs a size "
+            f"that tracks with them, or --multimask)"
         )
     return [k for k in order if k in asked | {"engine"}]
 
 
 def build_variants(
-    size: str, frames: Frames, prompts: dict, precomputed: bool, keys: list[str]
+    size: str,
+    frames: Frames,
+    prompts: dict,
+    precomputed: bool,
+    keys: list[str],
+    multimask: bool = False,
 ) -> list[Variant]:
     """The variants of `keys` (predictor, engine, other tracker rules, MoSAM variants),
     each on its own copy of one random SAM 2 (MoSAM hooks SAM 2's modules)."""
-    base = random_sam2(size)
+    base = random_sam2(size, multimask)
     if precomputed:
         base.forward_image = precompute_features(base, frames.images[: frames.num_frames])
     variants = []
     for key in keys:
         if key == "predictor":
-            variants.append(predictor_variant(size, base, frames, prompts))
+            variants.append(predictor_variant(size, base, frames, prompts, multimask))
         elif key == "engine" or key.startswith("rule:"):
             rule = key.removeprefix("rule:") if key != "engine" else "sam2"
-            name = ENGINE if key == "engine" else f"engine, tracker={rule}"
+            name = variant_name(key)
             model = VideoSAM(copy.deepcopy(base))
             variants.append(engine_variant(name, model, frames, prompts, rule))
         else:
@@ -369,14 +400,19 @@ def measure(variants: list[Variant], repeats: int, console: Console, label: str)
 
 # ------------------------------------------------------------------------------ memory
 def memory_child(spec: dict[str, Any]) -> dict[str, float]:
-    """Run in a fresh process: RSS before propagating and the peak while propagating, MiB."""
+    """Run in a fresh process: RSS before propagating and the peak while propagating, MiB,
+    of the variant `spec["key"]` (the engine, a `rule:<name>` or `mosam`, all parts)."""
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     images, prompts = synthetic_video(spec["base_frames"], spec["objects"], 128)
     frames = Frames(images, spec["frames"])
-    sam = random_sam2("micro")
-    model = MoSAMTracker(sam, **MOSAM_VARIANTS[ALL_PARTS]) if spec["mosam"] else VideoSAM(sam)
-    engine = VideoPropagator(model.eval())
+    sam = random_sam2("micro", spec.get("multimask", False))
+    key = spec["key"]
+    if key == "mosam":
+        model, rule = MoSAMTracker(sam, **MOSAM_VARIANTS[ALL_PARTS]), "sam2"
+    else:
+        model, rule = VideoSAM(sam), key.removeprefix("rule:") if key != "engine" else "sam2"
+    engine = VideoPropagator(model.eval(), build_tracker({"name": rule}))
     # reset the peak to the current RSS (Linux >= 4.0), so setup's transient peak (the
     # synthetic video, imports) cannot hide growth during propagation
     with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
@@ -389,12 +425,25 @@ def memory_child(spec: dict[str, Any]) -> dict[str, float]:
 
 
 def memory_curve(
-    lengths: list[int], objects: int, base_frames: int, console: Console
+    lengths: list[int],
+    objects: int,
+    base_frames: int,
+    console: Console,
+    keys: tuple[str, ...] = ("engine", "mosam"),
+    multimask: bool = False,
 ) -> dict[str, dict[int, dict[str, float]]]:
+    """Peak RSS of each variant of `keys` (engine, `rule:<name>`, `mosam`) at each length."""
     curves: dict[str, dict[int, dict[str, float]]] = {}
-    for name, is_mosam in ((ENGINE, False), (ALL_PARTS, True)):
+    for key in keys:
+        name = ALL_PARTS if key == "mosam" else variant_name(key)
         for n in lengths:
-            spec = {"frames": n, "objects": objects, "base_frames": base_frames, "mosam": is_mosam}
+            spec = {
+                "frames": n,
+                "objects": objects,
+                "base_frames": base_frames,
+                "key": key,
+                "multimask": multimask,
+            }
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -455,14 +504,14 @@ FLOW_WAIT = "flow: the model's thread waiting for it"
 
 
 def profile_mosam(
-    size: str, frames: Frames, prompts: dict, precomputed: bool
+    size: str, frames: Frames, prompts: dict, precomputed: bool, multimask: bool = False
 ) -> dict[str, dict[str, float]]:
     """ms per frame by component for the engine and MoSAM (all parts), one run each after a
     warm-up. Components are exclusive times in the model's thread and add up to its total;
     the flow, computed in a worker thread meanwhile, is reported beside them."""
     result = {}
     for name, parts in ((ENGINE, None), (ALL_PARTS, MOSAM_VARIANTS[ALL_PARTS])):
-        sam = random_sam2(size)
+        sam = random_sam2(size, multimask)
         if precomputed:
             sam.forward_image = precompute_features(sam, frames.images[: frames.num_frames])
         model = (MoSAMTracker(sam, **parts) if parts else VideoSAM(sam)).eval()
@@ -544,6 +593,33 @@ def profile_table(title: str, profile: dict[str, dict[str, float]]) -> Table:
 
 
 # ------------------------------------------------------------------------------ main
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: CPU model and cores, platform, torch and its
+    threads, and the commit of this checkout (None outside a git checkout)."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    commit = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        proc = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if proc.returncode == 0:
+            commit = proc.stdout.strip() or None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "commit": commit,
+    }
+
+
 def summarise(variants: list[Variant], num_frames: int) -> dict[str, dict[str, float]]:
     """Medians per frame: wall time (flow overlapped), the flow's own time in its thread,
     the model thread's wait for it, and the wall time without that wait."""
@@ -608,6 +684,17 @@ def main(argv: list[str] | None = None) -> None:
         help="at 1024 px, comma list of: end-to-end, precomputed (image features computed "
         "beforehand); micro runs end to end",
     )
+    p.add_argument(
+        "--multimask",
+        action="store_true",
+        help="every size tracks with three candidate masks (micro does not by default)",
+    )
+    p.add_argument(
+        "--memory-variants",
+        default="engine,mosam",
+        help="comma list of the variants whose peak memory is measured: engine, mosam (all "
+        "parts), rule:NAME",
+    )
     p.add_argument("--tiny", action="store_true", help="a seconds-long run (the test suite's)")
     p.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -616,10 +703,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.tiny:
         args.sizes, args.frames, args.repeats, args.memory_frames = "micro", 6, 1, "8,16"
+    memory_keys = [
+        k
+        for k in select_keys("micro", args.memory_variants, args.multimask, "--memory-variants")
+        if k == "engine" or k == "mosam" or k.startswith("rule:")
+    ]
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     console = Console(width=120)  # the tables are meant to be pasted whole
-    result: dict[str, Any] = {"objects": args.objects, "repeats": args.repeats, "sizes": {}}
+    result: dict[str, Any] = {
+        "objects": args.objects,
+        "repeats": args.repeats,
+        "multimask": args.multimask,
+        "machine": machine(),
+        "argv": list(sys.argv[1:] if argv is None else argv),
+        "sizes": {},
+    }
     for size in [s for s in args.sizes.split(",") if s]:
         if size not in SIZES:
             raise SystemExit(f"--sizes: unknown size {size!r}; use {', '.join(SIZES)}")
@@ -633,11 +732,11 @@ def main(argv: list[str] | None = None) -> None:
                 f"--modes: {args.modes!r}. Fix: a comma list of end-to-end, precomputed"
             )
         modes = [False] if size == "micro" else [m == "precomputed" for m in sorted(wanted)]
-        keys = select_keys(size, args.variants)
+        keys = select_keys(size, args.variants, args.multimask)
         for precomputed in modes:
             mode = "image features precomputed" if precomputed else "end to end"
             label = f"{size} ({image_size} px), {mode}"
-            variants = build_variants(size, frames, prompts, precomputed, keys)
+            variants = build_variants(size, frames, prompts, precomputed, keys, args.multimask)
             measure(variants, args.repeats, console, label)
             rows = summarise(variants, num_frames)
             title = (
@@ -659,13 +758,15 @@ def main(argv: list[str] | None = None) -> None:
                 )
             if args.profile and (precomputed or size == "micro"):
                 entry["profile_ms_per_frame"] = prof = profile_mosam(
-                    size, frames, prompts, precomputed
+                    size, frames, prompts, precomputed, args.multimask
                 )
                 console.print(profile_table(f"{label}: cost by component", prof))
             result["sizes"].setdefault(size, {})[mode] = entry
     lengths = [int(n) for n in args.memory_frames.split(",") if n]
     if lengths and "micro" in args.sizes.split(","):
-        curves = memory_curve(lengths, args.objects, min(args.frames, 60), console)
+        curves = memory_curve(
+            lengths, args.objects, min(args.frames, 60), console, tuple(memory_keys), args.multimask
+        )
         table = Table(title="micro (128 px): peak RSS of a fresh process (MiB)")
         for col in ("variant", *[f"{n} frames: before / peak" for n in lengths]):
             table.add_column(col)

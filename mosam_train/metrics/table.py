@@ -36,7 +36,7 @@ import glob
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,8 +248,9 @@ def _tags(rows: dict[str, list[Run]]) -> list[str]:
     return [t for t in TAG_ORDER if t in seen] + sorted(seen - set(TAG_ORDER))
 
 
-def table(rows: dict[str, list[Run]]) -> str:
-    """Markdown: one line per row label (see the module docstring for the columns)."""
+def table(rows: dict[str, list[Run]], extra: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """Markdown: one line per row label (see the module docstring for the columns), then
+    the `extra` columns ({column: {row label: cell}}, e.g. a cost measured elsewhere)."""
     tags = _tags(rows)
     columns: list[tuple[str, str | None]] = [("J&F", "JF"), ("95% CI", None)]
     columns += [(TAG_LABELS.get(t, t), f"tag/{t}/JF") for t in tags]
@@ -263,6 +264,10 @@ def table(rows: dict[str, list[Run]]) -> str:
         ]
         for label, runs in rows.items()
     }
+    for name, column in (extra or {}).items():
+        columns.append((name, None))
+        for label in rows:
+            cells[label].append(column.get(label, ""))
     keep = [i for i in range(len(columns)) if any(c[i] for c in cells.values())]
     header = ["model", "runs", *(columns[i][0] for i in keep)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -53,3 +53,12 @@ def test_bench_infer_variants_filter_keeps_the_engine_and_refuses_unknown_keys(c
         bench.main(["--tiny", "--variants", "mosam-fast"])
     with pytest.raises(SystemExit, match=r"--modes: 'fast'"):
         bench.main(["--tiny", "--modes", "fast"])
+
+
+def test_multimask_lets_the_rules_that_choose_among_three_candidates_run_on_micro():
+    one, three = bench.rule_keys("micro"), bench.rule_keys("micro", multimask=True)
+    needing = {f"rule:{r}" for r in ("samurai", "sam2long", "dam4sam")}
+    assert not needing & set(one) and needing <= set(three)
+    assert bench.random_sam2("micro", multimask=True).multimask_output_for_tracking
+    with pytest.raises(SystemExit, match=r"--memory-variants: unknown key.*rule:samurai"):
+        bench.main(["--tiny", "--memory-variants", "engine,rule:samurai"])

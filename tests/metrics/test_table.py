@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mosam_train.metrics.jf import ROW_FIELDS, ObjectScore
-from mosam_train.metrics.table import main, paired_difference, read_run
+from mosam_train.metrics.table import main, paired_difference, read_run, table
 
 
 def train_run(path, rows):
@@ -180,3 +180,13 @@ def test_paired_comparison_errors(tmp_path):
         paired_difference([a], [read_run(tmp_path / "eval")])
     with pytest.raises(ValueError, match=r"tags seen: \['occlusion'\]"):
         paired_difference([a], [a], tags=["distractor"])
+
+
+def test_extra_columns_follow_the_diagnostics_and_blank_ones_are_left_out(tmp_path):
+    write_rows(tmp_path / "a.csv", objects(lambda i: 40 + i))
+    rows = {"A": [read_run(tmp_path / "a.csv")], "B": [read_run(tmp_path / "a.csv")]}
+    header, _, a, b = table(rows, {"cost": {"A": "1.00", "B": "1.50"}, "none": {}}).splitlines()
+    assert header.endswith("| never % | cost |")
+    assert a.endswith("| 1.00 |") and b.endswith("| 1.50 |")
+    partial = table(rows, {"cost": {"B": "2.0"}}).splitlines()
+    assert partial[2].endswith("| 50.0 |  |") and partial[3].endswith("| 2.0 |")
