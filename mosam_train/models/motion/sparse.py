@@ -185,26 +185,38 @@ def embed_points(
 ) -> torch.Tensor:
     """SAM 2's `prompt_encoder._embed_points(coords, labels, pad=False)` for labels that
     are all clicks or box corners (0-3), as ours are: the position encoding plus each
-    label's embedding, one addition per element as there (so equal bit for bit), in three
-    operations instead of its chain of masked `where`s over every label.
+    label's embedding, one addition per element as there (so equal bit for bit), in a few
+    operations instead of its chain of masked `where`s over every label. The coordinates
+    are normalised in one division, not one copy and division per axis as
+    `forward_with_coords` does (the same values).
 
     coords [N, K, 2] in pixels, labels [K] -> [N, K, D].
     """
-    pe = prompt_encoder.pe_layer.forward_with_coords(coords + 0.5, prompt_encoder.input_image_size)
+    h, w = prompt_encoder.input_image_size
+    normalised = (coords + 0.5) / coords.new_tensor([w, h])
+    pe = prompt_encoder.pe_layer._pe_encoding(normalised.float())
     table = torch.cat([e.weight for e in prompt_encoder.point_embeddings])  # [4, D]
     return pe + table[labels]
 
 
-def forecast_heatmap(forecast: torch.Tensor, size: int, sharpness: float = 1.0) -> torch.Tensor:
-    """Soft box of the forecast box corners, [N, 1, size, size] in [0, 1].
+def forecast_heatmap(
+    forecast: torch.Tensor,
+    size: int,
+    sharpness: float = 1.0,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft box of the forecast box corners, [N, 1, size, size] in [0, 1], times `weight`
+    [N] when given (applied to one axis' profile, not to the whole map).
 
     Differentiable in the forecast, so the dense branch can carry the sparse forecast into
     the dense prompt and train it. `sharpness` is the edge width in pixels.
     """
-    c = (torch.arange(size, device=forecast.device, dtype=forecast.dtype) + 0.5) / size
-    x0, y0 = forecast[:, 1, 0, None], forecast[:, 1, 1, None]
-    x1, y1 = forecast[:, 2, 0, None], forecast[:, 2, 1, None]
+    c = cell_centres(size, forecast.device, forecast.dtype)
     s = size / sharpness
-    fx = torch.sigmoid((c - x0) * s) * torch.sigmoid((x1 - c) * s)
-    fy = torch.sigmoid((c - y0) * s) * torch.sigmoid((y1 - c) * s)
-    return (fy[:, :, None] * fx[:, None, :])[:, None]
+    corners = forecast[:, 1:3, :, None]  # [N, (start, end), (x, y), 1]
+    # the x and y profiles at once: [N, 2, size]
+    f = torch.sigmoid((c - corners[:, 0]) * s) * torch.sigmoid((corners[:, 1] - c) * s)
+    fy = f[:, 1, :, None]
+    if weight is not None:
+        fy = fy * weight[:, None, None].to(fy.dtype)
+    return (fy * f[:, 0, None, :])[:, None]
