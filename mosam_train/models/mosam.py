@@ -20,6 +20,7 @@ path (`VideoSAM.track`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -46,8 +47,9 @@ MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
 
 def _soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[N, 1, H, W] probabilities -> [N]."""
-    inter = (a * b).flatten(1).sum(1)
-    union = (a + b - a * b).flatten(1).sum(1)
+    ab = a * b
+    inter = ab.flatten(1).sum(1)
+    union = (a + b - ab).flatten(1).sum(1)
     return inter / union.clamp(min=1e-6)
 
 
@@ -237,14 +239,13 @@ class MoSAMTracker(VideoSAM):
         selected_cond, _ = select_closest_cond_frames(
             frame_idx, output_dict["cond_frame_outputs"], self.sam2.max_cond_frames_in_attn
         )
-        bias = []
-        for e in selected_cond.values():
-            n, hw = e["maskmem_features"].shape[0], e["maskmem_features"][0, 0].numel()
-            bias.append(torch.zeros(n, hw, device=device))
-        if spatial.entries:
-            z = spatial.gather(lambda e: e["pixel_logits"], device)
-            bias.append(stms.pixel_head.bias(z).flip(0).flatten(2).permute(1, 0, 2).flatten(1))
-        return torch.cat(bias, 1)
+        cond = [e["maskmem_features"].shape for e in selected_cond.values()]
+        cond_tokens = sum(math.prod(shape[2:]) for shape in cond)
+        if not spatial.entries:
+            return torch.zeros(cond[0][0], cond_tokens, device=device)
+        z = spatial.gather(lambda e: e["pixel_logits"], device, oldest_first=True)
+        kept = stms.pixel_head.bias(z).flatten(2).permute(1, 0, 2).flatten(1)  # [N, k * hw]
+        return F.pad(kept, (cond_tokens, 0))
 
     # ------------------------------------------------------------------ memory bank
     def memory_entry(self, out: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
