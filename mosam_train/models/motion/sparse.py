@@ -95,10 +95,21 @@ def hold_last_visible(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor
     An empty mask has no keypoints: without this, its zeros would read as the object
     standing in the top-left corner, and a forecast after a loss would extrapolate there.
     """
-    steps = torch.arange(traj.shape[1], device=traj.device)
-    last = torch.where(present, steps, -1).cummax(1).values  # [N, L]: last present frame
-    held = traj.gather(1, last.clamp(min=0)[:, :, None, None].expand_as(traj))
-    return torch.where((last >= 0)[:, :, None, None], held, traj)
+    steps, unseen = _history_steps(traj.shape[1], traj.device)
+    # a present frame marks its step, an absent one its step - L (below every present
+    # mark), so the running maximum is the last present frame, or (before any) the frame
+    # itself - L; modulo L, the frame whose keypoints each frame takes
+    marks = torch.where(present, steps, unseen)
+    source = marks.cummax(1).values.remainder(traj.shape[1])  # [N, L]
+    return traj.gather(1, source[:, :, None, None].expand_as(traj))
+
+
+@functools.lru_cache(maxsize=8)
+def _history_steps(length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`hold_last_visible`'s marks: (0 .. L - 1, -L .. -1), made once per length."""
+    with torch.inference_mode(False):
+        steps = torch.arange(length, device=device)
+        return steps, steps - length
 
 
 def constant_velocity(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
