@@ -291,6 +291,8 @@ class VideoSAM(nn.Module):
         # the mask decoder's output tokens, kept (`_keep_tokens`) while `track` builds
         # `Candidates` for a candidate choice; None otherwise
         self._tokens: list[torch.Tensor] | None = None
+        # `_shared_pos_enc`'s stored memory position encodings, by layout
+        self._pos_enc: dict[tuple, list[torch.Tensor]] = {}
         sam2.sam_mask_decoder.register_forward_hook(self._keep_tokens)
 
     @property
@@ -711,8 +713,13 @@ class VideoSAM(nn.Module):
         if spatial.entries:
             # kept frames, oldest first [k, N, C, h, w] -> [k, h * w, N, C]
             mem = spatial.gather(lambda e: e["maskmem_features"], device, oldest_first=True)
-            pos = spatial.gather(lambda e: e["maskmem_pos_enc"][-1], device, oldest_first=True)
             k = mem.shape[0]
+            encodings = [e["maskmem_pos_enc"][-1] for e in spatial.entries]
+            if all(p is encodings[0] for p in encodings):  # one for every frame (the bank's)
+                pos = encodings[0].to(device).flatten(2).permute(2, 0, 1)[None]  # [1, hw, N, C]
+            else:
+                pos = spatial.gather(lambda e: e["maskmem_pos_enc"][-1], device, oldest_first=True)
+                pos = pos.flatten(3).permute(0, 3, 1, 2)
             memory.append(mem.flatten(3).permute(0, 3, 1, 2))
             if spatial.slots is None:  # by rank: the r-th most recent takes the slot of t-r
                 slot_enc = tpos[:k]
@@ -722,7 +729,7 @@ class VideoSAM(nn.Module):
                 past = slots.clamp(1, sam2.num_maskmem - 1) - 1
                 index = torch.where(slots == 0, sam2.num_maskmem - 1, past)
                 slot_enc = tpos[index.view(k, -1)][:, :, 0, 0][:, None]  # [k, 1, 1|N, C]
-            memory_pos.append(pos.flatten(3).permute(0, 3, 1, 2) + slot_enc.flip(0))
+            memory_pos.append(pos + slot_enc.flip(0))
         return torch.cat(memory).flatten(0, 1), torch.cat(memory_pos).flatten(0, 1)
 
     def _memory_key_bias(
@@ -744,11 +751,29 @@ class VideoSAM(nn.Module):
             maskmem = maskmem.to(dtype)
         return {
             "maskmem_features": maskmem,
-            "maskmem_pos_enc": out["maskmem_pos_enc"],
+            "maskmem_pos_enc": self._shared_pos_enc(out["maskmem_pos_enc"]),
             "pred_masks": out["pred_masks"],
             "obj_ptr": out["obj_ptr"],
             "object_score_logits": out["object_score_logits"],
         }
+
+    def _shared_pos_enc(self, pos: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        """One stored memory position encoding per layout for every frame of the bank.
+
+        SAM 2's memory encoder computes it from the feature size alone (a sine encoding),
+        so every frame's is the same; SAM2VideoPredictor keeps one for the whole video
+        too. Sharing it saves its memory per stored frame, and `_spatial_memory` reads
+        it once instead of gathering one equal copy per kept frame.
+        """
+        if pos is None:
+            return None
+        layout = tuple((p.shape, p.dtype, p.device) for p in pos)
+        shared = self._pos_enc.get(layout)
+        if shared is None:
+            if len(self._pos_enc) >= 8:  # e.g. a new video with other object counts
+                self._pos_enc.clear()
+            shared = self._pos_enc[layout] = pos
+        return shared
 
     def memory_horizon(
         self, next_frame: int, num_frames: int, frame_step: int = 1
