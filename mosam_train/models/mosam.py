@@ -157,9 +157,11 @@ class MoSAMTracker(VideoSAM):
                     agreement = _soft_iou(region, torch.sigmoid(out["pred_masks_high_res"]))
                 # the predicted IoU of the output mask: SAM 2's highest, or a rule's choice
                 choice = out.get("choice")
-                iou = (
-                    out["ious"].amax(1) if choice is None else Candidates.take(out["ious"], choice)
-                )
+                ious = out["ious"]
+                if choice is not None:
+                    iou = Candidates.take(ious, choice)
+                else:  # SAM 2's highest; with one candidate (the micro base), a view
+                    iou = ious[:, 0] if ious.shape[1] == 1 else ious.amax(1)
                 out["frame_score"] = self.stms.frame_head(
                     iou, out["object_score_logits"][:, 0], agreement, maskmem
                 )
@@ -202,7 +204,7 @@ class MoSAMTracker(VideoSAM):
                 elif held is None:  # before the first frame with a score
                     held = torch.zeros(n, 1, device=device)
                 rows.append(held)
-            scores = torch.stack(rows, 1)[:, :, 0].float()
+            scores = torch.cat(rows, 1).float()  # [N, 1] each -> [N, L]
         prev_logits = None  # only the dense branch warps the previous mask
         prev = history[-1]
         if mgp.dense is not None and prev is not None and "pred_masks" in prev:

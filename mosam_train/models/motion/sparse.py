@@ -121,7 +121,7 @@ def constant_velocity(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor
     last = traj[:, -1]
     if traj.shape[1] < 2:
         return last
-    both = (present[:, -1] & present[:, -2])[:, None, None]
+    both = present[:, -2:].all(1)[:, None, None]
     return torch.where(both, 2 * last - traj[:, -2], last)
 
 
