@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosam_train.images import area_pool
+
 DENSE_INPUTS = ("prior", "forecast_box", "flow_x", "flow_y")
 
 
@@ -45,8 +47,8 @@ class DenseMotionEncoder(nn.Module):
         # Pooling is per channel, so the flow is pooled apart from the masks: once per frame
         # when the objects share it (an expanded batch, as the engine passes it).
         pooled = (embed_size[0] * 4, embed_size[1] * 4)
-        masks = F.adaptive_avg_pool2d(torch.cat([prior, forecast_box], 1), pooled)
-        motion = F.adaptive_avg_pool2d(shared_rows(flow) / size, pooled)
+        masks = area_pool(torch.cat([prior, forecast_box], 1), pooled)
+        motion = area_pool(shared_rows(flow) / size, pooled)
         x = torch.cat([masks, motion.expand(prior.shape[0], -1, -1, -1)], 1)
         return self.net(x)
 
