@@ -20,6 +20,7 @@ path (`VideoSAM.track`).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -46,8 +47,9 @@ MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
 
 def _soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """[N, 1, H, W] probabilities -> [N]."""
-    inter = (a * b).flatten(1).sum(1)
-    union = (a + b - a * b).flatten(1).sum(1)
+    ab = a * b
+    inter = ab.flatten(1).sum(1)
+    union = (a + b - ab).flatten(1).sum(1)
     return inter / union.clamp(min=1e-6)
 
 
@@ -92,7 +94,10 @@ class MoSAMTracker(VideoSAM):
         sparse, dense = output
         if motion.sparse is not None:
             k = motion.sparse.shape[1]
-            sparse = torch.cat([sparse[:, :-k], sparse[:, -k:] + motion.sparse], 1)
+            if k == sparse.shape[1]:  # no prompt: SAM 2's two padding tokens, all of them
+                sparse = sparse + motion.sparse
+            else:
+                sparse = torch.cat([sparse[:, :-k], sparse[:, -k:] + motion.sparse], 1)
         if motion.dense is not None:
             dense = dense + motion.dense
         return sparse, dense
@@ -152,9 +157,11 @@ class MoSAMTracker(VideoSAM):
                     agreement = _soft_iou(region, torch.sigmoid(out["pred_masks_high_res"]))
                 # the predicted IoU of the output mask: SAM 2's highest, or a rule's choice
                 choice = out.get("choice")
-                iou = (
-                    out["ious"].amax(1) if choice is None else Candidates.take(out["ious"], choice)
-                )
+                ious = out["ious"]
+                if choice is not None:
+                    iou = Candidates.take(ious, choice)
+                else:  # SAM 2's highest; with one candidate (the micro base), a view
+                    iou = ious[:, 0] if ious.shape[1] == 1 else ious.amax(1)
                 out["frame_score"] = self.stms.frame_head(
                     iou, out["object_score_logits"][:, 0], agreement, maskmem
                 )
@@ -167,42 +174,45 @@ class MoSAMTracker(VideoSAM):
         self, frame_idx: int, output_dict: OutputDict, flow: torch.Tensor | None
     ) -> MotionPrompt:
         mgp = self.mgp
-        past = {**output_dict["cond_frame_outputs"], **output_dict["non_cond_frame_outputs"]}
-        prev = past.get(frame_idx - 1)
-        n = next(iter(output_dict["cond_frame_outputs"].values()))["obj_ptr"].shape[0]
+        cond, non_cond = output_dict["cond_frame_outputs"], output_dict["non_cond_frame_outputs"]
+        # the last `history` frames' entries, None where the bank has none (a tracked
+        # frame's entry over a prompted one's)
+        history = []
+        for t in range(frame_idx - mgp.history, frame_idx):
+            e = non_cond.get(t)
+            history.append(e if e is not None else cond.get(t))
+        n = next(iter(cond.values()))["obj_ptr"].shape[0]
         device = self.sam2.no_mem_embed.device
-        kp, present = [], []
-        for t in range(frame_idx - mgp.history, frame_idx) if mgp.sparse is not None else ():
-            e = past.get(t)
-            if e is not None and "keypoints" in e:
+        traj = present = None
+        if mgp.sparse is not None:
+            kp, seen = [], []
+            for e in history:
+                if e is None or "keypoints" not in e:
+                    e = {
+                        "keypoints": torch.zeros(n, len(KEYPOINTS), 2, device=device),
+                        "present": torch.zeros(n, dtype=torch.bool, device=device),
+                    }
                 kp.append(e["keypoints"])
-                present.append(e["present"])
-            else:
-                kp.append(torch.zeros(n, len(KEYPOINTS), 2, device=device))
-                present.append(torch.zeros(n, dtype=torch.bool, device=device))
+                seen.append(e["present"])
+            traj, present = torch.stack(kp, 1), torch.stack(seen, 1)
         scores = None  # the visibility gate's input: object scores, held over missing frames
         if mgp.visibility != "none":
-            held = torch.zeros(n, device=device)
-            scores = []
-            for t in range(frame_idx - mgp.history, frame_idx):
-                e = past.get(t)
+            held, rows = None, []
+            for e in history:
                 if e is not None and "object_score_logits" in e:
-                    held = e["object_score_logits"][:, 0].float()
-                scores.append(held)
+                    held = e["object_score_logits"]
+                elif held is None:  # before the first frame with a score
+                    held = torch.zeros(n, 1, device=device)
+                rows.append(held)
+            scores = torch.cat(rows, 1).float()  # [N, 1] each -> [N, L]
         prev_logits = None  # only the dense branch warps the previous mask
+        prev = history[-1]
         if mgp.dense is not None and prev is not None and "pred_masks" in prev:
             size = (self.sam2.image_size, self.sam2.image_size)
             prev_logits = F.interpolate(
                 prev["pred_masks"].float(), size=size, mode="bilinear", align_corners=False
             )
-        return mgp(
-            torch.stack(kp, 1) if kp else None,
-            torch.stack(present, 1) if present else None,
-            prev_logits,
-            flow,
-            self.sam2.sam_prompt_encoder,
-            torch.stack(scores, 1) if scores is not None else None,
-        )
+        return mgp(traj, present, prev_logits, flow, self.sam2.sam_prompt_encoder, scores)
 
     # ------------------------------------------------------------------ memory
     def _selected_memory(
@@ -231,14 +241,13 @@ class MoSAMTracker(VideoSAM):
         selected_cond, _ = select_closest_cond_frames(
             frame_idx, output_dict["cond_frame_outputs"], self.sam2.max_cond_frames_in_attn
         )
-        bias = []
-        for e in selected_cond.values():
-            n, hw = e["maskmem_features"].shape[0], e["maskmem_features"][0, 0].numel()
-            bias.append(torch.zeros(n, hw, device=device))
-        if spatial.entries:
-            z = spatial.gather(lambda e: e["pixel_logits"], device)
-            bias.append(stms.pixel_head.bias(z).flip(0).flatten(2).permute(1, 0, 2).flatten(1))
-        return torch.cat(bias, 1)
+        cond = [e["maskmem_features"].shape for e in selected_cond.values()]
+        cond_tokens = sum(math.prod(shape[2:]) for shape in cond)
+        if not spatial.entries:
+            return torch.zeros(cond[0][0], cond_tokens, device=device)
+        z = spatial.gather(lambda e: e["pixel_logits"], device, oldest_first=True)
+        kept = stms.pixel_head.bias(z).flatten(2).permute(1, 0, 2).flatten(1)  # [N, k * hw]
+        return F.pad(kept, (cond_tokens, 0))
 
     # ------------------------------------------------------------------ memory bank
     def memory_entry(self, out: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -159,16 +159,31 @@ class SpatialMemory:
     #: the object pointers each object reads instead of SAM 2's (None: SAM 2's rule)
     pointers: PointerMemory | None = None
 
+    #: `gather`'s flat row indices by (order, device), made once per selection
+    _flat_index: dict[tuple[bool, torch.device], torch.Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
     def gather(
-        self, read: Callable[[dict[str, Any]], torch.Tensor], device: torch.device
+        self,
+        read: Callable[[dict[str, Any]], torch.Tensor],
+        device: torch.device,
+        oldest_first: bool = False,
     ) -> torch.Tensor:
         """`read(entry)` ([N, ...]) of each object's kept frames -> [k, N, ...], most recent
-        first, in one gather (no host sync)."""
-        x = torch.stack([read(e) for e in self.entries]).to(device)
+        first (oldest first with `oldest_first`), in one gather (no host sync)."""
         if self.index is None:
-            return x
-        rows = torch.arange(x.shape[1], device=self.index.device)
-        return x[self.index, rows]
+            entries = self.entries[::-1] if oldest_first else self.entries
+            return torch.stack([read(e) for e in entries]).to(device)
+        x = torch.stack([read(e) for e in self.entries]).to(device)
+        k, n = self.index.shape
+        key = (oldest_first, x.device)
+        flat = self._flat_index.get(key)
+        if flat is None:  # row r of object i: entry index[r, i], i.e. row index * n + i
+            index = self.index.flip(0) if oldest_first else self.index
+            rows = torch.arange(n, device=index.device)
+            flat = self._flat_index[key] = (index * n + rows).flatten().to(x.device)
+        return x.flatten(0, 1).index_select(0, flat).view(k, n, *x.shape[2:])
 
 
 @dataclass
@@ -276,6 +291,8 @@ class VideoSAM(nn.Module):
         # the mask decoder's output tokens, kept (`_keep_tokens`) while `track` builds
         # `Candidates` for a candidate choice; None otherwise
         self._tokens: list[torch.Tensor] | None = None
+        # `_shared_pos_enc`'s stored memory position encodings, by layout
+        self._pos_enc: dict[tuple, list[torch.Tensor]] = {}
         sam2.sam_mask_decoder.register_forward_hook(self._keep_tokens)
 
     @property
@@ -649,16 +666,18 @@ class VideoSAM(nn.Module):
             for t_rel in range(2, sam2.num_maskmem)
         }
 
+        empties: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # one per layout
+
         def empty(entry: dict[str, Any]) -> dict[str, Any]:
             feats = entry.get("maskmem_features")
             if feats is None:
                 return entry
             pos = entry["maskmem_pos_enc"][-1]
-            return {
-                **entry,
-                "maskmem_features": feats[..., :0, :0],
-                "maskmem_pos_enc": [pos[..., :0, :0]],
-            }
+            layout = (feats.shape[:2], feats.dtype, feats.device, pos.shape[:2], pos.dtype)
+            if layout not in empties:
+                empties[layout] = (feats[..., :0, :0], pos[..., :0, :0])
+            feats, pos = empties[layout]
+            return {**entry, "maskmem_features": feats, "maskmem_pos_enc": [pos]}
 
         non_cond = dict(output_dict["non_cond_frame_outputs"])
         for t in window & non_cond.keys():
@@ -684,18 +703,24 @@ class VideoSAM(nn.Module):
         selected_cond, _ = select_closest_cond_frames(
             frame_idx, output_dict["cond_frame_outputs"], sam2.max_cond_frames_in_attn
         )
+        # [frames, h * w, N, C] per part, concatenated once, then flattened (a view)
         memory, memory_pos = [], []
         tpos = sam2.maskmem_tpos_enc  # [num_maskmem, 1, 1, C]: index = distance slot
         for e in selected_cond.values():  # prompted frames take the farthest slot
-            memory.append(e["maskmem_features"].to(device).flatten(2).permute(2, 0, 1))
+            memory.append(e["maskmem_features"].to(device).flatten(2).permute(2, 0, 1)[None])
             pos = e["maskmem_pos_enc"][-1].to(device).flatten(2).permute(2, 0, 1)
-            memory_pos.append(pos + tpos[sam2.num_maskmem - 1])
+            memory_pos.append((pos + tpos[sam2.num_maskmem - 1])[None])
         if spatial.entries:
-            # kept frames [k, N, C, h, w], most recent first -> oldest first [k * hw, N, C]
-            mem = spatial.gather(lambda e: e["maskmem_features"], device)
-            pos = spatial.gather(lambda e: e["maskmem_pos_enc"][-1], device)
+            # kept frames, oldest first [k, N, C, h, w] -> [k, h * w, N, C]
+            mem = spatial.gather(lambda e: e["maskmem_features"], device, oldest_first=True)
             k = mem.shape[0]
-            memory.append(mem.flip(0).flatten(3).permute(0, 3, 1, 2).flatten(0, 1))
+            encodings = [e["maskmem_pos_enc"][-1] for e in spatial.entries]
+            if all(p is encodings[0] for p in encodings):  # one for every frame (the bank's)
+                pos = encodings[0].to(device).flatten(2).permute(2, 0, 1)[None]  # [1, hw, N, C]
+            else:
+                pos = spatial.gather(lambda e: e["maskmem_pos_enc"][-1], device, oldest_first=True)
+                pos = pos.flatten(3).permute(0, 3, 1, 2)
+            memory.append(mem.flatten(3).permute(0, 3, 1, 2))
             if spatial.slots is None:  # by rank: the r-th most recent takes the slot of t-r
                 slot_enc = tpos[:k]
             else:  # the slot of t-d is encoding d - 1; the last past slot is num_maskmem - 2;
@@ -704,9 +729,8 @@ class VideoSAM(nn.Module):
                 past = slots.clamp(1, sam2.num_maskmem - 1) - 1
                 index = torch.where(slots == 0, sam2.num_maskmem - 1, past)
                 slot_enc = tpos[index.view(k, -1)][:, :, 0, 0][:, None]  # [k, 1, 1|N, C]
-            pos = pos.flip(0).flatten(3).permute(0, 3, 1, 2) + slot_enc.flip(0)
-            memory_pos.append(pos.flatten(0, 1))
-        return torch.cat(memory), torch.cat(memory_pos)
+            memory_pos.append(pos + slot_enc.flip(0))
+        return torch.cat(memory).flatten(0, 1), torch.cat(memory_pos).flatten(0, 1)
 
     def _memory_key_bias(
         self,
@@ -727,11 +751,29 @@ class VideoSAM(nn.Module):
             maskmem = maskmem.to(dtype)
         return {
             "maskmem_features": maskmem,
-            "maskmem_pos_enc": out["maskmem_pos_enc"],
+            "maskmem_pos_enc": self._shared_pos_enc(out["maskmem_pos_enc"]),
             "pred_masks": out["pred_masks"],
             "obj_ptr": out["obj_ptr"],
             "object_score_logits": out["object_score_logits"],
         }
+
+    def _shared_pos_enc(self, pos: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        """One stored memory position encoding per layout for every frame of the bank.
+
+        SAM 2's memory encoder computes it from the feature size alone (a sine encoding),
+        so every frame's is the same; SAM2VideoPredictor keeps one for the whole video
+        too. Sharing it saves its memory per stored frame, and `_spatial_memory` reads
+        it once instead of gathering one equal copy per kept frame.
+        """
+        if pos is None:
+            return None
+        layout = tuple((p.shape, p.dtype, p.device) for p in pos)
+        shared = self._pos_enc.get(layout)
+        if shared is None:
+            if len(self._pos_enc) >= 8:  # e.g. a new video with other object counts
+                self._pos_enc.clear()
+            shared = self._pos_enc[layout] = pos
+        return shared
 
     def memory_horizon(
         self, next_frame: int, num_frames: int, frame_step: int = 1
@@ -821,10 +863,11 @@ def _concat_keys(
 ) -> torch.Tensor:
     """A per-key tensor [N, M + P] from the spatial part [N, M] and the pointers' [N, P],
     `fill` where a part is None."""
-    like = spatial if spatial is not None else pointers
-    assert like is not None
-    spatial = spatial if spatial is not None else like.new_full((n, m), fill)
-    pointers = pointers if pointers is not None else like.new_full((n, n_ptr), fill)
+    if pointers is None:
+        assert spatial is not None
+        return F.pad(spatial, (0, n_ptr), value=fill)
+    if spatial is None:
+        return F.pad(pointers, (m, 0), value=fill)
     return torch.cat([spatial, pointers.to(spatial.dtype)], 1)
 
 

@@ -49,3 +49,18 @@ def test_memory_is_flat_in_video_length(noise_frames):
     assert entries_100 == entries_1000 == 16
     assert bytes_100 == bytes_1000
     assert peak_1000 <= peak_100 + 4 * 1024, (peak_100, peak_1000)
+
+
+def test_stored_frames_share_one_memory_position_encoding(noise_frames):
+    """SAM 2's memory position encoding depends on the feature size only: the bank keeps
+    one for all its frames, as SAM2VideoPredictor does, not one copy per frame."""
+    torch.manual_seed(0)
+    engine = VideoPropagator(VideoSAM(build_sam2("sam2.1_micro").eval()))
+    _run(engine, noise_frames(8))
+    stored = [
+        e["maskmem_pos_enc"]
+        for frames in engine.groups[0].bank.output_dict.values()
+        for e in frames.values()
+        if e.get("maskmem_features") is not None
+    ]
+    assert len(stored) >= 7 and all(p is stored[0] for p in stored)

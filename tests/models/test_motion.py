@@ -107,6 +107,44 @@ def test_keypoints_of_a_square_and_of_nothing():
     assert (kp[1] == 0).all()
 
 
+def _keypoints_pixel_by_pixel(mask: np.ndarray) -> np.ndarray:
+    """The keypoints of one bool mask [s, s] from its pixel list (float64): centroid, box
+    corners (pixel edges), then the centroids of the pixels before / after the centroid
+    along y and x (tl, tr, bl, br; an empty quadrant takes the centroid)."""
+    s = mask.shape[0]
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return np.zeros((len(KEYPOINTS), 2))
+    x, y = (xs + 0.5) / s, (ys + 0.5) / s
+    cx, cy = x.mean(), y.mean()
+    kp = [(cx, cy), (xs.min() / s, ys.min() / s), ((xs.max() + 1) / s, (ys.max() + 1) / s)]
+    for top in (True, False):
+        for left in (True, False):
+            q = ((y < cy) == top) & ((x < cx) == left)
+            kp.append((x[q].mean(), y[q].mean()) if q.any() else (cx, cy))
+    return np.array(kp)
+
+
+@pytest.mark.parametrize("size", [8, 32, 256])
+def test_keypoints_match_a_pixel_by_pixel_count(size):
+    gen = torch.Generator().manual_seed(size)
+    noise = torch.randn(6, 1, size, size, generator=gen)
+    logits = torch.nn.functional.avg_pool2d(noise, 5, 1, 2) + 0.1  # blobs
+    logits[1] = -1.0  # absent
+    logits[2] = -1.0
+    logits[2, 0, 3, 5] = 1.0  # a single pixel: three empty quadrants
+    kp, present = mask_keypoints(logits)
+    assert present.tolist() == [True, False, True, True, True, True]
+    for i in range(6):
+        expected = _keypoints_pixel_by_pixel(logits[i, 0].numpy() > 0)
+        assert kp[i].double().numpy() == pytest.approx(expected, abs=1e-6), i
+
+
+def test_keypoints_take_square_masks():
+    with pytest.raises(ValueError, match="square"):
+        mask_keypoints(torch.zeros(1, 1, 8, 16))
+
+
 def test_constant_velocity_holds_position_after_a_gap():
     traj = torch.tensor([[0.1, 0.1], [0.2, 0.1], [0.3, 0.1]])[None, :, None]  # [1, 3, 1, 2]
     present = torch.tensor([[True, True, True]])

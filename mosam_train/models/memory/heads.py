@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosam_train.images import area_pool
+
 FRAME_INPUTS = ("predicted_iou", "object_score", "forecast_agreement", "has_forecast")
 
 
@@ -70,7 +72,7 @@ class PixelConfidenceHead(nn.Module):
     def forward(self, maskmem: torch.Tensor, mask_logits: torch.Tensor) -> torch.Tensor:
         """maskmem [N, M, h, w], mask logits [N, 1, H, W] -> z [N, 1, h, w]."""
         size = maskmem.shape[-2:]
-        prob = F.adaptive_avg_pool2d(torch.sigmoid(mask_logits.detach().float()), size)
+        prob = area_pool(torch.sigmoid(mask_logits.detach().float()), size)
         return self.net(torch.cat([maskmem.detach().float(), prob], 1))
 
     def bias(self, z: torch.Tensor) -> torch.Tensor:

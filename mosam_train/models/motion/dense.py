@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mosam_train.images import area_pool
+
 DENSE_INPUTS = ("prior", "forecast_box", "flow_x", "flow_y")
 
 
@@ -45,8 +47,8 @@ class DenseMotionEncoder(nn.Module):
         # Pooling is per channel, so the flow is pooled apart from the masks: once per frame
         # when the objects share it (an expanded batch, as the engine passes it).
         pooled = (embed_size[0] * 4, embed_size[1] * 4)
-        masks = F.adaptive_avg_pool2d(torch.cat([prior, forecast_box], 1), pooled)
-        motion = F.adaptive_avg_pool2d(shared_rows(flow) / size, pooled)
+        masks = area_pool(torch.cat([prior, forecast_box], 1), pooled)
+        motion = area_pool(shared_rows(flow) / size, pooled)
         x = torch.cat([masks, motion.expand(prior.shape[0], -1, -1, -1)], 1)
         return self.net(x)
 
@@ -61,7 +63,8 @@ def shared_rows(x: torch.Tensor) -> torch.Tensor:
 def _pixel_grid(
     h: int, w: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel row and column indices [h, w], made once per size (not per frame); ordinary
+    """Pixel column and row indices [2, h, w] and the scale [2, 1, 1] from pixels to
+    `grid_sample`'s [-1, 1] (align_corners), made once per size (not per frame); ordinary
     tensors even when first made under inference mode, so training can use them too."""
     with torch.inference_mode(False):
         ys, xs = torch.meshgrid(
@@ -69,7 +72,8 @@ def _pixel_grid(
             torch.arange(w, device=device, dtype=dtype),
             indexing="ij",
         )
-    return ys, xs
+        scale = [2 / max(w - 1, 1), 2 / max(h - 1, 1)]
+        return torch.stack([xs, ys]), torch.tensor(scale, device=device, dtype=dtype)[:, None, None]
 
 
 def warp_backward(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -79,11 +83,13 @@ def warp_backward(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     previous frame read zero.
     """
     h, w = flow.shape[-2:]
-    ys, xs = _pixel_grid(h, w, flow.device, flow.dtype)
+    pixels, scale = _pixel_grid(h, w, flow.device, flow.dtype)
     flow = shared_rows(flow)  # the sampling grid once per frame for objects sharing a flow
-    sx = (xs + flow[:, 0]) * (2 / max(w - 1, 1)) - 1
-    sy = (ys + flow[:, 1]) * (2 / max(h - 1, 1)) - 1
-    grid = torch.stack([sx, sy], dim=-1).expand(x.shape[0], -1, -1, -1)
+    grid = ((pixels + flow) * scale - 1).permute(0, 2, 3, 1)  # [n, H, W, (x, y)]
     return F.grid_sample(
-        x, grid.to(x.dtype), mode="bilinear", padding_mode="zeros", align_corners=True
+        x,
+        grid.expand(x.shape[0], -1, -1, -1).to(x.dtype),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
     )

@@ -119,7 +119,7 @@ class MotionGuidedPrompting(nn.Module):
         size = self.image_size
         if self.sparse is not None:
             out.forecast, out.sparse = self.sparse(traj, present, prompt_encoder, size)
-            out.region = forecast_heatmap(out.forecast, size) * present[:, -1, None, None, None]
+            out.region = forecast_heatmap(out.forecast, size, weight=present[:, -1])
         if self.dense is not None and prev_logits is not None and flow is not None:
             prior = warp_backward(torch.sigmoid(prev_logits), flow)
             box = out.region if out.region is not None else torch.zeros_like(prior)

@@ -12,6 +12,8 @@ through SAM 2's own (frozen) prompt encoder, plus a learnable embedding per keyp
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -20,40 +22,69 @@ KEYPOINTS = ("centroid", "box_top_left", "box_bottom_right", "q_tl", "q_tr", "q_
 KEYPOINT_LABELS = (1, 2, 3, 1, 1, 1, 1)
 
 
+@functools.lru_cache(maxsize=16)
+def cell_centres(size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Pixel centres along one axis, normalised: (arange(size) + 0.5) / size, [size].
+
+    Made once per size (not per frame); an ordinary tensor even when first made under
+    inference mode, so training can use it too. Not to be written to.
+    """
+    with torch.inference_mode(False):
+        return (torch.arange(size, device=device, dtype=dtype) + 0.5) / size
+
+
+@functools.lru_cache(maxsize=16)
+def _box_constants(
+    size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`mask_keypoints`' constants for square masks of `size`: pixel centres and their
+    negatives [2, 1, size], the sign [2, 1] and the half-pixel offset [2, 1] that turn
+    (min, min of negatives) into (box start, box end)."""
+    with torch.inference_mode(False):
+        c = cell_centres(size, device, torch.float32)
+        half = 0.5 / size
+        signed = torch.stack([c, -c])[:, None]
+        sign = torch.tensor([[1.0], [-1.0]], device=device)
+        offset = torch.tensor([[-half], [half]], device=device)
+    return signed, sign, offset
+
+
 def mask_keypoints(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keypoints of masks `logits > 0` [N, 1, h, w] -> ([N, K, 2] in [0, 1], present [N]).
+    """Keypoints of masks `logits > 0` [N, 1, s, s] -> ([N, K, 2] in [0, 1], present [N]).
 
     Absent objects get zeros. No gradient: keypoints of past predictions are inputs.
+    Square masks (SAM 2's). Everything is read from the masks' row and column sums and
+    one product per quadrant split (`halves @ m @ halves^T`), not from [N, 4, s, s] maps:
+    the sums are of pixel centres (multiples of 1 / 2s), so they are exact in float32 at
+    SAM 2's mask sizes up to 128 (a 512 px model) in any order.
     """
+    n, _, h, w = logits.shape
+    if h != w:
+        raise ValueError(f"mask_keypoints takes square masks (SAM 2's), got {h} x {w}")
     with torch.no_grad():
-        m = (logits[:, 0] > 0).float()
-        h, w = m.shape[-2:]
-        xs = (torch.arange(w, device=m.device, dtype=torch.float32) + 0.5) / w
-        ys = (torch.arange(h, device=m.device, dtype=torch.float32) + 0.5) / h
-        gx, gy = xs.expand(h, w), ys[:, None].expand(h, w)
-        area = m.sum((1, 2))
+        m = (logits[:, 0] > 0).to(torch.float32)  # [N, s, s]
+        c = cell_centres(w, m.device, torch.float32)
+        counts = torch.stack([m.sum(1), m.sum(2)], 1)  # [N, 2, s]: per column (x), per row (y)
+        area = counts[:, 0].sum(1)
         present = area > 0
-        safe = area.clamp(min=1)
-        cx = (m * gx).sum((1, 2)) / safe
-        cy = (m * gy).sum((1, 2)) / safe
-        # the box from the occupied columns and rows (the same extremes, far fewer values)
-        cols, rows = m.amax(1) > 0, m.amax(2) > 0
-        inf = float("inf")
-        x0 = torch.where(cols, xs, inf).amin(1) - 0.5 / w
-        y0 = torch.where(rows, ys, inf).amin(1) - 0.5 / h
-        x1 = torch.where(cols, xs, -inf).amax(1) + 0.5 / w
-        y1 = torch.where(rows, ys, -inf).amax(1) + 0.5 / h
-        left = gx[None] < cx[:, None, None]
-        top = gy[None] < cy[:, None, None]
-        # the four quadrants at once: [N, 4, h, w]
-        mq = m[:, None] * torch.stack([top & left, top & ~left, ~top & left, ~top & ~left], 1)
-        aq = mq.sum((2, 3))
-        has = aq > 0
-        qx = torch.where(has, (mq * gx).sum((2, 3)) / aq.clamp(min=1), cx[:, None])
-        qy = torch.where(has, (mq * gy).sum((2, 3)) / aq.clamp(min=1), cy[:, None])
-        box = torch.stack([cx, cy, x0, y0, x1, y1], -1).view(-1, 3, 2)
-        kp = torch.cat([box, torch.stack([qx, qy], -1)], 1)
-        kp = torch.where(present[:, None, None], kp, torch.zeros_like(kp))
+        centroid = (counts @ c) / area.clamp(min=1)[:, None]  # [N, 2]: (cx, cy)
+        # the box from the occupied columns and rows: (min, min of negatives) of their
+        # centres -> (start, end), each half a pixel out
+        signed, sign, offset = _box_constants(w, m.device)
+        occupied = (counts > 0)[:, None]  # [N, 1, 2, s]
+        extremes = torch.where(occupied, signed, float("inf")).amin(-1)  # [N, 2, 2]
+        box = extremes * sign + offset  # [N, 2, 2]: (x0, y0), (x1, y1)
+        # the four quadrants around the centroid: before / after it along each axis
+        before = c < centroid[:, :, None]  # [N, 2, s]
+        halves = torch.stack([before, ~before], 2).to(torch.float32)  # [N, 2, 2, s]
+        weighted = torch.cat([halves, halves * c], 2)  # [N, 2 axes, 4, s]
+        # p[a, b]: sum over the pixels of row half a, column half b of (1, x) x (1, y)
+        p = weighted[:, 1] @ m @ weighted[:, 0].transpose(1, 2)  # [N, 4, 4]
+        aq = p[:, :2, :2].reshape(n, 4, 1)  # tl, tr, bl, br
+        sums = torch.stack([p[:, :2, 2:], p[:, 2:, :2]], -1).view(n, 4, 2)
+        q = torch.where(aq > 0, sums / aq.clamp(min=1), centroid[:, None])
+        kp = torch.cat([centroid[:, None], box, q], 1)
+        kp = torch.where(present[:, None, None], kp, 0.0)
     return kp, present
 
 
@@ -64,10 +95,21 @@ def hold_last_visible(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor
     An empty mask has no keypoints: without this, its zeros would read as the object
     standing in the top-left corner, and a forecast after a loss would extrapolate there.
     """
-    steps = torch.arange(traj.shape[1], device=traj.device)
-    last = torch.where(present, steps, -1).cummax(1).values  # [N, L]: last present frame
-    held = traj.gather(1, last.clamp(min=0)[:, :, None, None].expand_as(traj))
-    return torch.where((last >= 0)[:, :, None, None], held, traj)
+    steps, unseen = _history_steps(traj.shape[1], traj.device)
+    # a present frame marks its step, an absent one its step - L (below every present
+    # mark), so the running maximum is the last present frame, or (before any) the frame
+    # itself - L; modulo L, the frame whose keypoints each frame takes
+    marks = torch.where(present, steps, unseen)
+    source = marks.cummax(1).values.remainder(traj.shape[1])  # [N, L]
+    return traj.gather(1, source[:, :, None, None].expand_as(traj))
+
+
+@functools.lru_cache(maxsize=8)
+def _history_steps(length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """`hold_last_visible`'s marks: (0 .. L - 1, -L .. -1), made once per length."""
+    with torch.inference_mode(False):
+        steps = torch.arange(length, device=device)
+        return steps, steps - length
 
 
 def constant_velocity(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
@@ -79,7 +121,7 @@ def constant_velocity(traj: torch.Tensor, present: torch.Tensor) -> torch.Tensor
     last = traj[:, -1]
     if traj.shape[1] < 2:
         return last
-    both = (present[:, -1] & present[:, -2])[:, None, None]
+    both = present[:, -2:].all(1)[:, None, None]
     return torch.where(both, 2 * last - traj[:, -2], last)
 
 
@@ -154,26 +196,38 @@ def embed_points(
 ) -> torch.Tensor:
     """SAM 2's `prompt_encoder._embed_points(coords, labels, pad=False)` for labels that
     are all clicks or box corners (0-3), as ours are: the position encoding plus each
-    label's embedding, one addition per element as there (so equal bit for bit), in three
-    operations instead of its chain of masked `where`s over every label.
+    label's embedding, one addition per element as there (so equal bit for bit), in a few
+    operations instead of its chain of masked `where`s over every label. The coordinates
+    are normalised in one division, not one copy and division per axis as
+    `forward_with_coords` does (the same values).
 
     coords [N, K, 2] in pixels, labels [K] -> [N, K, D].
     """
-    pe = prompt_encoder.pe_layer.forward_with_coords(coords + 0.5, prompt_encoder.input_image_size)
+    h, w = prompt_encoder.input_image_size
+    normalised = (coords + 0.5) / coords.new_tensor([w, h])
+    pe = prompt_encoder.pe_layer._pe_encoding(normalised.float())
     table = torch.cat([e.weight for e in prompt_encoder.point_embeddings])  # [4, D]
     return pe + table[labels]
 
 
-def forecast_heatmap(forecast: torch.Tensor, size: int, sharpness: float = 1.0) -> torch.Tensor:
-    """Soft box of the forecast box corners, [N, 1, size, size] in [0, 1].
+def forecast_heatmap(
+    forecast: torch.Tensor,
+    size: int,
+    sharpness: float = 1.0,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Soft box of the forecast box corners, [N, 1, size, size] in [0, 1], times `weight`
+    [N] when given (applied to one axis' profile, not to the whole map).
 
     Differentiable in the forecast, so the dense branch can carry the sparse forecast into
     the dense prompt and train it. `sharpness` is the edge width in pixels.
     """
-    c = (torch.arange(size, device=forecast.device, dtype=forecast.dtype) + 0.5) / size
-    x0, y0 = forecast[:, 1, 0, None], forecast[:, 1, 1, None]
-    x1, y1 = forecast[:, 2, 0, None], forecast[:, 2, 1, None]
+    c = cell_centres(size, forecast.device, forecast.dtype)
     s = size / sharpness
-    fx = torch.sigmoid((c - x0) * s) * torch.sigmoid((x1 - c) * s)
-    fy = torch.sigmoid((c - y0) * s) * torch.sigmoid((y1 - c) * s)
-    return (fy[:, :, None] * fx[:, None, :])[:, None]
+    corners = forecast[:, 1:3, :, None]  # [N, (start, end), (x, y), 1]
+    # the x and y profiles at once: [N, 2, size]
+    f = torch.sigmoid((c - corners[:, 0]) * s) * torch.sigmoid((corners[:, 1] - c) * s)
+    fy = f[:, 1, :, None]
+    if weight is not None:
+        fy = fy * weight[:, None, None].to(fy.dtype)
+    return (fy * f[:, 0, None, :])[:, None]
