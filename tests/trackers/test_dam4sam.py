@@ -4,8 +4,6 @@ is SAM 2 logit for logit."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
@@ -284,18 +282,3 @@ def spy_remember(rule: Dam4Sam, admitted: list[int]):
             admitted.append(int(bank.non_cond[t]["in_drm"].sum()))
 
     return spy
-
-
-def test_eval_runs_dam4sam_on_a_multimask_checkpoint(
-    run_script, micro_weights, small_synthetic, tmp_path
-):
-    out = tmp_path / "eval"
-    run_script(
-        "eval.py", f"ckpt={micro_weights}", "sam2=micro",
-        "+model.sam2.overrides.multimask_output_for_tracking=true", "tracker=dam4sam",
-        f"data.root={small_synthetic}", "data.synthetic=false", "data.num_workers=0",
-        "data.val_max_videos=2", f"hydra.run.dir={out}",
-        one_thread=True,
-    )  # fmt: skip
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["tracker"]["name"] == "dam4sam" and metrics["tracker"]["stride"] == 5

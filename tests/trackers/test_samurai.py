@@ -3,7 +3,6 @@ per object; each part switches off on its own; both off it is SAM 2 logit for lo
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -257,20 +256,3 @@ def test_objects_tracked_together_get_what_each_gets_alone(multimask, noise_fram
         alone = track(multimask, rule, frames, objects=(obj,))
         for t in alone:
             torch.testing.assert_close(together[t][k], alone[t][0], rtol=0, atol=1e-4)
-
-
-# ------------------------------------------------------------------ end to end
-def test_eval_runs_samurai_on_a_multimask_checkpoint(
-    run_script, micro_weights, small_synthetic, tmp_path
-):
-    out = tmp_path / "eval"
-    run_script(
-        "eval.py", f"ckpt={micro_weights}", "sam2=micro",
-        "+model.sam2.overrides.multimask_output_for_tracking=true", "tracker=samurai",
-        f"data.root={small_synthetic}", "data.synthetic=false", "data.num_workers=0",
-        "data.val_max_videos=2", f"hydra.run.dir={out}",
-        one_thread=True,
-    )  # fmt: skip
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["tracker"]["name"] == "samurai" and metrics["tracker"]["kf_weight"] == 0.25
-    assert metrics["num_objects"] > 0 and 0 <= metrics["JF"] <= 100
