@@ -91,6 +91,9 @@ MIN_SPEED, MAX_SPEED = 0.8, 2.5  # ordinary motion
 FAST_SPEED = (4.5, 7.0)  # during fast, erratic stretches
 EXIT_SPEED = 4.0  # when leaving or re-entering the frame
 # absence plan per object role (role = global object index % 4): see `_roles`
+#: drift properties `LongSpec.hold` can hold still: each object's (and its look-alike's)
+#: rotation and scale, its texture blend, gain and tint, the camera pan, the scene lighting
+HOLDABLE = ("rotation", "scale", "appearance", "pan", "light")
 _ROLE_ABSENCES = (("occlusion", "occlusion"), ("exit_reentry", "exit_reentry"),
                   ("occlusion", "exit_reentry"), ())  # fmt: skip
 
@@ -118,6 +121,10 @@ class LongSpec:
     # zoom: object sizes and speeds x this at a 120 px short side (version 1 had 1.0,
     # objects of about 17 px, near one token of the micro model's 8x8 image embedding)
     object_scale: float = 1.6
+    # a diagnostic: these drift properties (see HOLDABLE) held at their first-frame value,
+    # with every draw as without them, so the same videos drift less; a base that still
+    # decays on such a set decays by itself, not because its objects change
+    hold: tuple[str, ...] = ()
 
     def classes(self) -> dict[str, tuple[int, int]]:
         return {"short": tuple(self.short), "medium": tuple(self.medium), "long": tuple(self.long)}
@@ -174,6 +181,12 @@ def check_spec(spec: LongSpec) -> None:
             f"{max_object_scale(side):.2f}] for a {side} px short side: a grown object "
             f"(up to {LARGEST_EXTENT:.1f} x object_scale x side/120 px from its centre) "
             f"must fit in the frame. Fix: lower object_scale or enlarge height and width."
+        )
+    unknown = sorted(set(spec.hold) - set(HOLDABLE))
+    if unknown:
+        raise ValueError(
+            f"synthetic_long spec: hold={list(spec.hold)} names {', '.join(unknown)}, which "
+            f"cannot be held. Fix: choose among {', '.join(HOLDABLE)}."
         )
     if min(spec.num_train, spec.num_val, spec.num_test) < 0:
         raise ValueError("synthetic_long spec: video counts must be >= 0")
@@ -593,7 +606,29 @@ def _sample(rng: np.random.Generator, spec: LongSpec, index: int, T: int):
     for obj, role in zip(objects, roles, strict=True):
         if role["lookalike"]:
             obj.lookalike = _lookalike(rng, obj, T, H, W)
-    return background, offsets.astype(int), light, objects, occluders
+    offsets = offsets.astype(int)
+    _hold(spec.hold, offsets, light, objects)
+    return background, offsets, light, objects, occluders
+
+
+def _hold(hold: Sequence[str], offsets: np.ndarray, light: np.ndarray, objects: list) -> None:
+    """Hold `hold`'s properties at their first-frame value, in place, after every draw (so
+    the rest of the video is the one drawn without holding)."""
+    for obj in objects:
+        for layer in (obj.layer, obj.lookalike):
+            if layer is None:
+                continue
+            if "rotation" in hold:
+                layer.angle[:] = layer.angle[0]
+            if "scale" in hold:
+                layer.scale[:] = layer.scale[0]
+        if "appearance" in hold:
+            look = obj.look
+            look.mix[:], look.gain[:], look.tint[:] = look.mix[0], look.gain[0], look.tint[0]
+    if "pan" in hold:
+        offsets[:] = offsets[0]
+    if "light" in hold:
+        light[:] = light[0]
 
 
 def _render(rng, spec: LongSpec, T: int, scene) -> tuple[list, list, dict, dict]:
@@ -1038,10 +1073,14 @@ def main(argv: list[str] | None = None) -> None:
                        default=list(getattr(d, key)), help=f"{key} absences, frames")  # fmt: skip
     p.add_argument("--object-scale", type=float, default=d.object_scale,
                    help="object sizes and speeds x this (default: %(default)s)")  # fmt: skip
+    p.add_argument("--hold", default="", metavar="LIST",
+                   help=f"comma list of drift properties held still (a diagnostic): "
+                   f"{', '.join(HOLDABLE)}")  # fmt: skip
     p.add_argument("--contact-sheet", metavar="PNG", help="also draw the contact sheet there")
     a = p.parse_args(argv)
-    spec = {k: getattr(a, k) for k in asdict(d) if k not in ("seed", "visible_fraction")}
+    spec = {k: getattr(a, k) for k in asdict(d) if k not in ("seed", "visible_fraction", "hold")}
     spec.update({k: tuple(getattr(a, k)) for k in LENGTH_CLASSES})
+    spec["hold"] = tuple(x for x in a.hold.split(",") if x)
     root = Path(a.root)
     existed = root.is_dir() and any(root.iterdir())
     try:

@@ -132,6 +132,37 @@ def test_full_length_videos_spread_absences_and_drift():
     assert np.median(sides) > 24 and min(sides) > 12
 
 
+def test_hold_keeps_the_draws_and_holds_the_drift():
+    """The diagnostic spec (`hold`): the same video, but each held property stays at its
+    first-frame value; what is not held still drifts."""
+    spec = sl.LongSpec()
+    held = replace(spec, hold=sl.HOLDABLE)
+    partial = replace(spec, hold=("rotation",))
+
+    def scene(s, index):
+        rng = np.random.default_rng([s.seed, sl.SPLIT_CODE["val"], index])
+        return sl._sample(rng, s, index, s.frames("val", rng))
+
+    # the first val video whose camera pans (half of them do)
+    index = next(i for i in range(20) if np.ptp(scene(spec, i)[1], 0).any())
+    (_, off, light, objects, _), (_, off_h, light_h, objects_h, _) = (
+        scene(spec, index),
+        scene(held, index),
+    )
+    assert np.ptp(off, 0).any() and np.ptp(light) > 0
+    assert not np.ptp(off_h, 0).any() and not np.ptp(light_h)
+    for obj, obj_h in zip(objects, objects_h, strict=True):
+        assert np.array_equal(obj.layer.pos, obj_h.layer.pos)  # the same draws
+        T = len(obj.layer.pos)
+        for layer in (obj_h.layer, obj_h.lookalike):
+            if layer is not None:
+                assert not np.ptp(layer.angle) and not np.ptp(layer.scale)
+        assert np.array_equal(obj_h.look.at(0), obj_h.look.at(T - 1))
+        assert not np.array_equal(obj.look.at(0), obj.look.at(T - 1))
+    _, _, _, objects_p, _ = scene(partial, index)
+    assert all(not np.ptp(o.layer.angle) and np.ptp(o.layer.scale) > 0.3 for o in objects_p)
+
+
 def test_each_split_has_fifty_event_objects_per_tag():
     """Roles follow the global object index, and every planned absence and crossing is
     checked on the rendered masks (else the video is drawn again), so these counts are
@@ -222,6 +253,8 @@ def test_a_spec_whose_absences_cannot_fit_is_refused(tmp_path, capsys):
         sl.ensure_synthetic_long(tmp_path / "bad", medium=(4, 19), progress=False)
     with pytest.raises(ValueError, match=r"object_scale=2.0 must be in \(0, 1.75\]"):
         sl.ensure_synthetic_long(tmp_path / "bad", object_scale=2.0, progress=False)
+    with pytest.raises(ValueError, match=r"hold=\['spin'\] names spin.*Fix: choose among"):
+        sl.ensure_synthetic_long(tmp_path / "bad", hold=("spin",), progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
     with pytest.raises(SystemExit, match="its max to at most 20 frames"):
         sl.main(["--root", str(tmp_path / "bad"), "--train-frames", "40"])
