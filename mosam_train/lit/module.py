@@ -277,8 +277,10 @@ class MoSAMModule(L.LightningModule):
         for k, v in terms.items():
             self.log(k, v, batch_size=n)
         with torch.no_grad():
-            pred = torch.stack([o["pred_masks_high_res"][:, 0] > 0 for o in outputs[1:]])
-            gt = targets[1:]
+            # the tracked frames; a one-frame clip (image training) has only the prompted one
+            first = 1 if len(outputs) > 1 else 0
+            pred = torch.stack([o["pred_masks_high_res"][:, 0] > 0 for o in outputs[first:]])
+            gt = targets[first:]
             inter = (pred & gt).flatten(2).sum(-1).float()
             union = (pred | gt).flatten(2).sum(-1).float()
             iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))

@@ -65,6 +65,21 @@ def test_training_step_uses_valid_objects_only_and_backprops_through_memory():
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
+def test_one_frame_clips_train_on_the_prompted_frame():
+    """Image training (`data.clip_len=1`, box or point prompts, as SAM 2's image stage):
+    the step logs its IoU on the prompted frame, the only one it has."""
+    torch.manual_seed(0)
+    module = MoSAMModule(sam2=MICRO, prompts={"prob_mask": 0.0, "prob_box": 1.0})
+    module.train()
+    logged = {}
+    module.log = lambda name, value, **k: logged.__setitem__(name, value)
+    loss = module.training_step(moving_square_batch(t=1), 0)
+    loss.backward()
+    assert torch.isfinite(loss) and 0 <= float(logged["train/iou"]) <= 100
+    grads = [p.grad for p in module.model.sam2.sam_mask_decoder.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
 def test_export_writes_official_format(tmp_path):
     module = MoSAMModule(sam2=MICRO)
     path = module.export_sam2_weights(tmp_path / "w.pt")
