@@ -138,8 +138,12 @@ class LongSpec:
         return {"train": self.num_train, "val": self.num_val, "test": self.num_test}[split]
 
     def as_json(self) -> dict:
-        """The spec as meta.json stores it (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        """The spec as meta.json stores it (tuples become lists). `hold` only when it holds
+        something: a set made before the option existed keeps matching its spec."""
+        spec = json.loads(json.dumps(asdict(self)))
+        if not spec["hold"]:
+            del spec["hold"]
+        return spec
 
 
 # the largest centre-to-edge extent of an object at zoom 1: a growing object's start radius

@@ -161,6 +161,8 @@ def test_hold_keeps_the_draws_and_holds_the_drift():
         assert not np.array_equal(obj.look.at(0), obj.look.at(T - 1))
     _, _, _, objects_p, _ = scene(partial, index)
     assert all(not np.ptp(o.layer.angle) and np.ptp(o.layer.scale) > 0.3 for o in objects_p)
+    # meta.json names `hold` only when set: sets made before the option still match
+    assert "hold" not in spec.as_json() and held.as_json()["hold"] == list(sl.HOLDABLE)
 
 
 def test_each_split_has_fifty_event_objects_per_tag():
@@ -204,6 +206,13 @@ def test_lookalikes_cross_also_while_hidden_and_fast_motion_is_fast(long_set):
     _, _, _, objects, _ = sl._sample(rng, SPEC, 0, 70)
     obj = next(o for o in objects if o.lookalike is not None)
     assert obj.lookalike.label == 0 and obj.lookalike.kind == obj.layer.kind
+
+
+def test_a_held_set_reads_back_its_spec(tmp_path):
+    small = {**SMALL, "num_val": 1, "num_test": 0}
+    root = sl.ensure_synthetic_long(tmp_path / "held", hold=("rotation", "pan"), **small)
+    assert sl.read_spec(root).hold == ("rotation", "pan")
+    assert read_split("synthetic_long", root, "train")[0].spec.hold == ("rotation", "pan")
 
 
 def test_deterministic_and_independent_of_split_sizes(long_set, tmp_path):
