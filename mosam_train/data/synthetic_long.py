@@ -90,10 +90,10 @@ CROSSING = 1.25  # a look-alike crosses when centres are within 1.25x the summed
 MIN_SPEED, MAX_SPEED = 0.8, 2.5  # ordinary motion
 FAST_SPEED = (4.5, 7.0)  # during fast, erratic stretches
 EXIT_SPEED = 4.0  # when leaving or re-entering the frame
-# absence plan per object role (role = global object index % 4): see `_roles`
 #: drift properties `LongSpec.hold` can hold still: each object's (and its look-alike's)
 #: rotation and scale, its texture blend, gain and tint, the camera pan, the scene lighting
 HOLDABLE = ("rotation", "scale", "appearance", "pan", "light")
+# absence plan per object role (role = global object index % 4): see `_roles`
 _ROLE_ABSENCES = (("occlusion", "occlusion"), ("exit_reentry", "exit_reentry"),
                   ("occlusion", "exit_reentry"), ())  # fmt: skip
 
@@ -615,7 +615,9 @@ def _sample(rng: np.random.Generator, spec: LongSpec, index: int, T: int):
     return background, offsets, light, objects, occluders
 
 
-def _hold(hold: Sequence[str], offsets: np.ndarray, light: np.ndarray, objects: list) -> None:
+def _hold(
+    hold: Sequence[str], offsets: np.ndarray, light: np.ndarray, objects: list[_Object]
+) -> None:
     """Hold `hold`'s properties at their first-frame value, in place, after every draw (so
     the rest of the video is the one drawn without holding)."""
     for obj in objects:
