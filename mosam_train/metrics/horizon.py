@@ -27,7 +27,7 @@ from rich.table import Table
 
 from mosam_train.errors import DataError
 from mosam_train.metrics.jf import jaccard
-from mosam_train.metrics.score import PngVideo, _prediction, resolve
+from mosam_train.metrics.score import PngVideo, prediction_loader, resolve
 
 DEFAULT_FRAMES = (1, 5, 10, 20, 30)
 
@@ -56,7 +56,7 @@ def horizon(
     last = max(frames)
     for name in names:
         video = PngVideo(name, gt_dir / name)
-        load = _prediction(video, pred_root / name)
+        load = prediction_loader(video, pred_root / name)
         count = min(video.num_frames, last + 1)
         gt = np.stack([video.load_masks(t) for t in range(count)], 1)  # [O, T, H, W]
         pred = np.stack([load(t) for t in range(count)], 1)

@@ -75,7 +75,7 @@ from mosam_train.metrics.jf import (
     score_record,
 )
 
-__all__ = ["LAYOUTS", "main", "score_folders"]
+__all__ = ["LAYOUTS", "PngVideo", "main", "prediction_loader", "resolve", "score_folders"]
 
 LAYOUTS = ("davis", "sav")
 CSV_FIELDS = (*ROW_FIELDS, "J", "F", "JF")
@@ -149,7 +149,7 @@ def _check_binary(label: np.ndarray, path: Path) -> None:
         )
 
 
-def _prediction(gt: PngVideo, pred_dir: Path) -> Callable[[int], np.ndarray]:
+def prediction_loader(gt: PngVideo, pred_dir: Path) -> Callable[[int], np.ndarray]:
     """Frame index -> bool [O, H, W] read from `pred_dir`, checked against the GT."""
     allowed = {0, *gt.object_ids}
 
@@ -247,7 +247,7 @@ def score_video(
     pred_dir = _pred_video_dir(pred_root, video)
     if layout == "davis":
         gt = PngVideo(video, gt_dir / video, tags=tags)
-        return _score(gt, _prediction(gt, pred_dir), DAVIS, bound_th)
+        return _score(gt, prediction_loader(gt, pred_dir), DAVIS, bound_th)
     rows = []
     folders = sorted(p for p in (gt_dir / video).iterdir() if p.is_dir())
     if not folders:
@@ -258,7 +258,7 @@ def score_video(
         )
     for folder in folders:
         gt = PngVideo(video, folder, object_ids=[_object_id(folder)], binary=True, tags=tags)
-        obj_rows = _score(gt, _prediction(gt, pred_dir / folder.name), SAV, bound_th)
+        obj_rows = _score(gt, prediction_loader(gt, pred_dir / folder.name), SAV, bound_th)
         if not obj_rows:
             notes.append(f"{folder}: left out, its ground truth is empty on every scored frame")
         rows += obj_rows
