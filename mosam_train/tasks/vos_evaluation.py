@@ -47,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule: VOSDataModule = instantiate(cfg.data, _convert_="all")
     source = datamodule.test_source
     fmt, root, split = source["format"], source["root"], source["split"]
-    records = _records(datamodule, cfg.data.get("val_max_videos"))
+    records = evaluated_records(datamodule, cfg.data.get("val_max_videos"))
     results = ResultsDir(cfg.paths.output_dir, ROWS_FILE, ROW_FIELDS, key="video")
     results.guard(cfg)
     done = results.done()
@@ -99,7 +99,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return _report_without_scores(len(records), meta, out_dir)
 
 
-def _records(datamodule: VOSDataModule, max_videos: int | None) -> list[VideoRecord]:
+def evaluated_records(datamodule: VOSDataModule, max_videos: int | None) -> list[VideoRecord]:
     """The videos `trainer.test` would see (`data.val_max_videos` keeps the first N)."""
     datamodule.prepare_data()
     datamodule.setup("test")
