@@ -7,12 +7,11 @@ prompted with its true masks, and J of every later frame against those same mask
 Why: a base that loses its objects on moving videos may fail to follow the motion, or may
 fail to read its memory back into a mask at all. On a still video the right answer on every
 frame is the prompt's mask (copying it scores J = 1), so what a model loses here it loses
-without any motion, drift or absence. It runs what `eval.py` runs with the same overrides
-(`inference_propagator`: the checkpoint, the `tracker=` rule, the eval device) on the
-videos `eval.py` would read (`data.test_split=null` for the val split, where settings are
-chosen; `data.val_max_videos` keeps the first ones); the objects are those present on
-the first frame.
-The last line on stdout is one JSON object: per k the mean J and the number of objects.
+without any motion, drift or absence. It runs what `eval.py` runs with the same
+overrides (`mask_propagator`: the checkpoint or `baseline=`, the `tracker=` rule, the eval
+device) on the videos `eval.py` would read (`data.test_split=null` for the val split,
+where settings are chosen; `data.val_max_videos` keeps the first ones); the objects are
+those present on the first frame. The last line on stdout is one JSON object: per k the mean J and the number of objects.
 """
 
 from __future__ import annotations
