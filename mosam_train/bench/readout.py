@@ -19,27 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-import mosam_train
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.sources import ChunkedFrames
 from mosam_train.inference.vos import FramePrediction, Propagator
 from mosam_train.metrics.jf import jaccard
-from mosam_train.startup import start
-from mosam_train.tasks.inference_model import autocast, mask_propagator
+from mosam_train.tasks.inference_model import autocast, compose_eval, mask_propagator
 from mosam_train.tasks.vos_evaluation import evaluated_records
 
-CONFIGS = Path(mosam_train.__file__).resolve().parents[1] / "configs"
 DEFAULT_FRAMES = (1, 2, 5, 10, 30)
 
 
@@ -88,14 +82,6 @@ def readout(cfg: DictConfig, frames: Sequence[int]) -> dict[int, list[float]]:
             for k, js in readout_j(propagator, record, image_size, frames).items():
                 found[k] += js
     return found
-
-
-def compose_eval(overrides: Sequence[str]) -> DictConfig:
-    """configs/eval.yaml as `python eval.py <overrides>` composes it."""
-    start()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("eval", overrides=[f"paths.root_dir={Path.cwd()}", *overrides])
 
 
 def _frames(text: str) -> list[int]:

@@ -86,20 +86,11 @@ def local_stack(frames: int) -> dict:
 def eval_records(data_overrides: list[str]) -> list[VideoRecord]:
     """The videos eval.py scores with these data overrides (the data config's test split),
     generated first where the data config does so (data=synthetic, synthetic_long)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from mosam_train.tasks.inference_model import compose_eval
+    from mosam_train.tasks.vos_evaluation import evaluated_records
 
-    from mosam_train.integrations.vot import CONFIGS
-    from mosam_train.startup import start
-
-    start()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"paths.root_dir={Path.cwd()}", *data_overrides])
-    datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.prepare_data()
-    datamodule.setup("test")
-    return list(datamodule.test_records)
+    cfg = compose_eval(data_overrides)
+    return evaluated_records(instantiate(cfg.data, _convert_="all"), None)
 
 
 def write_sequence(record: VideoRecord, oid: int, frames: int, root: Path) -> str | None:
