@@ -71,6 +71,9 @@ class ClipDataset(Dataset):
     a worker's own log records never reach that process's handlers. With a `flow` provider each clip
     carries the optical flow of its augmented frames (computed here, in the workers, where
     it overlaps the model's step); `meta["flow_seconds"]` records what it cost.
+    With `still_prob`, that share of clips is their first frame repeated (no motion at all):
+    a still clip asks the model only to read its memory back into the prompt's mask (the
+    still-clip probes of README's "The long-video test bed").
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         samples_per_epoch: int | None = None,
         reverse_prob: float = 0.0,
+        still_prob: float = 0.0,
         max_retries: int = 10,
         max_bad: int = 50,
         flow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -93,6 +97,10 @@ class ClipDataset(Dataset):
             raise ValueError("ClipDataset needs at least one video")
         if clips_per_video < 1:
             raise ValueError(f"data.clips_per_video={clips_per_video}: must be >= 1")
+        if not 0.0 <= still_prob <= 1.0:
+            raise ValueError(
+                f"data.still_prob={still_prob}: not a probability. Fix: set it in [0, 1]."
+            )
         self.clips_per_video = int(clips_per_video)
         self.records = list(records)
         self.clip_len, self.max_objects = clip_len, max_objects
@@ -107,6 +115,7 @@ class ClipDataset(Dataset):
         self.seed = int(seed or 0)
         self.samples_per_epoch = samples_per_epoch or len(self.records)
         self.reverse_prob = reverse_prob
+        self.still_prob = still_prob
         self.max_retries, self.max_bad = max_retries, max_bad
         self.flow = flow
         # shared memory: visible to (persistent) DataLoader workers and the main process
@@ -178,6 +187,8 @@ class ClipDataset(Dataset):
             clip = sample_clip(
                 record.num_frames, annotated, self.clip_len, skip, rng, self.reverse_prob
             )
+            if self.still_prob > 0 and rng.random() < self.still_prob:
+                clip = [clip[0]] * len(clip)
             present = np.flatnonzero(record.load_masks(clip[0]).any(axis=(1, 2))).tolist()
             if present:
                 return clip, choose_objects(present, self.max_objects, rng)
@@ -397,6 +408,7 @@ class VOSDataModule(L.LightningDataModule):
         max_skip: int = 3,
         max_objects: int = 3,
         reverse_prob: float = 0.0,
+        still_prob: float = 0.0,
         batch_size: int = 1,
         num_workers: int = 0,
         samples_per_epoch: int | None = None,
@@ -500,6 +512,7 @@ class VOSDataModule(L.LightningDataModule):
                 seed=hp.seed,
                 samples_per_epoch=hp.samples_per_epoch,
                 reverse_prob=hp.reverse_prob,
+                still_prob=hp.still_prob,
                 flow=self._flow_provider(),
                 weights=weights,
                 clips_per_video=hp.clips_per_video,

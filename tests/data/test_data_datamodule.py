@@ -115,6 +115,23 @@ def test_clips_per_video_draws_several_clips_from_each_video_an_epoch_visits(sma
         _dataset(records, clips_per_video=0)
 
 
+def test_still_clips_repeat_their_first_frame_and_leave_other_draws_alone(small_synthetic):
+    records = read_davis(small_synthetic, "train")
+    plain = _dataset(records, seed=3, samples_per_epoch=8)
+    same = _dataset(records, seed=3, samples_per_epoch=8, still_prob=0.0)
+    for i in range(8):  # the option off draws exactly the clips it drew before it existed
+        assert plain[i].frame_indices == same[i].frame_indices
+    still = _dataset(records, seed=3, samples_per_epoch=8, still_prob=1.0)
+    for i in range(8):
+        clip = still[i].frame_indices
+        assert len(clip) == 4 and len(set(clip)) == 1
+    mixed = _dataset(records, seed=3, samples_per_epoch=40, still_prob=0.5)
+    kinds = {len(set(mixed[i].frame_indices)) == 1 for i in range(40)}
+    assert kinds == {True, False}
+    with pytest.raises(ValueError, match="still_prob"):
+        _dataset(records, still_prob=1.5)
+
+
 def test_corrupt_frame_is_skipped_and_counted(tmp_path):
     root = ensure_synthetic(
         tmp_path / "s", num_train=3, num_val=1, train_frames=16, val_frames=16,
