@@ -1,11 +1,20 @@
 """What every entry point calls before Hydra starts (`start()`), so that nothing the
-scripts rely on happens as a side effect of an import."""
+scripts rely on happens as a side effect of an import; and `compose_config`, an entry
+point's config composed the same way by the commands that run outside its app."""
 
 from __future__ import annotations
 
-from hydra.core.global_hydra import GlobalHydra
+from collections.abc import Sequence
+from pathlib import Path
 
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig
+
+import mosam_train
 from mosam_train.runs import register_resolvers
+
+CONFIGS = Path(mosam_train.__file__).resolve().parents[1] / "configs"
 
 
 def release_hydra_from_sam2() -> None:
@@ -30,3 +39,12 @@ def start() -> None:
     """Before `@hydra.main`: `sam2`'s Hydra state released, the config's resolvers known."""
     release_hydra_from_sam2()
     register_resolvers()
+
+
+def compose_config(name: str, overrides: Sequence[str]) -> DictConfig:
+    """configs/<name>.yaml with `overrides`, as its entry point's `@hydra.main` composes
+    it, for the commands that build that entry point's model or data outside its app."""
+    start()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        return compose(name, overrides=list(overrides))

@@ -11,7 +11,8 @@ without any motion, drift or absence. It runs what `eval.py` runs with the same
 overrides (`mask_propagator`: the checkpoint or `baseline=`, the `tracker=` rule, the eval
 device) on the videos `eval.py` would read (`data.test_split=null` for the val split,
 where settings are chosen; `data.val_max_videos` keeps the first ones); the objects are
-those present on the first frame. The last line on stdout is one JSON object: per k the mean J and the number of objects.
+those present on the first frame. The last line on stdout is one JSON object: per k the
+mean J and the number of objects.
 """
 
 from __future__ import annotations

@@ -43,7 +43,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import mosam_train
@@ -51,7 +50,7 @@ from mosam_train.bench import infer
 from mosam_train.checkpoint_files import fingerprint, load_checkpoint_file
 from mosam_train.metrics.table import read_run, table
 from mosam_train.models.sam2_builder import load_model_config
-from mosam_train.startup import start
+from mosam_train.startup import compose_config
 from mosam_train.trackers import build_tracker, tracker_names
 
 REPO = Path(mosam_train.__file__).resolve().parents[1]
@@ -192,9 +191,7 @@ def sam2_settings(ckpt: str | Path, jobs: list[str]) -> dict[str, Any]:
     if "hyper_parameters" in raw:
         sam2 = raw["hyper_parameters"]["sam2"]
         return {"variant": sam2["variant"], "overrides": dict(sam2.get("overrides") or {})}
-    start()
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("eval", overrides=[o for o in jobs if not o.startswith("hydra.")])
+    cfg = compose_config("eval", [o for o in jobs if not o.startswith("hydra.")])
     sam2 = OmegaConf.to_container(cfg.model.sam2, resolve=False)
     return {"variant": sam2["variant"], "overrides": dict(sam2.get("overrides") or {})}
 

@@ -37,20 +37,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-import mosam_train
 from mosam_train.data.synthetic import ensure_synthetic
 from mosam_train.data.video import ClipBatch
 from mosam_train.lit.module import MoSAMModule
-from mosam_train.startup import start
+from mosam_train.startup import compose_config
 
-CONFIGS = Path(mosam_train.__file__).resolve().parents[1] / "configs"
 SIZES = {"micro": "micro", "micro_wide": "micro_wide", "tiny": "sam2.1_hiera_tiny"}  # name: sam2=
 VARIANTS = ("sam2", "mosam")  # model= configs: the fine-tune, frozen-base MoSAM
 LABELS = {"sam2": "SAM 2 fine-tune", "mosam": "MoSAM, frozen SAM 2"}
@@ -60,13 +56,9 @@ SYNTHETIC = dict(num_train=8, num_val=1, train_frames=16, val_frames=16)
 def compose_train(variant: str, size: str, *overrides: str) -> DictConfig:
     """configs/train.yaml as `python train.py model=<variant> sam2=<size>` composes it,
     without the default experiment (which would pick the model)."""
-    start()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose(
-            "train", overrides=["~experiment", f"model={variant}", f"sam2={SIZES[size]}",
-                                *overrides]
-        )  # fmt: skip
+    return compose_config(
+        "train", ["~experiment", f"model={variant}", f"sam2={SIZES[size]}", *overrides]
+    )
 
 
 def build_module(

@@ -32,11 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-import mosam_train
 from mosam_train.dataset_files import read_rgb
 from mosam_train.errors import DataError
 from mosam_train.inference.boxes import mask_to_box
@@ -44,10 +41,9 @@ from mosam_train.inference.engine import FrameResult
 from mosam_train.inference.prompts import PointPrompt, Prompt
 from mosam_train.inference.sources import LiveFrames
 from mosam_train.inference.vos import Propagator, object_masks
-from mosam_train.startup import start
+from mosam_train.startup import compose_config
 from mosam_train.tasks.inference_model import autocast, mask_propagator
 
-CONFIGS = Path(mosam_train.__file__).resolve().parents[1] / "configs"
 MASK, RECTANGLE = "mask", "rectangle"  # TraX's names of the region types answered
 REGIONS = ("auto", MASK, RECTANGLE)
 
@@ -59,10 +55,7 @@ class SessionError(RuntimeError):
 def compose_vot(overrides: list[str]) -> DictConfig:
     """configs/vot.yaml with command-line `overrides`, as eval.py composes its config (no
     run directory: the toolkit starts the tracker in a temporary folder)."""
-    start()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("vot", overrides=overrides)
+    return compose_config("vot", overrides)
 
 
 def check_config(cfg: DictConfig) -> None:

@@ -8,31 +8,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import mosam_train
 from mosam_train.checkpoint_files import CheckpointFileError, load_checkpoint_file
 from mosam_train.inference.baselines import CopyFirstMask, FlowWarp
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.vos import Propagator
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.models.sam2_builder import load_sam2_weights
-from mosam_train.startup import start
+from mosam_train.startup import compose_config
 from mosam_train.trackers import build_tracker
-
-CONFIGS = Path(mosam_train.__file__).resolve().parents[1] / "configs"
 
 
 def compose_eval(overrides: Sequence[str]) -> DictConfig:
     """configs/eval.yaml as `python eval.py <overrides>` run from here composes it: for the
     commands that run eval's model or read eval's videos outside the Hydra app."""
-    start()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
-        return compose("eval", overrides=[f"paths.root_dir={Path.cwd()}", *overrides])
+    return compose_config("eval", [f"paths.root_dir={Path.cwd()}", *overrides])
 
 
 def load_module(cfg: DictConfig) -> MoSAMModule:
