@@ -3,11 +3,14 @@ one table.
 
     python -m mosam_train.bench.oracles ckpt=PATH data=synthetic_long [sam2=micro]
         [EVAL OVERRIDES ...] [--out DIR] [--scores iou,visible_iou,recency,prompt]
-        [--strides 1,2,4] [--slots rank,distance] [--gate-tags occlusion,exit_reentry]
+        [--strides 1,4] [--slots rank] [--pointers sam2,kept] [--min-scores none,0.3]
+        [--gate-tags occlusion,exit_reentry]
 
-Runs `eval.py` as a Hydra multirun over tracker.score x tracker.stride x tracker.slots (the
-prompt-only setting once: it has neither) on the data's val split (`data.test_split=...`
-for another), each job in `<out>/<score>-<slots>-stride<Δ>` (`<out>/prompt`; `<out>`
+Runs `eval.py` as Hydra multiruns over tracker.score x tracker.stride x tracker.slots, the
+ground-truth scores also over tracker.pointers x tracker.min_score (recency stays SAM 2's
+pointer rule; the prompt-only setting runs once: it has none of these), on the data's val
+split (`data.test_split=...` for another), each job in
+`<out>/<score>-<slots>-stride<Δ>[-ptr<pointers>-min<min_score>]` (`<out>/prompt`; `<out>`
 defaults to `logs/oracles/<data>`), then prints a markdown table from each run's
 `per_object.csv`: J&F overall, per tag, and pooled over the objects of the gate tags; and
 the gate: the best ground-truth oracle (iou, visible_iou) minus recency at Δ=1 with slots
@@ -30,7 +33,7 @@ from pathlib import Path
 import mosam_train
 from mosam_train.metrics.jf import ObjectScore, aggregate
 from mosam_train.models.memory.selection import SLOT_RULES
-from mosam_train.trackers.oracle import SCORES
+from mosam_train.trackers.oracle import POINTER_RULES, SCORES
 
 EVAL = Path(mosam_train.__file__).resolve().parents[1] / "eval.py"
 GROUND_TRUTH_SCORES = ("iou", "visible_iou")
@@ -41,6 +44,9 @@ SCORE_LABELS = {
     "prompt": "prompt frame only",
 }
 SUBDIR = "${tracker.score}-${tracker.slots}-stride${tracker.stride}"
+GROUND_TRUTH_SUBDIR = SUBDIR + "-ptr${tracker.pointers}-min${tracker.min_score}"
+#: what an oracle run's tracker config holds where it was written before these settings
+DEFAULTS = {"keep_previous": True, "min_score": None, "pointers": "sam2"}
 
 
 @dataclass
@@ -50,23 +56,44 @@ class OracleRun:
     tracker: dict
     rows: list[ObjectScore]
 
+    def __post_init__(self) -> None:
+        self.tracker = {**DEFAULTS, **self.tracker}
+
     @property
     def label(self) -> str:
         t = self.tracker
         if t["score"] == "prompt":
             return SCORE_LABELS["prompt"]
         label = f"{SCORE_LABELS[t['score']]}, Δ={t['stride']}, slots by {t['slots']}"
+        if not t["keep_previous"]:
+            label += ", t-1 not forced"
+        if t["pointers"] == "kept":
+            label += ", pointers of kept frames"
+        if t["min_score"] is not None:
+            label += f", frames < {t['min_score']:g} left out"
         return label + " (= SAM 2)" if self.is_sam2 else label
 
     @property
     def is_sam2(self) -> bool:
-        """Recency at Δ=1 with slots by rank: SAM 2's own window."""
+        """Recency at Δ=1 with slots by rank and SAM 2's pointers: SAM 2's own window."""
         t = self.tracker
-        return t["score"] == "recency" and t["stride"] == 1 and t["slots"] == "rank"
+        return (t["score"], t["stride"], t["slots"], t["pointers"]) == (
+            "recency",
+            1,
+            "rank",
+            "sam2",
+        )
 
     def sort_key(self) -> tuple:
         t = self.tracker
-        return (SCORES.index(t["score"]), t["stride"], SLOT_RULES.index(t["slots"]))
+        return (
+            SCORES.index(t["score"]),
+            t["stride"],
+            SLOT_RULES.index(t["slots"]),
+            POINTER_RULES.index(t["pointers"]),
+            -1.0 if t["min_score"] is None else t["min_score"],
+            not t["keep_previous"],
+        )
 
     def jf(self, tags: Sequence[str] | None = None) -> float:
         """J&F (0-100) over every object, or pooled over the objects carrying any of `tags`."""
@@ -78,6 +105,13 @@ def _csv_list(text: str) -> list[str]:
     return [v for v in text.split(",") if v]
 
 
+def _is_fraction(text: str) -> bool:
+    try:
+        return 0.0 <= float(text) <= 1.0
+    except ValueError:
+        return False
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="python -m mosam_train.bench.oracles",
@@ -86,19 +120,33 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     )
     parser.add_argument("--out", type=Path, help="runs go here (default: logs/oracles/<data>)")
     parser.add_argument("--scores", type=_csv_list, default=list(SCORES))
-    parser.add_argument("--strides", type=_csv_list, default=["1", "2", "4"])
-    parser.add_argument("--slots", type=_csv_list, default=list(SLOT_RULES))
+    parser.add_argument("--strides", type=_csv_list, default=["1", "4"])
+    parser.add_argument("--slots", type=_csv_list, default=["rank"])
+    parser.add_argument(
+        "--pointers", type=_csv_list, default=list(POINTER_RULES),
+        help="object pointers of the ground-truth oracles: sam2 (SAM 2's window) and/or kept",
+    )  # fmt: skip
+    parser.add_argument(
+        "--min-scores", type=_csv_list, default=["none", "0.3"],
+        help="ground-truth oracles leave out kept frames scoring below it (none: never)",
+    )  # fmt: skip
     parser.add_argument("--gate-tags", type=_csv_list, default=["occlusion", "exit_reentry"])
     parser.add_argument("--gate-margin", type=float, default=5.0)
     parser.add_argument(
         "--table-only", action="store_true", help="print the table of the runs in --out"
     )
     args, overrides = parser.parse_known_args(argv)
-    bad = [s for s in args.scores if s not in SCORES] + [
-        s for s in args.slots if s not in SLOT_RULES
-    ]
+    bad = (
+        [s for s in args.scores if s not in SCORES]
+        + [s for s in args.slots if s not in SLOT_RULES]
+        + [s for s in args.pointers if s not in POINTER_RULES]
+        + [s for s in args.min_scores if s != "none" and not _is_fraction(s)]
+    )
     if bad or not all(s.isdigit() and int(s) >= 1 for s in args.strides):
-        parser.error(f"--scores from {SCORES}, --slots from {SLOT_RULES}, --strides integers >= 1")
+        parser.error(
+            f"--scores from {SCORES}, --slots from {SLOT_RULES}, --pointers from "
+            f"{POINTER_RULES}, --min-scores none or numbers in [0, 1], --strides integers >= 1"
+        )
     if args.out is None:
         data = next((o.split("=", 1)[1] for o in overrides if o.startswith("data=")), None)
         args.out = Path("logs") / "oracles" / (data or "synthetic").replace("/", "_")
@@ -106,21 +154,32 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 
 
 def commands(args: argparse.Namespace, overrides: list[str]) -> list[list[str]]:
-    """The `eval.py` invocations: one multirun over the strided settings, one prompt run."""
+    """The `eval.py` invocations: a multirun over the ground-truth oracles' settings, one over
+    recency's, one prompt run."""
     base = ["tracker=oracle"]
     if not any(o.startswith("plots") for o in overrides):
         base.append("plots.videos=0")  # pictures of one setting are eval.py's job
     if not any(o.startswith("data.test_split=") for o in overrides):
         base.append("data.test_split=null")  # settings are chosen on the val split
     runs = []
-    strided = [s for s in args.scores if s != "prompt"]
-    if strided:
+    grid = [
+        f"tracker.stride={','.join(args.strides)}",
+        f"tracker.slots={','.join(args.slots)}",
+        f"hydra.sweep.dir={args.out}",
+    ]
+    truth = [s for s in args.scores if s in GROUND_TRUTH_SCORES]
+    if truth:
+        min_scores = ",".join("null" if m == "none" else m for m in args.min_scores)
         runs.append([
             sys.executable, str(EVAL), "-m", *base, *overrides,
-            f"tracker.score={','.join(strided)}",
-            f"tracker.stride={','.join(args.strides)}",
-            f"tracker.slots={','.join(args.slots)}",
-            f"hydra.sweep.dir={args.out}", f"hydra.sweep.subdir={SUBDIR}",
+            f"tracker.score={','.join(truth)}", *grid,
+            f"tracker.pointers={','.join(args.pointers)}", f"tracker.min_score={min_scores}",
+            f"hydra.sweep.subdir={GROUND_TRUTH_SUBDIR}",
+        ])  # fmt: skip
+    if "recency" in args.scores:
+        runs.append([
+            sys.executable, str(EVAL), "-m", *base, *overrides,
+            "tracker.score=recency", *grid, f"hydra.sweep.subdir={SUBDIR}",
         ])  # fmt: skip
     if "prompt" in args.scores:
         runs.append([

@@ -1,8 +1,9 @@
 """`tracker=oracle`: memory selection that reads the ground truth, a bound for learned ones.
 
 Each tracked frame t attends, per object, to its prompted frames plus at most `top_k` past
-frames (SAM 2's 6 past slots): t-1 always, and the best of the candidates t-Δ, t-2Δ, ...,
-t-nΔ (Δ = `stride`, n = `candidates`, in the engine's frames) by `score`:
+frames (SAM 2's 6 past slots): t-1 (always, with `keep_previous`; else it competes like the
+others), and the best of the candidates t-Δ, t-2Δ, ..., t-nΔ (Δ = `stride`, n =
+`candidates`, in the engine's frames) by `score`:
 
 - `iou`: the true IoU of that frame's prediction (each object's own mask, at the video's
   resolution) with its ground truth; an object absent and predicted absent scores 1, as J;
@@ -14,7 +15,15 @@ t-nΔ (Δ = `stride`, n = `candidates`, in the engine's frames) by `score`:
   setting's, still follow SAM 2's rule; `tracker=cond_only` drops those too).
 
 Ties go to the more recent frame; a frame without annotation ranks below every annotated
-one. Temporal slots (`slots`) of the kept frames, SAM 2's `maskmem_tpos_enc`:
+one. With `min_score`, a kept frame scoring below it (t-1 included) is left out: its row
+weighs nothing, so an object may attend to fewer frames (a ground-truth score only).
+
+Object pointers (`pointers`): `sam2`, SAM 2's rule (every frame of its pointer window,
+t-1 ... t-15, whatever its worth); `kept`, the pointers of the frames each object keeps,
+left out with them. Without `kept`, a frame the selection drops still steers tracking
+through its pointer, so the bound covers the spatial memory alone.
+
+Temporal slots (`slots`) of the kept frames, SAM 2's `maskmem_tpos_enc`:
 
 - `rank`: the r-th most recent kept frame takes SAM 2's slot for t-r, as SAM 2 does with a
   stride and MoSAM does with its selection;
@@ -40,9 +49,10 @@ from mosam_train.models.memory.selection import (
     keep_top_k,
     warn_if_within_window,
 )
-from mosam_train.models.video_sam import OutputDict, SpatialMemory
+from mosam_train.models.video_sam import OutputDict, PointerMemory, SpatialMemory
 
 SCORES = ("iou", "visible_iou", "recency", "prompt")
+POINTER_RULES = ("sam2", "kept")
 
 
 def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -64,7 +74,9 @@ def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[s
 
 class Oracle(TrackerRule):
     """score: one of `SCORES`; stride (Δ) and candidates (n): the candidate frames t-Δ ...
-    t-nΔ; slots: one of `SLOT_RULES`; top_k: past frames kept per object (t-1 included)."""
+    t-nΔ; slots: one of `SLOT_RULES`; top_k: past frames kept per object (t-1 included);
+    keep_previous: t-1 always kept; min_score: kept frames below it left out (None: none);
+    pointers: one of `POINTER_RULES`."""
 
     def __init__(
         self,
@@ -73,6 +85,9 @@ class Oracle(TrackerRule):
         candidates: int = 12,
         slots: str = "rank",
         top_k: int = SAM2_WINDOW,
+        keep_previous: bool = True,
+        min_score: float | None = None,
+        pointers: str = "sam2",
     ) -> None:
         if score not in SCORES:
             raise ValueError(
@@ -82,11 +97,23 @@ class Oracle(TrackerRule):
             raise ValueError(
                 f"tracker.slots={slots!r}: not a slot rule. Fix: one of {', '.join(SLOT_RULES)}."
             )
+        if pointers not in POINTER_RULES:
+            raise ValueError(
+                f"tracker.pointers={pointers!r}: not a pointer rule. "
+                f"Fix: one of {', '.join(POINTER_RULES)}."
+            )
+        if min_score is not None and score not in ("iou", "visible_iou"):
+            raise ValueError(
+                f"tracker.min_score={min_score} with tracker.score={score}: only a ground-truth "
+                "score (iou, visible_iou) has a worth to threshold. Fix: tracker.min_score=null."
+            )
         for name, value in (("stride", stride), ("candidates", candidates), ("top_k", top_k)):
             if int(value) < 1:
                 raise ValueError(f"tracker.{name}={value}: must be >= 1")
         self.score, self.slots = score, slots
         self.stride, self.num_candidates, self.top_k = int(stride), int(candidates), int(top_k)
+        self.keep_previous, self.pointers = bool(keep_previous), pointers
+        self.min_score = None if min_score is None else float(min_score)
         self.needs_ground_truth = score in ("iou", "visible_iou")
         if score != "prompt":
             warn_if_within_window(self.stride, self.num_candidates, "tracker")
@@ -115,7 +142,19 @@ class Oracle(TrackerRule):
             return SpatialMemory([])
         entries = [pool[t] for t in frames]
         scores = None if self.score == "recency" else self._scores(entries)
-        return keep_top_k(frame_idx, frames, entries, scores, self.top_k, self.slots)
+        memory = keep_top_k(
+            frame_idx, frames, entries, scores, self.top_k, self.slots, self.keep_previous
+        )
+        k = len(memory.entries) if memory.index is None else memory.index.shape[0]
+        index = memory.index
+        if index is None:  # the same frames for every object
+            index = torch.arange(k)[:, None].expand(k, entries[0]["maskmem_features"].shape[0])
+        if self.min_score is not None:
+            memory.valid = scores.gather(0, index.to(scores.device)) >= self.min_score
+        if self.pointers == "kept":
+            distance = frame_idx - torch.tensor(frames[: len(memory.entries)])[index.cpu()]
+            memory.pointers = PointerMemory(memory.entries, index, distance, memory.valid)
+        return memory
 
     def remember(
         self,

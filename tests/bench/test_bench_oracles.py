@@ -6,18 +6,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mosam_train.bench import oracles
 
 
 def test_the_default_grid_is_every_setting_once_with_the_data_as_a_parameter():
     args, overrides = oracles.parse_args(["ckpt=base.pt", "data=synthetic_long"])
     assert args.out == Path("logs/oracles/synthetic_long")
-    grid, prompt = oracles.commands(args, overrides)
-    assert grid[2] == "-m" and "data=synthetic_long" in grid and "data=synthetic_long" in prompt
-    assert {"tracker.score=iou,visible_iou,recency", "tracker.stride=1,2,4"} <= set(grid)
-    assert "tracker.slots=rank,distance" in grid and "tracker.score=prompt" in prompt
+    truth, recency, prompt = oracles.commands(args, overrides)
+    for grid in (truth, recency):
+        assert grid[2] == "-m" and "data=synthetic_long" in grid
+        assert {"tracker.stride=1,4", "tracker.slots=rank", "data.test_split=null"} <= set(grid)
+    # the ground-truth oracles also over pointer rules and thresholds; recency is SAM 2's
+    assert {"tracker.score=iou,visible_iou", "tracker.pointers=sam2,kept"} <= set(truth)
+    assert "tracker.min_score=null,0.3" in truth
+    assert "tracker.score=recency" in recency and not any("pointers" in a for a in recency)
+    assert "data=synthetic_long" in prompt and "tracker.score=prompt" in prompt
     assert f"hydra.run.dir={args.out}/prompt" in prompt
-    assert "data.test_split=null" in grid  # the val split, where settings are chosen
+    for bad in (["--pointers", "all"], ["--min-scores", "1.5"], ["--strides", "0"]):
+        with pytest.raises(SystemExit):
+            oracles.parse_args(bad)
     _, held_out = oracles.parse_args(["data=synthetic_long", "data.test_split=test"])
     assert all("data.test_split=null" not in c for c in oracles.commands(args, held_out))
 
@@ -30,20 +39,26 @@ def test_the_command_evaluates_each_setting_and_prints_the_table_and_the_gate(
         "-m", "mosam_train.bench.oracles", f"ckpt={micro_weights}", "sam2=micro",
         "data=synthetic", f"data.root={small_synthetic}", "data.synthetic=false",
         "data.num_workers=0", "data.val_max_videos=2",
-        "--scores", "visible_iou,recency", "--strides", "1", "--slots", "rank", "--out", str(out),
+        "--scores", "visible_iou,recency", "--strides", "1", "--pointers", "kept",
+        "--min-scores", "none,0.5", "--out", str(out),
         one_thread=True,
     )  # fmt: skip
     runs = sorted(p.parent.name for p in out.glob("*/metrics.json"))
-    assert runs == ["recency-rank-stride1", "visible_iou-rank-stride1"]
-    tracker = json.loads((out / "visible_iou-rank-stride1" / "metrics.json").read_text())["tracker"]
-    assert tracker == {
+    assert runs == [
+        "recency-rank-stride1",
+        "visible_iou-rank-stride1-ptrkept-min0.5",
+        "visible_iou-rank-stride1-ptrkept-minNone",
+    ]
+    metrics = out / "visible_iou-rank-stride1-ptrkept-min0.5" / "metrics.json"
+    assert json.loads(metrics.read_text())["tracker"] == {
         "name": "oracle", "score": "visible_iou", "stride": 1, "candidates": 12,
-        "slots": "rank", "top_k": 6,
+        "slots": "rank", "top_k": 6, "keep_previous": True, "min_score": 0.5, "pointers": "kept",
     }  # fmt: skip
     lines = proc.stdout.splitlines()
     rows = [line for line in lines if line.startswith("| ") and "Δ=1" in line]
     assert [r.split(" | ")[0] for r in rows] == [
-        "| visibility-aware IoU, Δ=1, slots by rank",
+        "| visibility-aware IoU, Δ=1, slots by rank, pointers of kept frames",
+        "| visibility-aware IoU, Δ=1, slots by rank, pointers of kept frames, frames < 0.5 left out",
         "| recency, Δ=1, slots by rank (= SAM 2)",
     ]
     assert "occlusion + exit_reentry (pooled)" in proc.stdout

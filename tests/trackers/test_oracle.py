@@ -98,6 +98,37 @@ def test_strided_candidates_always_start_at_t_minus_1():
     assert kept(select(rule, bank_of(SCENE), 11)) == [[10, 3], [10, 9]]
 
 
+def test_without_keep_previous_t_minus_1_competes_like_the_others():
+    rule = Oracle(score="iou", stride=1, candidates=10, top_k=4, keep_previous=False)
+    assert kept(select(rule, bank_of(SCENE), 11)) == [[9, 8, 7, 3], [9, 8, 6, 4]]
+    assert 10 in Oracle(stride=4, candidates=3, keep_previous=False).candidates(11)
+
+
+def test_frames_below_min_score_are_left_out_and_pointers_can_follow_the_kept_frames():
+    bank = bank_of(SCENE)
+    memory = select(Oracle(score="iou", stride=1, candidates=10, top_k=4, min_score=0.5), bank, 11)
+    assert kept(memory) == [[10, 8, 7, 3], [10, 9, 8, 4]]  # t-1 forced in, then left out
+    assert memory.valid.T.tolist() == [[False, True, True, True], [False, True, True, True]]
+    assert memory.pointers is None  # SAM 2's pointer rule
+    rule = Oracle(score="visible_iou", stride=1, candidates=10, top_k=4, min_score=0.5)
+    memory = select(rule, bank, 11)
+    assert kept(memory) == [[10, 9, 7, 3], [10, 9, 6, 4]]
+    assert memory.valid.T.tolist() == [[False, True, True, True], [False, True, False, True]]
+    rule = Oracle(
+        score="visible_iou", stride=1, candidates=10, top_k=4, min_score=0.5, pointers="kept"
+    )
+    memory = select(rule, bank, 11)
+    pointers = memory.pointers
+    assert pointers.entries is memory.entries and torch.equal(pointers.index, memory.index)
+    assert pointers.distance.T.tolist() == [[1, 2, 4, 8], [1, 2, 5, 7]]
+    assert torch.equal(pointers.valid, memory.valid)
+    # recency keeps the same frames for every object: the pointers are theirs
+    recent = select(
+        Oracle(score="recency", stride=1, candidates=10, top_k=3, pointers="kept"), bank, 11
+    )
+    assert recent.pointers.distance.T.tolist() == [[1, 2, 3]] * 2
+
+
 def test_slots_by_rank_or_by_distance():
     bank = bank_of(SCENE)
     assert select(Oracle(score="iou", stride=1, candidates=10, top_k=4), bank, 11).slots is None
@@ -215,6 +246,10 @@ def test_bad_settings_are_refused():
         Oracle(slots="time")
     with pytest.raises(ValueError, match=r"tracker\.stride=0"):
         Oracle(stride=0)
+    with pytest.raises(ValueError, match=r"tracker\.pointers='all'.*sam2, kept"):
+        Oracle(pointers="all")
+    with pytest.raises(ValueError, match=r"tracker\.min_score=0\.5 with tracker\.score=recency"):
+        Oracle(score="recency", min_score=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +292,16 @@ def test_ground_truth_oracles_score_each_remembered_frame_against_it(micro, reco
         gt = truth.ground_truth(t, bank.object_ids)
         assert entry["present"].tolist() == [float(m.any()) for m in gt]
         assert ((entry["true_iou"] >= 0) & (entry["true_iou"] <= 1)).all()
+
+
+def test_an_oracle_that_leaves_out_every_past_frame_and_its_pointer_is_cond_only(micro, record):
+    """min_score above any IoU with the kept frames' pointers: each object attends to its
+    prompted frames alone, as `tracker=cond_only` tracks; with SAM 2's pointers it does not."""
+    model = VideoSAM(micro())
+    cond_only, _ = run(model, build_tracker({"name": "cond_only"}), record)
+    rule = {"name": "oracle", "score": "iou", "min_score": 1.5, "pointers": "kept"}
+    nothing, _ = run(model, build_tracker(rule), record)
+    assert cond_only.keys() == nothing.keys()
+    assert all(torch.allclose(cond_only[t], nothing[t], atol=1e-4) for t in cond_only)
+    sam2_pointers, _ = run(model, build_tracker({**rule, "pointers": "sam2"}), record)
+    assert any(not torch.allclose(cond_only[t], sam2_pointers[t], atol=1e-4) for t in cond_only)
