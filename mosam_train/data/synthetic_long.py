@@ -41,6 +41,7 @@ a fixed set it could memorise.
 from __future__ import annotations
 
 import argparse
+import colorsys
 import itertools
 import json
 import math
@@ -93,6 +94,8 @@ EXIT_SPEED = 4.0  # when leaving or re-entering the frame
 #: drift properties `LongSpec.hold` can hold still: each object's (and its look-alike's)
 #: rotation and scale, its texture blend, gain and tint, the camera pan, the scene lighting
 HOLDABLE = ("rotation", "scale", "appearance", "pan", "light")
+#: surfaces `LongSpec.look` can give: the generator's textures, or flat colours
+LOOKS = ("textured", "flat")
 # absence plan per object role (role = global object index % 4): see `_roles`
 _ROLE_ABSENCES = (("occlusion", "occlusion"), ("exit_reentry", "exit_reentry"),
                   ("occlusion", "exit_reentry"), ())  # fmt: skip
@@ -125,6 +128,11 @@ class LongSpec:
     # with every draw as without them, so the same videos drift less; a base that still
     # decays on such a set decays by itself, not because its objects change
     hold: tuple[str, ...] = ()
+    # surfaces: "textured" (busy patterns) or "flat" (each object, look-alike and occluder
+    # one saturated colour that still drifts into another, each background its texture's
+    # mean colour, darker), for a base that cannot yet learn to track textured ones; every
+    # rule and guarantee is the same, but the colours take draws, so the videos differ
+    look: str = "textured"
 
     def classes(self) -> dict[str, tuple[int, int]]:
         return {"short": tuple(self.short), "medium": tuple(self.medium), "long": tuple(self.long)}
@@ -139,10 +147,13 @@ class LongSpec:
 
     def as_json(self) -> dict:
         """The spec as meta.json stores it (tuples become lists). `hold` only when it holds
-        something: a set made before the option existed keeps matching its spec."""
+        something and `look` only when not textured: a set made before those options
+        existed keeps matching its spec."""
         spec = json.loads(json.dumps(asdict(self)))
         if not spec["hold"]:
             del spec["hold"]
+        if spec["look"] == "textured":
+            del spec["look"]
         return spec
 
 
@@ -191,6 +202,11 @@ def check_spec(spec: LongSpec) -> None:
         raise ValueError(
             f"synthetic_long spec: hold={list(spec.hold)} names {', '.join(unknown)}, which "
             f"cannot be held. Fix: choose among {', '.join(HOLDABLE)}."
+        )
+    if spec.look not in LOOKS:
+        raise ValueError(
+            f"synthetic_long spec: look={spec.look!r} is not a look. Fix: one of "
+            f"{', '.join(LOOKS)}."
         )
     if min(spec.num_train, spec.num_val, spec.num_test) < 0:
         raise ValueError("synthetic_long spec: video counts must be >= 0")
@@ -244,13 +260,30 @@ def _ramp(rng: np.random.Generator, T: int) -> np.ndarray:
     return u * u * (3 - 2 * u)
 
 
-def _appearance(rng: np.random.Generator, P: int, T: int) -> _Appearance:
+def _surface(
+    rng: np.random.Generator, h: int, w: int, look: str, contrast: float | None = None
+) -> np.ndarray:
+    """A [h, w, 3] uint8 surface of `look`: the generator's texture, or (flat) one colour, a
+    background's (`contrast` given) its texture's mean at 0.6x and any other surface a
+    saturated colour drawn after the texture."""
+    texture = _texture(rng, h, w) if contrast is None else _texture(rng, h, w, contrast=contrast)
+    if look == "textured":
+        return texture
+    if contrast is not None:
+        colour = texture.reshape(-1, 3).mean(0) * 0.6
+    else:
+        hue, sat, val = rng.uniform(0, 1), rng.uniform(0.7, 1), rng.uniform(0.8, 1)
+        colour = np.array(colorsys.hsv_to_rgb(hue, sat, val)) * 255
+    return np.broadcast_to(colour.astype(np.uint8), texture.shape).copy()
+
+
+def _appearance(rng: np.random.Generator, P: int, T: int, look: str) -> _Appearance:
     mix = _ramp(rng, T)
     t = np.arange(T)
     gain = 1 + rng.uniform(0.15, 0.3) * np.sin(2 * np.pi * t / rng.uniform(T / 2, 1.5 * T)
                                                + rng.uniform(0, 6.3))  # fmt: skip
     tint = 1 + np.outer(_ramp(rng, T), rng.uniform(-0.25, 0.25, 3))
-    return _Appearance(_texture(rng, P, P), _texture(rng, P, P), mix, gain, tint)
+    return _Appearance(_surface(rng, P, P, look), _surface(rng, P, P, look), mix, gain, tint)
 
 
 def _roles(index: int, objects: int, rng: np.random.Generator) -> list[dict]:
@@ -425,6 +458,7 @@ def _occluder(
     H: int,
     W: int,
     zoom: float,
+    look: str,
 ) -> _Layer:
     """An untracked shape about the object's size (inscribed radius 1.1-1.3x the object's
     largest extent around the event) that comes in from outside the frame, covers the
@@ -484,7 +518,7 @@ def _occluder(
             f = np.clip((t - b) / m_out, 0, 1)
             pos[t] = target[b] + (stop - target[b]) * f
     angle = rng.uniform(0, 360) + rng.uniform(-2, 2) * np.arange(T)
-    texture = _texture(rng, _patch_size(ext), _patch_size(ext))
+    texture = _surface(rng, _patch_size(ext), _patch_size(ext), look)
     return _Layer(0, kind, radius, aspect, None, texture, pos, np.ones(T), angle)
 
 
@@ -571,7 +605,7 @@ def _sample(rng: np.random.Generator, spec: LongSpec, index: int, T: int):
     th = rng.uniform(0, 2 * np.pi)
     vpan = np.array([np.cos(th), np.sin(th)]) * rng.uniform(0.1, 0.3) * pan
     pad = math.ceil(np.abs(vpan).max() * T / 2) + 1
-    background = _texture(rng, H + 2 * pad, W + 2 * pad, contrast=rng.uniform(0.3, 0.55))
+    background = _surface(rng, H + 2 * pad, W + 2 * pad, spec.look, rng.uniform(0.3, 0.55))
     offsets = np.clip(np.round(pad + vpan * (np.arange(T)[:, None] - T / 2)), 0, 2 * pad)
     light = 1 + rng.uniform(0.08, 0.2) * np.sin(
         2 * np.pi * np.arange(T) / rng.uniform(T / 2, 2 * T) + rng.uniform(0, 6.3)
@@ -598,11 +632,11 @@ def _sample(rng: np.random.Generator, spec: LongSpec, index: int, T: int):
         exits = [(a, b) for k, a, b in absences if k == "exit_reentry"]
         pos = _track(rng, T, H, W, ext, exits, fast, start, f)
         P = _patch_size(float(ext.max()))
-        look = _appearance(rng, P, T)
+        look = _appearance(rng, P, T, spec.look)
         layer = _Layer(label, kind, radius, aspect, verts, look.a, pos, scale, angle)
         objects.append(_Object(layer, look, ext, absences, fast))
     occluders = [
-        _occluder(rng, obj, [o for o in objects if o is not obj], a, b, T, H, W, f)
+        _occluder(rng, obj, [o for o in objects if o is not obj], a, b, T, H, W, f, spec.look)
         for obj in objects
         for kind, a, b in obj.absences
         if kind == "occlusion"
@@ -1082,6 +1116,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--hold", default="", metavar="LIST",
                    help=f"comma list of drift properties held still (a diagnostic): "
                    f"{', '.join(HOLDABLE)}")  # fmt: skip
+    p.add_argument("--look", default=d.look, choices=LOOKS,
+                   help="surfaces: textured, or flat colours that still drift (default: "
+                   "%(default)s)")  # fmt: skip
     p.add_argument("--contact-sheet", metavar="PNG", help="also draw the contact sheet there")
     a = p.parse_args(argv)
     spec = {k: getattr(a, k) for k in asdict(d) if k not in ("seed", "visible_fraction", "hold")}

@@ -165,6 +165,29 @@ def test_hold_keeps_the_draws_and_holds_the_drift():
     assert "hold" not in spec.as_json() and held.as_json()["hold"] == list(sl.HOLDABLE)
 
 
+def test_the_flat_look_gives_each_surface_one_colour_and_objects_still_drift():
+    """`look="flat"`: each surface one colour, an object's drifting into another; the
+    video's rules (tags, absences checked on its masks) are the generator's as ever."""
+    flat = replace(sl.LongSpec(), look="flat")
+    video = sl.make_long_video(flat, "val", 0)
+    assert set().union(*video.tags.values()) <= set(sl.TAGS) and video.events
+    rng = np.random.default_rng([flat.seed, sl.SPLIT_CODE["val"], 0])
+    background, _, _, objects, occluders = sl._sample(rng, flat, 0, flat.frames("val", rng))
+
+    def one_colour(image):
+        return not np.ptp(image.reshape(-1, 3), axis=0).any()
+
+    T = len(objects[0].layer.pos)
+    assert one_colour(background) and occluders and all(one_colour(o.texture) for o in occluders)
+    for obj in objects:
+        first, last = obj.look.at(0), obj.look.at(T - 1)
+        assert one_colour(first) and one_colour(last)
+        assert np.abs(first[0, 0].astype(int) - last[0, 0]).max() > 20  # it drifts
+    assert objects[0].look.a[0, 0].tolist() != objects[1].look.a[0, 0].tolist()
+    # meta.json names `look` only when not textured: sets made before the option match
+    assert "look" not in sl.LongSpec().as_json() and flat.as_json()["look"] == "flat"
+
+
 def test_each_split_has_fifty_event_objects_per_tag():
     """Roles follow the global object index, and every planned absence and crossing is
     checked on the rendered masks (else the video is drawn again), so these counts are
@@ -208,11 +231,13 @@ def test_lookalikes_cross_also_while_hidden_and_fast_motion_is_fast(long_set):
     assert obj.lookalike.label == 0 and obj.lookalike.kind == obj.layer.kind
 
 
-def test_a_held_set_reads_back_its_spec(tmp_path):
+def test_a_held_or_flat_set_reads_back_its_spec(tmp_path):
     small = {**SMALL, "num_val": 1, "num_test": 0}
     root = sl.ensure_synthetic_long(tmp_path / "held", hold=("rotation", "pan"), **small)
     assert sl.read_spec(root).hold == ("rotation", "pan")
     assert read_split("synthetic_long", root, "train")[0].spec.hold == ("rotation", "pan")
+    root = sl.ensure_synthetic_long(tmp_path / "flat", look="flat", **small)
+    assert sl.read_spec(root).look == "flat"
 
 
 def test_deterministic_and_independent_of_split_sizes(long_set, tmp_path):
@@ -264,6 +289,8 @@ def test_a_spec_whose_absences_cannot_fit_is_refused(tmp_path, capsys):
         sl.ensure_synthetic_long(tmp_path / "bad", object_scale=2.0, progress=False)
     with pytest.raises(ValueError, match=r"hold=\['spin'\] names spin.*Fix: choose among"):
         sl.ensure_synthetic_long(tmp_path / "bad", hold=("spin",), progress=False)
+    with pytest.raises(ValueError, match=r"look='plain' is not a look\. Fix: one of textured"):
+        sl.ensure_synthetic_long(tmp_path / "bad", look="plain", progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything was written
     with pytest.raises(SystemExit, match="its max to at most 20 frames"):
         sl.main(["--root", str(tmp_path / "bad"), "--train-frames", "40"])
