@@ -165,12 +165,19 @@ def test_hold_keeps_the_draws_and_holds_the_drift():
     assert "hold" not in spec.as_json() and held.as_json()["hold"] == list(sl.HOLDABLE)
 
 
-def test_the_flat_look_gives_each_surface_one_colour_and_objects_still_drift():
-    """`look="flat"`: each surface one colour, an object's drifting into another; the
-    video's rules (tags, absences checked on its masks) are the generator's as ever."""
-    flat = replace(sl.LongSpec(), look="flat")
-    video = sl.make_long_video(flat, "val", 0)
+def test_surfaces_are_flat_colours_that_still_drift_and_textured_on_request():
+    """`look="flat"` (the default): each surface one colour, an object's drifting into
+    another; `look="textured"`: version 3's patterns. The rules (tags, absences checked on
+    the masks) are the generator's either way."""
+    flat = sl.LongSpec()
+    assert flat.look == "flat" and flat.as_json()["look"] == "flat"
+    textured = replace(flat, look="textured")
+    video = sl.make_long_video(textured, "val", 0)
     assert set().union(*video.tags.values()) <= set(sl.TAGS) and video.events
+    rng = np.random.default_rng([flat.seed, sl.SPLIT_CODE["val"], 0])
+    background, _, _, objects, _ = sl._sample(rng, textured, 0, textured.frames("val", rng))
+    assert np.ptp(background.reshape(-1, 3), axis=0).max() > 20
+    assert np.ptp(objects[0].look.a.reshape(-1, 3), axis=0).max() > 20
     rng = np.random.default_rng([flat.seed, sl.SPLIT_CODE["val"], 0])
     background, _, _, objects, occluders = sl._sample(rng, flat, 0, flat.frames("val", rng))
 
@@ -184,8 +191,6 @@ def test_the_flat_look_gives_each_surface_one_colour_and_objects_still_drift():
         assert one_colour(first) and one_colour(last)
         assert np.abs(first[0, 0].astype(int) - last[0, 0]).max() > 20  # it drifts
     assert objects[0].look.a[0, 0].tolist() != objects[1].look.a[0, 0].tolist()
-    # meta.json names `look` only when not textured: sets made before the option match
-    assert "look" not in sl.LongSpec().as_json() and flat.as_json()["look"] == "flat"
 
 
 def test_each_split_has_fifty_event_objects_per_tag():
@@ -231,13 +236,13 @@ def test_lookalikes_cross_also_while_hidden_and_fast_motion_is_fast(long_set):
     assert obj.lookalike.label == 0 and obj.lookalike.kind == obj.layer.kind
 
 
-def test_a_held_or_flat_set_reads_back_its_spec(tmp_path):
+def test_a_held_or_textured_set_reads_back_its_spec(tmp_path):
     small = {**SMALL, "num_val": 1, "num_test": 0}
     root = sl.ensure_synthetic_long(tmp_path / "held", hold=("rotation", "pan"), **small)
     assert sl.read_spec(root).hold == ("rotation", "pan")
     assert read_split("synthetic_long", root, "train")[0].spec.hold == ("rotation", "pan")
-    root = sl.ensure_synthetic_long(tmp_path / "flat", look="flat", **small)
-    assert sl.read_spec(root).look == "flat"
+    root = sl.ensure_synthetic_long(tmp_path / "textured", look="textured", **small)
+    assert sl.read_spec(root).look == "textured"
 
 
 def test_deterministic_and_independent_of_split_sizes(long_set, tmp_path):
