@@ -6,11 +6,11 @@ memory selection has little to fix. Here val and test videos are 120-200 frames 
 every object drifts (its colour blends into another colour, lighting and tint change, it
 rotates and its scale goes to 0.5-0.67x or 1.5-2x of the first frame's), so the first
 frame goes stale. Surfaces are flat colours (`LongSpec.look`; "textured" gives version
-3's busy patterns, which a CPU-trained micro base does not learn to track). Objects are hidden for short (1-5 frames), medium (8-19) and long
-(20-40) stretches, by a moving occluder about their size or by leaving the frame, and
-each absence is followed by at least `visible_after` visible frames; look-alikes (same
-shape, same drifting colour) cross them, also while they are hidden; some move fast and
-erratically for a while.
+3's busy patterns, which a CPU-trained micro base does not learn to track). Objects are
+hidden for short (1-5 frames), medium (8-19) and long (20-40) stretches, by a moving
+occluder about their size or by leaving the frame, and each absence is followed by at
+least `visible_after` visible frames; look-alikes (same shape, same drifting colour) cross
+them, also while they are hidden; some move fast and erratically for a while.
 
 Ground truth comes from the renderer itself: an object is *absent* on a frame where its
 visible pixels are fewer than `visible_fraction` (10%) of its whole unoccluded shape at
@@ -18,8 +18,8 @@ that frame (its area as drawn without the frame border and without anything in f
 an absence is a maximal run of absent frames and its length is the number of frames in
 the run. During the core of an absence the mask is empty (at least one frame of every
 absence and half the frames of a medium or long one, checked); only the transition frames
-may hold a sliver of < 10%. An absence is an ``exit_reentry`` when on most of its frames less
-than `visible_fraction` of the shape lies inside the frame, else an ``occlusion``.
+may hold a sliver of < 10%. An absence is an ``exit_reentry`` when on most of its frames
+less than `visible_fraction` of the shape lies inside the frame, else an ``occlusion``.
 
 Written, like today's set, in the DAVIS 2017 layout (resolution folder ``480p``), with
 
