@@ -145,14 +145,18 @@ class Oracle(TrackerRule):
         memory = keep_top_k(
             frame_idx, frames, entries, scores, self.top_k, self.slots, self.keep_previous
         )
-        k = len(memory.entries) if memory.index is None else memory.index.shape[0]
+        if self.min_score is None and self.pointers == "sam2":
+            return memory
         index = memory.index
         if index is None:  # the same frames for every object
-            index = torch.arange(k)[:, None].expand(k, entries[0]["maskmem_features"].shape[0])
+            k, n = len(memory.entries), entries[0]["maskmem_features"].shape[0]
+            device = entries[0]["maskmem_features"].device
+            index = torch.arange(k, device=device)[:, None].expand(k, n)
         if self.min_score is not None:
             memory.valid = scores.gather(0, index.to(scores.device)) >= self.min_score
         if self.pointers == "kept":
-            distance = frame_idx - torch.tensor(frames[: len(memory.entries)])[index.cpu()]
+            kept_frames = torch.tensor(frames[: len(memory.entries)], device=index.device)
+            distance = frame_idx - kept_frames[index]
             memory.pointers = PointerMemory(memory.entries, index, distance, memory.valid)
         return memory
 
