@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from mosam_train.data.check import hydra_choice
+from mosam_train.models.shipped import ShippedWeightsError, is_shipped, resolve_weights
 
 GPU_ACCELERATORS = ("gpu", "cuda")
 
@@ -58,7 +59,12 @@ def missing_inputs(cfg: DictConfig) -> list[str]:
         if not path.is_dir()
     ]
     weights = cfg.model.sam2.get("weights")
-    if weights and not Path(weights).is_file():
+    if is_shipped(weights):
+        try:
+            resolve_weights(weights)
+        except ShippedWeightsError as err:
+            missing.append(str(err))
+    elif weights and not Path(weights).is_file():
         missing.append(
             f"model.sam2.weights {weights} does not exist ({_weights_fix(Path(weights))})"
         )

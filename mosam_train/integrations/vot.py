@@ -41,6 +41,7 @@ from mosam_train.inference.engine import FrameResult
 from mosam_train.inference.prompts import PointPrompt, Prompt
 from mosam_train.inference.sources import LiveFrames
 from mosam_train.inference.vos import Propagator, object_masks
+from mosam_train.models.shipped import resolve_weights
 from mosam_train.startup import compose_config
 from mosam_train.tasks.inference_model import autocast, mask_propagator
 
@@ -66,7 +67,7 @@ def check_config(cfg: DictConfig) -> None:
             f"its mask); it cannot produce {cfg.region}. Fix: region=auto (each object as it "
             f"was initialised), region=mask or region=rectangle."
         )
-    if not cfg.get("baseline") and cfg.get("ckpt") and not Path(cfg.ckpt).is_file():
+    if not cfg.get("baseline") and cfg.get("ckpt") and not resolve_weights(cfg.ckpt).is_file():
         raise SessionError(
             f"ckpt={cfg.ckpt}: no such file. Fix: an absolute path (the toolkit runs the "
             f"tracker in a temporary folder) to a .ckpt of this project or an official SAM 2 "

@@ -31,6 +31,7 @@ from mosam_train.models.losses import (
 )
 from mosam_train.models.prompts import PromptSimulation
 from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights
+from mosam_train.models.shipped import resolve_weights
 from mosam_train.models.variants import build_video_model
 from mosam_train.models.video_sam import enable_activation_checkpointing
 from mosam_train.trackers import build_tracker
@@ -175,7 +176,7 @@ class MoSAMModule(L.LightningModule):
                 "set model.sam2.weights=PATH (e.g. checkpoints/sam2_micro_synthetic.pt)."
             )
         if getattr(self, "_base_sha", None) is None:
-            self._base_sha = sha256_of(weights)
+            self._base_sha = sha256_of(resolve_weights(weights))
         return {
             "variant": self.hparams.sam2["variant"],
             "path": str(weights),
@@ -202,7 +203,8 @@ class MoSAMModule(L.LightningModule):
         base = checkpoint.get("sam2_base")
         if base is None:
             return
-        path = Path(base["path"])
+        # a shipped base is found in this install's package, its pinned sha256 checked
+        path = resolve_weights(base["path"])
         hint = (
             f"This MoSAM checkpoint was trained on the frozen SAM 2 {base['variant']} weights "
             f"{path} (sha256 {base['sha256']})."

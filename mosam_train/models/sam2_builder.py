@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from sam2.modeling.sam2_base import SAM2Base
 
 from mosam_train.checkpoint_files import load_checkpoint_file, require_finite
+from mosam_train.models.shipped import resolve_weights
 
 OFFICIAL_URL = "https://dl.fbaipublicfiles.com/segment_anything_2"
 # Where MoSAMModule keeps SAM 2 in its state_dict (module.model.sam2).
@@ -170,12 +171,16 @@ def build_sam2(
 
 
 def read_sam2_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """SAM 2 weights from an official `.pt` ({"model": ...}) or a checkpoint of this project."""
-    path = Path(path)
+    """SAM 2 weights from an official `.pt` ({"model": ...}), a checkpoint of this project or
+    a `shipped:` name (models/shipped.py)."""
+    path = resolve_weights(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"SAM 2 weights file {path} does not exist. Download official weights with "
-            f"`python -m mosam_train.models.download <variant>` or pass the right path."
+            f"`python -m mosam_train.models.download <variant>`, run the experiment that "
+            f"publishes a file of that name (its export.name, e.g. "
+            f"experiment=sam2_micro_long_stage1 for sam2_micro_long_stage1.pt), or pass the "
+            f"right path."
         )
     # torch.load(weights_only=True); any unreadable file is an error naming it
     ckpt = load_checkpoint_file(path, expected=SAM2_WEIGHTS)
@@ -205,7 +210,7 @@ def _describe_trunk(keys_to_shapes: dict[str, tuple[int, ...]]) -> str | None:
 
 
 def _mismatch_report(
-    model: torch.nn.Module, sd: dict[str, torch.Tensor], path: Path, variant: str | None
+    model: torch.nn.Module, sd: dict[str, torch.Tensor], path: str | Path, variant: str | None
 ) -> str:
     model_sd = model.state_dict()
     missing = sorted(set(model_sd) - set(sd))
@@ -250,7 +255,6 @@ def _mismatch_report(
 
 def load_sam2_weights(model: SAM2Base, path: str | Path, variant: str | None = None) -> None:
     """Strictly load SAM 2 weights; a mismatch raises with the keys and the likely mix-up."""
-    path = Path(path)
     sd = read_sam2_state_dict(path)
     model_sd = model.state_dict()
     fits = set(sd) == set(model_sd) and all(

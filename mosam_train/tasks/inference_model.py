@@ -17,6 +17,7 @@ from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.vos import Propagator
 from mosam_train.lit.module import MoSAMModule
 from mosam_train.models.sam2_builder import load_sam2_weights
+from mosam_train.models.shipped import resolve_weights
 from mosam_train.startup import compose_config
 from mosam_train.trackers import build_tracker
 
@@ -28,11 +29,13 @@ def compose_eval(overrides: Sequence[str]) -> DictConfig:
 
 
 def load_module(cfg: DictConfig) -> MoSAMModule:
-    """The model named by `cfg.ckpt`: a checkpoint of this project or official SAM 2 weights."""
-    ckpt = Path(cfg.ckpt)
+    """The model named by `cfg.ckpt`: a checkpoint of this project, official SAM 2 weights
+    or shipped ones (`shipped:<name>`, checked by sha256)."""
+    ckpt = resolve_weights(cfg.ckpt)
     if not ckpt.is_file():
         raise FileNotFoundError(
-            f"ckpt={ckpt}: no such file. Pass a .ckpt of this project or a .pt."
+            f"ckpt={ckpt}: no such file. Pass a .ckpt of this project, a .pt or a shipped "
+            f"base (shipped:<name>)."
         )
     # tensors and plain containers only: anything else is refused, naming the file
     raw = load_checkpoint_file(ckpt, mmap=True)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from mosam_train.errors import DataError
 from mosam_train.inference.demo import demo_input, read_prompts, run_demo
 from mosam_train.inference.video_input import open_video
+from mosam_train.models.shipped import resolve_weights
 from mosam_train.tasks.inference_model import autocast, inference_propagator
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         mask=cfg.get("mask"),
         box_per_line=cfg.get("box_per_line") or "object",
     )
-    if not cfg.get("ckpt") or not Path(cfg.ckpt).is_file():
+    if not cfg.get("ckpt") or not resolve_weights(cfg.ckpt).is_file():
         raise DataError(
             f"ckpt={cfg.get('ckpt')}: no such file. Fix: pass ckpt=<.ckpt of this project or "
             f"official SAM 2 .pt> (with sam2=<size> for a .pt); `python train.py` writes the "

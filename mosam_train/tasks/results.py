@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mosam_train.checkpoint_files import fingerprint
+from mosam_train.models.shipped import resolve_weights
 
 DONE_FILE = "done_videos.txt"
 WEIGHTS_FILE = "eval_weights.json"
@@ -53,7 +54,8 @@ class ResultsDir:
 
         The checkpoint is compared by content (sha256, and its frozen base's for MoSAM), so
         a file replaced at the same path is caught; the settings by the resolved config."""
-        weights = fingerprint(cfg.ckpt) if cfg.get("ckpt") and not cfg.get("baseline") else None
+        ckpt = cfg.get("ckpt") and not cfg.get("baseline")
+        weights = fingerprint(resolve_weights(cfg.ckpt)) if ckpt else None
         before = self._recorded(WEIGHTS_FILE, weights)
         if before != weights:
             raise ValueError(

@@ -132,3 +132,30 @@ def test_mosam_needs_base_weights_to_checkpoint():
     module = MoSAMModule(sam2={**MICRO, "weights": None}, **MOSAM)
     with pytest.raises(ValueError, match=r"model\.sam2\.weights"):
         module.on_save_checkpoint({"state_dict": module.state_dict()})
+
+
+def test_checkpoint_on_a_shipped_base_loads_from_the_package(
+    fitted, base_weights, tmp_path, monkeypatch
+):
+    """A base named `shipped:<name>` is recorded by name and found wherever the package is."""
+    from mosam_train.checkpoint_files import sha256_of
+    from mosam_train.models.shipped import SHIPPED, ShippedWeights
+
+    entry = ShippedWeights(
+        "lit_base", "base.pt", "sam2.1_micro", sha256_of(base_weights), 4, False, "-"
+    )
+    monkeypatch.setitem(SHIPPED, "lit_base", entry)
+    monkeypatch.setattr(ShippedWeights, "path", lambda self: base_weights)
+    module = MoSAMModule(sam2={**MICRO, "weights": "shipped:lit_base"}, **MOSAM)
+    assert module._base_record() == {
+        "variant": "sam2.1_micro",
+        "path": "shipped:lit_base",
+        "sha256": entry.sha256,
+    }
+    module, _, _, _, ckpt_path = fitted
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    named = dict(ckpt, sam2_base={**ckpt["sam2_base"], "path": "shipped:lit_base"})
+    torch.save(named, tmp_path / "named.ckpt")
+    loaded = MoSAMModule.load_from_checkpoint(tmp_path / "named.ckpt", map_location="cpu")
+    for k, v in module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
