@@ -20,7 +20,10 @@ LOSS_TERMS = ("loss_mask", "loss_dice", "loss_iou", "loss_class")
 
 class SAM2VideoLoss(nn.Module):
     """Weights default to the SAM 2.1 fine-tuning recipe. `focal_alpha` weighs object
-    pixels in the focal term (SAM 2: 0.25, i.e. background 3x heavier)."""
+    pixels in the focal term (SAM 2: 0.25, i.e. background 3x heavier). `class_alpha`
+    weighs frames where the object is present in the object-score term (SAM 2: -1, plain
+    BCE): absent frames are few in most clips, so a base can learn to call everything
+    present."""
 
     def __init__(
         self,
@@ -31,8 +34,14 @@ class SAM2VideoLoss(nn.Module):
         supervise_all_iou: bool = True,
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        class_alpha: float = -1.0,
     ) -> None:
         super().__init__()
+        if not (class_alpha == -1.0 or 0.0 < class_alpha < 1.0):
+            raise ValueError(
+                f"model.loss.class_alpha={class_alpha}: the weight of present frames in the "
+                f"object-score term must be in (0, 1), or -1 for plain BCE (SAM 2's)."
+            )
         # Imported here: the module pulls in tensorboard and tensordict (seconds of import).
         from training.loss_fns import MultiStepMultiMasksAndIous
 
@@ -49,7 +58,7 @@ class SAM2VideoLoss(nn.Module):
             iou_use_l1_loss=True,
             pred_obj_scores=True,
             focal_gamma_obj_score=0.0,
-            focal_alpha_obj_score=-1.0,
+            focal_alpha_obj_score=class_alpha,
         )
 
     def forward(

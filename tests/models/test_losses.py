@@ -37,3 +37,33 @@ def test_the_frame_head_is_trained_towards_the_visibility_aware_target():
     expected = F.binary_cross_entropy_with_logits(score, torch.tensor([0.0, 0.0, 0.5]))
     assert torch.equal(losses["frame_conf"], expected)
     assert set(losses) == {"frame_conf"}  # only the parts that ran
+
+
+def _class_loss(class_alpha: float, present: bool, logit: float) -> float:
+    from mosam_train.models.losses import SAM2VideoLoss
+
+    loss = SAM2VideoLoss(class_alpha=class_alpha)
+    gt = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    gt[:, :, 2:5, 2:5] = True  # frame 0 (the prompt) always present
+    gt[1] = gt[1] if present else False
+    outputs = [
+        {
+            "multimasks_high_res": torch.zeros(1, 1, 8, 8),
+            "ious": torch.zeros(1, 1),
+            "object_score_logits": torch.full((1, 1), logit),
+        }
+        for _ in range(2)
+    ]
+    return float(loss(outputs, gt)["loss_class"])
+
+
+def test_class_alpha_weighs_absent_frames_in_the_object_score_term():
+    # plain BCE (SAM 2's) by default: the same logit costs what BCE says
+    bce = F.binary_cross_entropy_with_logits(torch.tensor(2.0), torch.tensor(0.0))
+    bce_present = F.binary_cross_entropy_with_logits(torch.tensor(2.0), torch.tensor(1.0))
+    assert _class_loss(-1.0, False, 2.0) == pytest.approx(float(bce + bce_present), rel=1e-5)
+    # alpha 0.1: a present frame weighs 0.1, an absent one 0.9
+    weighted = 0.9 * bce + 0.1 * bce_present
+    assert _class_loss(0.1, False, 2.0) == pytest.approx(float(weighted), rel=1e-5)
+    with pytest.raises(ValueError, match=r"model\.loss\.class_alpha=1\.5"):
+        _class_loss(1.5, False, 2.0)
