@@ -195,3 +195,39 @@ def test_real_data_experiments_run_a_fast_dev_run(run_script, experiment, tmp_pa
     assert "max_steps=1` reached" in log  # one training step on a real-layout clip ...
     assert re.search(r"val/jf[:=]\s*\d+\.\d+", log), log[-2000:]  # ... and a scored video
     assert "max frame skip ->" in log  # the curriculum reached the dataset
+
+
+@pytest.fixture(scope="module")
+def small_long_set(tmp_path_factory):
+    """A small long-video set in the real layout (1 val video of 64-72 frames)."""
+    from mosam_train.data import synthetic_long as sl
+
+    root = tmp_path_factory.mktemp("long") / "set"
+    sl.ensure_synthetic_long(
+        root, num_train=20, num_val=1, num_test=1, train_frames=64, min_frames=64,
+        max_frames=72, workers=1, progress=False,
+    )  # fmt: skip
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "experiment", ["sam2_micro_long_stage1", "sam2_micro_long_multimask", "mosam_long"]
+)
+def test_long_bed_experiments_run_a_fast_dev_run(run_script, experiment, small_long_set, tmp_path):
+    """The base's recipe from random init, and the experiments that start from the shipped
+    base by default (its file and sha256 checked as they load it)."""
+    proc = run_script(
+        "train.py",
+        f"experiment={experiment}",
+        f"data.root={small_long_set}",
+        "data.synthetic=false",
+        "data.val_max_videos=1",
+        "data.num_workers=0",
+        "+trainer.fast_dev_run=1",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        "callbacks.rich_progress_bar=null",
+    )
+    log = proc.stdout + proc.stderr
+    assert "Traceback" not in log and "max_steps=1` reached" in log, log[-2000:]
+    assert re.search(r"val/jf[:=]\s*\d+\.\d+", log), log[-2000:]
