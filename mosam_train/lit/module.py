@@ -7,6 +7,7 @@ loads with `MoSAMModule.load_from_checkpoint(path)` and `torch.load(weights_only
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,26 @@ def _no_decay(name: str, p: torch.Tensor) -> bool:
     return p.ndim <= 1 or name.endswith(".bias")
 
 
+def train_only(model: torch.nn.Module, prefixes: Sequence[str]) -> None:
+    """Freeze every parameter of `model` whose name starts with none of `prefixes`
+    (`model.trainable`); a prefix that names no parameter is refused, since a typo would
+    otherwise freeze everything it meant to train."""
+    prefixes = tuple(str(p) for p in prefixes)
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+    if not prefixes or unmatched:
+        tops = sorted({".".join(n.split(".")[:2]) + "." for n in names})
+        raise ValueError(
+            f"model.trainable={list(prefixes)}: "
+            + (f"{unmatched} name no parameter" if unmatched else "nothing would train")
+            + f". Fix: prefixes of parameter names such as {', '.join(tops)}, or null to "
+            "train all."
+        )
+    for name, p in model.named_parameters():
+        if not name.startswith(prefixes):
+            p.requires_grad_(False)
+
+
 class MoSAMModule(L.LightningModule):
     """SAM 2 trained on clips: fine-tuned itself (`model=sam2`), or frozen under MoSAM's
     learnable parts (`model=mosam`: `mgp` and/or `stms` set, `freeze_sam2: true`).
@@ -80,7 +101,10 @@ class MoSAMModule(L.LightningModule):
     heads; optim: see DEFAULT_OPTIM; mgp / stms / flow: the parts on top of SAM 2
     (`models.variants.build_video_model`). `activation_checkpointing` recomputes SAM 2's
     encoder blocks and memory attention in the backward pass (long clips at full resolution;
-    see `enable_activation_checkpointing`). tracker: the `tracker=` config validation runs
+    see `enable_activation_checkpointing`). `trainable`: name prefixes of the parameters
+    that train (e.g. `sam2.sam_mask_decoder.` to adapt the decoder of a trained base
+    without moving the memory it writes); None: all (all of MoSAM's parts under
+    `freeze_sam2`). tracker: the `tracker=` config validation runs
     with ({name, ...}; `mosam_train.trackers`), which the train task passes; inference:
     what checkpoints saved before `tracker=` carry instead ({memory: full|cond_only}).
     """
@@ -98,6 +122,7 @@ class MoSAMModule(L.LightningModule):
         freeze_sam2: bool = False,
         activation_checkpointing: bool = False,
         tracker: dict[str, Any] | None = None,
+        trainable: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -117,6 +142,8 @@ class MoSAMModule(L.LightningModule):
                 )
             self.model.sam2.requires_grad_(False)
             self.model.sam2.eval()
+        if trainable is not None:
+            train_only(self.model, trainable)
         loss = dict(loss or {})
         self.aux_weights = {
             "frame_conf": float(loss.pop("weight_frame_conf", 1.0)),

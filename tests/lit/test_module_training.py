@@ -130,3 +130,31 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(parts):
     assert plain.keys() == ckpt.keys() and len(plain) >= (5 if parts else 10)
     for name in plain:
         torch.testing.assert_close(ckpt[name], plain[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_trainable_prefixes_train_those_parameters_only():
+    """`model.trainable`: the optimiser holds the named parameters only, a step moves
+    them and nothing else, and the frozen image encoder runs without a graph."""
+    torch.manual_seed(0)
+    keep = ["sam2.sam_mask_decoder.", "sam2.obj_ptr_proj."]
+    module = MoSAMModule(sam2=MICRO, prompts={"prob_mask": 1.0}, trainable=keep)
+    module.train()
+    module.log = lambda *a, **k: None
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters()}
+    optimizer = module.optimizer_config(10)["optimizer"]
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    names = {n for n, p in module.model.named_parameters() if id(p) in in_optimizer}
+    assert names and all(n.startswith(tuple(keep)) for n in names)
+    assert not module.model.image_encoder_trains
+    loss = module.training_step(moving_square_batch(), 0)
+    loss.backward()
+    optimizer.step()
+    moved = {n for n, p in module.model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and moved <= names
+
+
+def test_trainable_prefix_that_names_nothing_is_refused():
+    with pytest.raises(ValueError, match=r"model.trainable=.*sam2.mask_decoder.*name no parameter"):
+        MoSAMModule(sam2=MICRO, trainable=["sam2.mask_decoder."])
+    with pytest.raises(ValueError, match="nothing would train"):
+        MoSAMModule(sam2=MICRO, trainable=[])
