@@ -31,7 +31,7 @@ from mosam_train.models.losses import (
     auxiliary_losses,
 )
 from mosam_train.models.prompts import PromptSimulation
-from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights
+from mosam_train.models.sam2_builder import build_sam2, load_sam2_weights, multimask_from_single
 from mosam_train.models.shipped import resolve_weights
 from mosam_train.models.variants import build_video_model
 from mosam_train.models.video_sam import enable_activation_checkpointing
@@ -171,10 +171,14 @@ class MoSAMModule(L.LightningModule):
 
     # ------------------------------------------------------------------ weights
     def load_initial_weights(self) -> None:
-        """Initialise SAM 2 from `sam2.weights` (official .pt or a checkpoint of this project)."""
+        """Initialise SAM 2 from `sam2.weights` (official .pt or a checkpoint of this project),
+        then, with `sam2.multimask_from_single`, its multimask outputs from its single-mask
+        one (`multimask_from_single`)."""
         weights = self.hparams.sam2.get("weights")
         if weights:
             load_sam2_weights(self.model.sam2, weights, variant=self.hparams.sam2["variant"])
+        if self.hparams.sam2.get("multimask_from_single"):
+            multimask_from_single(self.model.sam2)
 
     def setup(self, stage: str) -> None:
         # Before a resumed fit restores its checkpoint, which then overwrites these weights.

@@ -263,3 +263,27 @@ def load_sam2_weights(model: SAM2Base, path: str | Path, variant: str | None = N
     if not fits:
         raise WeightsMismatchError(_mismatch_report(model, sd, path, variant))
     model.load_state_dict(sd, strict=True)
+
+
+def multimask_from_single(model: SAM2Base) -> None:
+    """Start SAM 2's three multimask outputs as copies of its single-mask output: the mask
+    tokens, their hypernetworks and their rows of the IoU head's last layer.
+
+    A base trained to track with one mask (`multimask_output_for_tracking: false`) never
+    trains the other three outputs; tracking with them as they are, it loses what it
+    tracked. From copies, tracking with three candidates gives exactly what the same
+    weights give with one mask (three equal candidates, the first chosen, the same object
+    pointer), and fine-tuning lets them part. Not exactly the base's own output: the mask
+    tokens attend to each other in the decoder, so copying three of them moves the others'
+    outputs a little (README, "The shipped base", gives the cost on the shipped base).
+    """
+    decoder = model.sam_mask_decoder
+    with torch.no_grad():
+        tokens = decoder.mask_tokens.weight
+        tokens[1:] = tokens[0]
+        first = decoder.output_hypernetworks_mlps[0].state_dict()
+        for mlp in decoder.output_hypernetworks_mlps[1:]:
+            mlp.load_state_dict(first)
+        last = decoder.iou_prediction_head.layers[-1]
+        last.weight[1:] = last.weight[0]
+        last.bias[1:] = last.bias[0]

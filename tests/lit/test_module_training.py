@@ -158,3 +158,14 @@ def test_trainable_prefix_that_names_nothing_is_refused():
         MoSAMModule(sam2=MICRO, trainable=["sam2.mask_decoder."])
     with pytest.raises(ValueError, match="nothing would train"):
         MoSAMModule(sam2=MICRO, trainable=[])
+
+
+def test_multimask_from_single_is_applied_with_the_initial_weights():
+    """`model.sam2.multimask_from_single`: the fit's initial weights get the copies (and a
+    module without the setting keeps its own tokens)."""
+    sam2 = {**MICRO, "overrides": {"multimask_output_for_tracking": True}}
+    for setting in (True, False):
+        module = MoSAMModule(sam2={**sam2, "multimask_from_single": setting})
+        module.load_initial_weights()
+        tokens = module.model.sam2.sam_mask_decoder.mask_tokens.weight
+        assert torch.equal(tokens[1], tokens[0]) is setting

@@ -185,3 +185,40 @@ def test_not_a_sam2_file(tmp_path):
     torch.save({"weights": torch.zeros(1)}, path)
     with pytest.raises(WeightsMismatchError, match="neither SAM 2 weights"):
         read_sam2_state_dict(path)
+
+
+def test_multimask_from_single_tracks_as_its_own_single_mask_output(small_synthetic):
+    """After `multimask_from_single`, tracking with three candidates gives, on every frame,
+    what the same weights give tracking with one mask; before it, not (the other three
+    tokens were never trained as outputs)."""
+    from conftest import micro_sam2
+
+    from mosam_train.data.formats.davis import read_davis
+    from mosam_train.inference.engine import VideoPropagator
+    from mosam_train.inference.sources import RecordFrames
+    from mosam_train.inference.vos import first_appearance_prompts
+    from mosam_train.models.sam2_builder import multimask_from_single
+    from mosam_train.models.video_sam import VideoSAM
+
+    record = read_davis(small_synthetic, "val")[0]
+
+    def logits(sam):
+        engine = VideoPropagator(VideoSAM(sam))
+        frames = RecordFrames(record, 128)
+        return [r.logits for r in engine.propagate(frames, first_appearance_prompts(record))]
+
+    def single_mask(weights):
+        sam = micro_sam2()
+        sam.load_state_dict(weights.state_dict())
+        return sam
+
+    multi = micro_sam2(multimask=True)
+    before = logits(multi)
+    assert not all(
+        torch.equal(a, b) for a, b in zip(before, logits(single_mask(multi)), strict=True)
+    )
+    multimask_from_single(multi)
+    after = logits(multi)
+    assert all(torch.equal(a, b) for a, b in zip(after, logits(single_mask(multi)), strict=True))
+    tokens = multi.sam_mask_decoder.mask_tokens.weight
+    assert all(torch.equal(tokens[0], tokens[k]) for k in (1, 2, 3))
