@@ -55,6 +55,22 @@ SHIPPED: dict[str, ShippedWeights] = {
                 "experiment=sam2_micro_long seed=0 (writes checkpoints/sam2_micro_long.pt)"
             ),
         ),
+        # the same base tracking with SAM 2's three candidate masks (sam2=micro_wide_multimask):
+        # its multimask outputs started as copies of the single-mask one, then the mask
+        # decoder and object-pointer projection fine-tuned, seed 0, best validation (step
+        # 800 of 1,200)
+        ShippedWeights(
+            name="sam2_micro_long_multimask",
+            file="sam2_micro_long_multimask.pt",
+            variant="sam2.1_micro_wide",
+            sha256="ceb24567f7e1228823f5b2739f199fa9c09e31c7793dad04f324514093a68621",
+            generator_version=4,
+            multimask=True,
+            command=(
+                "python train.py experiment=sam2_micro_long_multimask seed=0 (from "
+                "shipped:sam2_micro_long; writes checkpoints/sam2_micro_long_multimask.pt)"
+            ),
+        ),
     )
 }
 
