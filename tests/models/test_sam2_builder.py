@@ -9,6 +9,10 @@ import torch
 from omegaconf import DictConfig
 from sam2.modeling.backbones.hieradet import Hiera
 
+from mosam_train.data.formats.davis import read_davis
+from mosam_train.inference.engine import VideoPropagator
+from mosam_train.inference.sources import RecordFrames
+from mosam_train.inference.vos import first_appearance_prompts
 from mosam_train.models.sam2_builder import (
     _TRUNK_SIGNATURES,
     SAM2_VARIANTS,
@@ -16,8 +20,10 @@ from mosam_train.models.sam2_builder import (
     build_sam2,
     load_model_config,
     load_sam2_weights,
+    multimask_from_single,
     read_sam2_state_dict,
 )
+from mosam_train.models.video_sam import VideoSAM
 
 # SAM 2-style micro: the keys a SAM 2 (not 2.1) config lacks.
 SAM2_STYLE = {"no_obj_embed_spatial": False, "proj_tpos_enc_in_obj_ptrs": False}
@@ -187,19 +193,10 @@ def test_not_a_sam2_file(tmp_path):
         read_sam2_state_dict(path)
 
 
-def test_multimask_from_single_tracks_as_its_own_single_mask_output(small_synthetic):
+def test_multimask_from_single_tracks_as_its_own_single_mask_output(micro, small_synthetic):
     """After `multimask_from_single`, tracking with three candidates gives, on every frame,
     what the same weights give tracking with one mask; before it, not (the other three
     tokens were never trained as outputs)."""
-    from conftest import micro_sam2
-
-    from mosam_train.data.formats.davis import read_davis
-    from mosam_train.inference.engine import VideoPropagator
-    from mosam_train.inference.sources import RecordFrames
-    from mosam_train.inference.vos import first_appearance_prompts
-    from mosam_train.models.sam2_builder import multimask_from_single
-    from mosam_train.models.video_sam import VideoSAM
-
     record = read_davis(small_synthetic, "val")[0]
 
     def logits(sam):
@@ -208,11 +205,11 @@ def test_multimask_from_single_tracks_as_its_own_single_mask_output(small_synthe
         return [r.logits for r in engine.propagate(frames, first_appearance_prompts(record))]
 
     def single_mask(weights):
-        sam = micro_sam2()
+        sam = micro()
         sam.load_state_dict(weights.state_dict())
         return sam
 
-    multi = micro_sam2(multimask=True)
+    multi = micro(multimask=True)
     before = logits(multi)
     assert not all(
         torch.equal(a, b) for a, b in zip(before, logits(single_mask(multi)), strict=True)
