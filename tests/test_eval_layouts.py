@@ -342,3 +342,29 @@ def test_rows_written_with_other_columns_are_not_continued(tmp_path):
     results = ResultsDir(tmp_path, ROWS_FILE, ROW_FIELDS, key="video")
     with pytest.raises(ValueError, match=r"per_object\.csv has the columns .*Fix: evaluate"):
         results.guard(OmegaConf.create({"baseline": "copy_first"}))
+
+
+def test_training_only_settings_do_not_stop_a_rerun(tmp_path):
+    """How a model trains (optimiser, loss, prompt simulation, what trains, augmentation) is
+    no part of an evaluation: a rerun whose config changes or adds such a setting continues
+    the directory; one that changes what is evaluated does not."""
+    first = OmegaConf.create(
+        {
+            "baseline": "copy_first",
+            "model": {"sam2": {"variant": "a"}, "optim": {"lr": 1.0}},
+            "data": {"val_max_videos": 2, "augment": {"hflip_p": 0.5}},
+        }
+    )
+    ResultsDir(tmp_path, ROWS_FILE, ROW_FIELDS, key="video").guard(first)
+    later = OmegaConf.merge(
+        first,
+        {
+            "model": {"optim": {"lr": 2.0}, "trainable": ["sam2."]},
+            "data": {"augment": {"hflip_p": 0.0}},
+        },
+    )
+    ResultsDir(tmp_path, ROWS_FILE, ROW_FIELDS, key="video").guard(later)
+    for change in ({"model": {"sam2": {"variant": "b"}}}, {"data": {"val_max_videos": 3}}):
+        other = OmegaConf.merge(later, change)
+        with pytest.raises(ValueError, match="holds results of another evaluation"):
+            ResultsDir(tmp_path, ROWS_FILE, ROW_FIELDS, key="video").guard(other)

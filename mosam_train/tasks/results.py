@@ -26,6 +26,13 @@ CONFIG_FILE = "eval_config.json"
 ZIP_FILE = "submission.zip"
 PREDICTIONS_DIR = "predictions"
 PLOTS_DIR = "plots"
+#: settings that only say how a model trains, which no evaluation reads: left out when a
+#: rerun's settings are compared with the recorded ones, so that a version adding or
+#: changing one (e.g. `model.trainable`) still continues earlier results
+TRAINING_ONLY = {
+    "model": ("optim", "loss", "prompts", "trainable", "activation_checkpointing"),
+    "data": ("augment",),
+}
 
 
 def _describe(weights: dict[str, Any] | None) -> str:
@@ -35,6 +42,15 @@ def _describe(weights: dict[str, Any] | None) -> str:
     return f"{weights['path']} (sha256 {weights['sha256']}" + (
         f"; frozen base {base['path']}, sha256 {base['sha256']})" if base else ")"
     )
+
+
+def _evaluated(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` without the `TRAINING_ONLY` ones."""
+    out = dict(settings)
+    for node, keys in TRAINING_ONLY.items():
+        if isinstance(out.get(node), dict):
+            out[node] = {k: v for k, v in out[node].items() if k not in keys}
+    return out
 
 
 class ResultsDir:
@@ -76,7 +92,7 @@ class ResultsDir:
         job.pop("paths", None)
         job.pop("hydra", None)
         job = json.loads(json.dumps(job))  # as it reads back from the file
-        if self._recorded(CONFIG_FILE, job) != job:
+        if _evaluated(self._recorded(CONFIG_FILE, job)) != _evaluated(job):
             raise ValueError(
                 f"{self.root} holds results of another evaluation ({self.root / CONFIG_FILE} "
                 f"differs from this run's settings). Fix: evaluate into a new directory "
