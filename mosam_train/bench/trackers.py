@@ -50,6 +50,7 @@ from mosam_train.bench import infer
 from mosam_train.checkpoint_files import fingerprint, load_checkpoint_file
 from mosam_train.metrics.table import read_run, table
 from mosam_train.models.sam2_builder import load_model_config
+from mosam_train.models.shipped import resolve_weights
 from mosam_train.startup import compose_config
 from mosam_train.trackers import build_tracker, tracker_names
 
@@ -153,7 +154,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 def check_same_base(ckpt: str | Path, mosam_ckpt: str | Path) -> dict[str, Any]:
     """`mosam_ckpt`'s fingerprint, refused unless its frozen base is the file `ckpt` (by
     sha256): rows on different bases would not compare the trackers."""
-    base, mosam = fingerprint(ckpt), fingerprint(mosam_ckpt)
+    base, mosam = fingerprint(resolve_weights(ckpt)), fingerprint(resolve_weights(mosam_ckpt))
     named = mosam.get("sam2_base")
     if named is None:
         raise SystemExit(
@@ -187,7 +188,7 @@ def eval_overrides(args: argparse.Namespace, overrides: list[str]) -> list[str]:
 def sam2_settings(ckpt: str | Path, jobs: list[str]) -> dict[str, Any]:
     """The SAM 2 a job builds for `ckpt`: `{variant, overrides}` from a checkpoint of this
     project, else from the eval config composed with `jobs` (its overrides)."""
-    raw = load_checkpoint_file(ckpt, mmap=True)
+    raw = load_checkpoint_file(resolve_weights(ckpt), mmap=True)
     if "hyper_parameters" in raw:
         sam2 = raw["hyper_parameters"]["sam2"]
         return {"variant": sam2["variant"], "overrides": dict(sam2.get("overrides") or {})}

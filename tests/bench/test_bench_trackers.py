@@ -176,3 +176,21 @@ def test_a_saved_timing_of_another_size_is_refused_before_any_run(micro_weights,
             [f"ckpt={micro_weights}", "--timing", str(saved), "--out", str(tmp_path / "o")]
         )
     assert not (tmp_path / "o").exists()
+
+
+def test_a_shipped_base_is_found_by_name(micro_weights, tmp_path, monkeypatch):
+    """`ckpt=shipped:NAME` (the shipped multimask base): the checks read the package's file,
+    so a MoSAM checkpoint trained on that file is accepted as on the same base."""
+    from mosam_train.checkpoint_files import sha256_of
+    from mosam_train.models.shipped import SHIPPED, ShippedWeights
+
+    entry = ShippedWeights(
+        "test_base", micro_weights.name, "sam2.1_micro", sha256_of(micro_weights), 4, True, "-"
+    )
+    monkeypatch.setitem(SHIPPED, "test_base", entry)
+    monkeypatch.setattr(ShippedWeights, "path", lambda self: micro_weights)
+    mosam = mosam_checkpoint(micro_weights, tmp_path / "mosam.ckpt")
+    named = trackers.check_same_base("shipped:test_base", mosam)
+    assert named["sam2_base"]["sha256"] == sha256_of(micro_weights)
+    settings = trackers.sam2_settings("shipped:test_base", ["sam2=micro"])
+    assert settings["variant"] == "sam2.1_micro"
