@@ -423,7 +423,7 @@ def report(results: Path) -> str:
         "",
         f"{first['format']} {first['split']} ({first['data']}), every object of every video, "
         f"{first['num_objects']} objects; model files and rules: {runs_file}.",
-        timing_note(timing) if timing else "No cost columns (--timing none).",
+        timing_note(timing) if timing else "No cost columns: no bench.infer run in this directory.",
         f"J&F columns alone: {rebuild_command(results, keys)}",
     ]
     return "\n".join(lines)
