@@ -31,7 +31,7 @@ the cost of the tracking step alone (`--modes` picks either or both); there
 `--frames-1024` frames are run (MoSAM's default selection fills its six memory slots from
 frame 13 on).
 
-Memory (micro only): the peak RSS (`ru_maxrss`) of a fresh subprocess that runs one variant
+Memory (on the first 128 px size of `--sizes`, micro or micro_wide): the peak RSS (`ru_maxrss`) of a fresh subprocess that runs one variant
 over `--memory-frames` frames (the synthetic video played back and forth), next to its RSS
 before propagating: the engine, MoSAM (all parts) and the tracker rules of
 `--memory-variants` (keys as `--variants`). Flat memory means the peak does not grow with
@@ -86,7 +86,9 @@ from mosam_train.trackers import build_tracker, tracker_names
 
 PREDICTOR_MODULE = "sam2.sam2_video_predictor"
 PREDICTOR = f"{PREDICTOR_MODULE}.SAM2VideoPredictor"
-SIZES = {"micro": "sam2.1_micro", "tiny": "sam2.1_hiera_tiny"}
+SIZES = {"micro": "sam2.1_micro", "micro_wide": "sam2.1_micro_wide", "tiny": "sam2.1_hiera_tiny"}
+#: the 128 px sizes: every variant, run end to end, with memory curves
+SMALL_SIZES = ("micro", "micro_wide")
 VIDEO_SIZE = (240, 320)  # (H, W) of the synthetic video; logits are returned at this size
 DEFAULT_FLOW = {"name": "farneback", "max_side": 256}  # configs/model/mosam.yaml
 ENGINE = "engine (tracker=sam2)"
@@ -333,7 +335,7 @@ def variant_keys(size: str, multimask: bool = False) -> list[str]:
     """Every variant key of `size`, in table order (at 1024 px, MoSAM's are the targets')."""
     rules = rule_keys(size, multimask)
     mosam = [k for k, name in VARIANT_KEYS.items() if name in MOSAM_VARIANTS]
-    if size != "micro":
+    if size not in SMALL_SIZES:
         mosam = [k for k in mosam if VARIANT_KEYS[k] in MOSAM_VARIANTS_1024]
     return ["predictor", "engine", *rules, *mosam]
 
@@ -406,7 +408,7 @@ def memory_child(spec: dict[str, Any]) -> dict[str, float]:
     cv2.setNumThreads(1)
     images, prompts = synthetic_video(spec["base_frames"], spec["objects"], 128)
     frames = Frames(images, spec["frames"])
-    sam = random_sam2("micro", spec.get("multimask", False))
+    sam = random_sam2(spec.get("size", "micro"), spec.get("multimask", False))
     key = spec["key"]
     if key == "mosam":
         model, rule = MoSAMTracker(sam, **MOSAM_VARIANTS[ALL_PARTS]), "sam2"
@@ -431,8 +433,10 @@ def memory_curve(
     console: Console,
     keys: tuple[str, ...] = ("engine", "mosam"),
     multimask: bool = False,
+    size: str = "micro",
 ) -> dict[str, dict[int, dict[str, float]]]:
-    """Peak RSS of each variant of `keys` (engine, `rule:<name>`, `mosam`) at each length."""
+    """Peak RSS of each variant of `keys` (engine, `rule:<name>`, `mosam`) at each length,
+    on `size` (a 128 px one)."""
     curves: dict[str, dict[int, dict[str, float]]] = {}
     for key in keys:
         name = ALL_PARTS if key == "mosam" else variant_name(key)
@@ -443,6 +447,7 @@ def memory_curve(
                 "base_frames": base_frames,
                 "key": key,
                 "multimask": multimask,
+                "size": size,
             }
             proc = subprocess.run(
                 [
@@ -666,9 +671,9 @@ def results_table(title: str, rows: dict[str, dict[str, float]]) -> Table:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", default="micro,tiny", help="comma list of: micro, tiny")
+    p.add_argument("--sizes", default="micro,tiny", help=f"comma list of: {', '.join(SIZES)}")
     p.add_argument("--objects", type=int, default=2)
-    p.add_argument("--frames", type=int, default=60, help="frames per run (micro)")
+    p.add_argument("--frames", type=int, default=60, help="frames per run (128 px sizes)")
     p.add_argument("--frames-1024", type=int, default=16, help="frames per run (tiny, 1024 px)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--memory-frames", default="100,1000", help="comma list; empty: no curve")
@@ -703,9 +708,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.tiny:
         args.sizes, args.frames, args.repeats, args.memory_frames = "micro", 6, 1, "8,16"
+    sizes = [s for s in args.sizes.split(",") if s]
+    # memory curves on the first 128 px size asked for
+    memory_size = next((s for s in sizes if s in SMALL_SIZES), "micro")
     memory_keys = [
         k
-        for k in select_keys("micro", args.memory_variants, args.multimask, "--memory-variants")
+        for k in select_keys(memory_size, args.memory_variants, args.multimask, "--memory-variants")
         if k == "engine" or k == "mosam" or k.startswith("rule:")
     ]
     torch.set_num_threads(1)
@@ -719,11 +727,12 @@ def main(argv: list[str] | None = None) -> None:
         "argv": list(sys.argv[1:] if argv is None else argv),
         "sizes": {},
     }
-    for size in [s for s in args.sizes.split(",") if s]:
+    for size in sizes:
         if size not in SIZES:
             raise SystemExit(f"--sizes: unknown size {size!r}; use {', '.join(SIZES)}")
-        num_frames = args.frames if size == "micro" else args.frames_1024
-        image_size = 128 if size == "micro" else 1024
+        small = size in SMALL_SIZES
+        num_frames = args.frames if small else args.frames_1024
+        image_size = 128 if small else 1024
         images, prompts = synthetic_video(num_frames, args.objects, image_size)
         frames = Frames(images, num_frames)
         wanted = {m.strip() for m in args.modes.split(",") if m.strip()}
@@ -731,7 +740,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(
                 f"--modes: {args.modes!r}. Fix: a comma list of end-to-end, precomputed"
             )
-        modes = [False] if size == "micro" else [m == "precomputed" for m in sorted(wanted)]
+        modes = [False] if small else [m == "precomputed" for m in sorted(wanted)]
         keys = select_keys(size, args.variants, args.multimask)
         for precomputed in modes:
             mode = "image features precomputed" if precomputed else "end to end"
@@ -756,18 +765,24 @@ def main(argv: list[str] | None = None) -> None:
                     f"ms/frame",
                     highlight=False,
                 )
-            if args.profile and (precomputed or size == "micro"):
+            if args.profile and (precomputed or small):
                 entry["profile_ms_per_frame"] = prof = profile_mosam(
                     size, frames, prompts, precomputed, args.multimask
                 )
                 console.print(profile_table(f"{label}: cost by component", prof))
             result["sizes"].setdefault(size, {})[mode] = entry
     lengths = [int(n) for n in args.memory_frames.split(",") if n]
-    if lengths and "micro" in args.sizes.split(","):
+    if lengths and memory_size in sizes:
         curves = memory_curve(
-            lengths, args.objects, min(args.frames, 60), console, tuple(memory_keys), args.multimask
+            lengths,
+            args.objects,
+            min(args.frames, 60),
+            console,
+            tuple(memory_keys),
+            args.multimask,
+            memory_size,
         )
-        table = Table(title="micro (128 px): peak RSS of a fresh process (MiB)")
+        table = Table(title=f"{memory_size} (128 px): peak RSS of a fresh process (MiB)")
         for col in ("variant", *[f"{n} frames: before / peak" for n in lengths]):
             table.add_column(col)
         for name, curve in curves.items():

@@ -62,3 +62,21 @@ def test_multimask_lets_the_rules_that_choose_among_three_candidates_run_on_micr
     assert bench.random_sam2("micro", multimask=True).multimask_output_for_tracking
     with pytest.raises(SystemExit, match=r"--memory-variants: unknown key.*rule:samurai"):
         bench.main(["--tiny", "--memory-variants", "engine,rule:samurai"])
+
+
+def test_micro_wide_runs_at_128_px_with_its_own_memory_curve(capsys):
+    """`--sizes micro_wide` (the shipped bases' size): end to end at 128 px, every rule with
+    `--multimask`, and the memory curve measured on that size."""
+    bench.main([
+        "--sizes", "micro_wide", "--multimask", "--frames", "4", "--repeats", "1",
+        "--variants", "engine,rule:samurai", "--memory-frames", "8",
+        "--memory-variants", "engine,rule:samurai",
+    ])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "micro_wide (128 px), end to end" in out and "micro_wide (128 px): peak RSS" in out
+    result = json.loads(out.strip().splitlines()[-1])
+    rows = result["sizes"]["micro_wide"]["end to end"]["rows"]
+    assert list(rows) == [bench.ENGINE, "engine, tracker=samurai"]
+    memory = result["memory_mib"]
+    assert set(memory) == {bench.ENGINE, "engine, tracker=samurai"}
+    assert all(c["8"]["peak_mib"] >= c["8"]["before_mib"] > 0 for c in memory.values())
