@@ -271,9 +271,9 @@ def multimask_from_single(model: SAM2Base) -> None:
 
     A base trained to track with one mask (`multimask_output_for_tracking: false`) never
     trains the other three outputs; tracking with them as they are, it loses what it
-    tracked. From copies, tracking with three candidates gives exactly what the same
-    weights give with one mask (three equal candidates, the first chosen, the same object
-    pointer), and fine-tuning lets them part. Not exactly the base's own output: the mask
+    tracked. From copies, tracking with three candidates gives what the same weights give
+    with one mask, up to float rounding (three equal candidates, the first chosen, the
+    same object pointer), and fine-tuning lets them part. Not exactly the base's own output: the mask
     tokens attend to each other in the decoder, so copying three of them moves the others'
     outputs a little (README, "The shipped base", gives the cost on the shipped base).
     """

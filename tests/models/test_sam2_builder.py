@@ -195,8 +195,8 @@ def test_not_a_sam2_file(tmp_path):
 
 def test_multimask_from_single_tracks_as_its_own_single_mask_output(micro, small_synthetic):
     """After `multimask_from_single`, tracking with three candidates gives, on every frame,
-    what the same weights give tracking with one mask; before it, not (the other three
-    tokens were never trained as outputs)."""
+    what the same weights give tracking with one mask (up to float rounding); before it,
+    not (the other three tokens were never trained as outputs)."""
     record = read_davis(small_synthetic, "val")[0]
 
     def logits(sam):
@@ -211,11 +211,12 @@ def test_multimask_from_single_tracks_as_its_own_single_mask_output(micro, small
 
     multi = micro(multimask=True)
     before = logits(multi)
-    assert not all(
-        torch.equal(a, b) for a, b in zip(before, logits(single_mask(multi)), strict=True)
-    )
+    gaps = [(a - b).abs().max() for a, b in zip(before, logits(single_mask(multi)), strict=True)]
+    assert max(gaps) > 0.1
     multimask_from_single(multi)
     after = logits(multi)
-    assert all(torch.equal(a, b) for a, b in zip(after, logits(single_mask(multi)), strict=True))
+    # equal up to float rounding: the copies' rows may take other kernels' paths
+    for a, b in zip(after, logits(single_mask(multi)), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
     tokens = multi.sam_mask_decoder.mask_tokens.weight
     assert all(torch.equal(tokens[0], tokens[k]) for k in (1, 2, 3))
