@@ -31,10 +31,11 @@ the cost of the tracking step alone (`--modes` picks either or both); there
 `--frames-1024` frames are run (MoSAM's default selection fills its six memory slots from
 frame 13 on).
 
-Memory (on the first 128 px size of `--sizes`, micro or micro_wide): the peak RSS (`ru_maxrss`) of a fresh subprocess that runs one variant
-over `--memory-frames` frames (the synthetic video played back and forth), next to its RSS
-before propagating: the engine, MoSAM (all parts) and the tracker rules of
-`--memory-variants` (keys as `--variants`). Flat memory means the peak does not grow with
+Memory (on the first 128 px size of `--sizes`, micro or micro_wide): the peak RSS
+(`ru_maxrss`) of a fresh subprocess that runs one variant over `--memory-frames` frames
+(the synthetic video played back and forth), next to its RSS before propagating: the
+engine, MoSAM (all parts) and the tracker rules of `--memory-variants` (keys as
+`--variants`). Flat memory means the peak does not grow with
 the video.
 
 `--profile` adds MoSAM's per-frame cost by component (keypoints, forecast and sparse

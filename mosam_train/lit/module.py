@@ -170,11 +170,12 @@ class MoSAMModule(L.LightningModule):
         self.val_jf_best.persistent(True)
 
     # ------------------------------------------------------------------ weights
-    def load_initial_weights(self) -> None:
-        """Initialise SAM 2 from `sam2.weights` (official .pt or a checkpoint of this project),
-        then, with `sam2.multimask_from_single`, its multimask outputs from its single-mask
-        one (`multimask_from_single`)."""
-        weights = self.hparams.sam2.get("weights")
+    def load_initial_weights(self, weights: str | Path | None = None) -> None:
+        """Initialise SAM 2 from `weights` (default `sam2.weights`: official .pt, shipped or a
+        checkpoint of this project), then, with `sam2.multimask_from_single`, its multimask
+        outputs from its single-mask one (`multimask_from_single`). Training and the
+        evaluation of an official file both start here, so a setting acts in both."""
+        weights = weights or self.hparams.sam2.get("weights")
         if weights:
             load_sam2_weights(self.model.sam2, weights, variant=self.hparams.sam2["variant"])
         if self.hparams.sam2.get("multimask_from_single"):

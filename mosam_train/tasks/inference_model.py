@@ -16,7 +16,6 @@ from mosam_train.inference.baselines import CopyFirstMask, FlowWarp
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.vos import Propagator
 from mosam_train.lit.module import MoSAMModule
-from mosam_train.models.sam2_builder import load_sam2_weights
 from mosam_train.models.shipped import resolve_weights
 from mosam_train.startup import compose_config
 from mosam_train.trackers import build_tracker
@@ -45,7 +44,7 @@ def load_module(cfg: DictConfig) -> MoSAMModule:
         except CheckpointFileError as e:
             raise CheckpointFileError(f"{ckpt}: {e}") from None
     module: MoSAMModule = instantiate(cfg.model, _convert_="all")
-    load_sam2_weights(module.model.sam2, ckpt, variant=cfg.model.sam2.variant)
+    module.load_initial_weights(ckpt)
     return module
 
 

@@ -169,3 +169,17 @@ def test_multimask_from_single_is_applied_with_the_initial_weights():
         module.load_initial_weights()
         tokens = module.model.sam2.sam_mask_decoder.mask_tokens.weight
         assert torch.equal(tokens[1], tokens[0]) is setting
+
+
+def test_evaluating_an_official_file_applies_multimask_from_single_too(micro_weights):
+    """`eval.py ckpt=<official .pt> +model.sam2.multimask_from_single=true` starts from the
+    same weights a training run would (`load_module` goes through `load_initial_weights`),
+    not silently from the three untrained tokens."""
+    from mosam_train.tasks.inference_model import compose_eval, load_module
+
+    overrides = [f"ckpt={micro_weights}", "sam2=micro"]
+    copies = ["+model.sam2.overrides.multimask_output_for_tracking=true"]
+    for extra, equal in (([], False), (["+model.sam2.multimask_from_single=true"], True)):
+        module = load_module(compose_eval([*overrides, *copies, *extra]))
+        tokens = module.model.sam2.sam_mask_decoder.mask_tokens.weight
+        assert torch.equal(tokens[1], tokens[0]) is equal
