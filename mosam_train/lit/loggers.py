@@ -5,25 +5,58 @@ TensorBoard)."""
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from PIL import Image
+
+
+def write_csv_atomically(path: Path, fieldnames: list[str], rows: Iterable[dict]) -> None:
+    """Write a whole CSV file to a temporary file beside it and rename it into place, so a
+    kill at any moment leaves either the old file or the new one, never a truncated one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=fieldnames)
+        out.writeheader()
+        out.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer with two changes. It keeps an existing `metrics.csv` (the
+    logger below has already cut it to the rows that stay), where Lightning's deletes it.
+    And when a new column appears it rewrites the file atomically, where Lightning's
+    truncates and rewrites it in place: a job killed during that rewrite (SIGKILL, a
+    preempted node) lost every row logged before it."""
+
+    def _check_log_dir_exists(self) -> None:
+        pass
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        path = Path(self.metrics_file_path)
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        write_csv_atomically(path, fieldnames, rows)
 
 
 class ContinuedCSVLogger(CSVLogger):
     """`CSVLogger` that appends to an existing `metrics.csv` (a resumed run's `version`).
 
-    Lightning's writer starts with no known columns and, on its first save into an existing
-    file, rewrites the header with only the new rows' columns, which fails on the old rows.
+    Lightning's writer deletes an existing file, and on its first save with new columns
+    rewrites the header with only the new rows' columns, which fails on the old rows.
     Here the writer starts from the file's columns, and rows from `resume_step` on (logged
     after the checkpoint the run resumes from was written, at global step `resume_step`,
     and logged again by the resumed run) are dropped, so the file reads as one
     uninterrupted run. `LastCheckpoint` flushes the loggers before each save, so no row
-    before the checkpoint is missing.
+    before the checkpoint is missing. Every rewrite of the file is atomic.
     """
 
     def __init__(self, *args: Any, resume_step: int | None = None, **kwargs: Any) -> None:
@@ -31,30 +64,27 @@ class ContinuedCSVLogger(CSVLogger):
         self.resume_step = resume_step
 
     @property
-    def experiment(self) -> Any:
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
         if self._experiment is not None:
             return self._experiment
-        # Lightning's writer deletes an existing metrics.csv: read it first
         path = Path(self.log_dir) / "metrics.csv"
         keys: list[str] = []
-        rows: list[dict[str, str]] = []
         if path.is_file():
             with path.open(newline="") as f:
                 reader = csv.DictReader(f)
-                keys = list(reader.fieldnames or [])
+                keys = sorted(reader.fieldnames or [])  # as Lightning writes them
                 rows = [
                     r
                     for r in reader
                     if self.resume_step is None or int(float(r["step"])) < self.resume_step
                 ]
-        writer = super().experiment
-        if keys and isinstance(getattr(writer, "metrics_file_path", None), str):
-            with path.open("w", newline="") as f:
-                out = csv.DictWriter(f, fieldnames=keys)
-                out.writeheader()
-                out.writerows(rows)
-            writer.metrics_keys = sorted(keys)
-        return writer
+            if keys:
+                write_csv_atomically(path, keys, rows)
+        self._fs.makedirs(self.root_dir, exist_ok=True)
+        self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        self._experiment.metrics_keys = keys
+        return self._experiment
 
 
 def job_name() -> str | None:
