@@ -2,22 +2,26 @@
 tracks with three candidate masks, and MoSAM trained on that same base, with the same
 prompts and scorer on the held-out split, as one table.
 
-    python -m mosam_train.bench.trackers ckpt=BASE [mosam_ckpt=MOSAM] data=synthetic_long
-        [sam2=micro] [EVAL OVERRIDES ...] [--split test] [--rules sam2,samurai,sam2long,dam4sam]
-        [--out DIR] [--results DIR] [--timing run|none|PATH] [--infer-args "ARGS"]
-        [--table-only]
+    python -m mosam_train.bench.trackers ckpt=BASE [mosam_ckpt=SEED0,SEED1,...]
+        data=synthetic_long [sam2=micro] [EVAL OVERRIDES ...] [--split test]
+        [--rules sam2,samurai,sam2long,dam4sam] [--add] [--out DIR] [--results DIR]
+        [--timing run|none|PATH] [--infer-args "ARGS"] [--table-only]
+    python -m mosam_train.bench.trackers task=tracking data=tracking/synthetic_lasot ckpt=BASE ...
 
 Runs `eval.py` as a Hydra multirun over `tracker=<rule>` on `ckpt` (each job in
 `<out>/<rule>`), then `eval.py ckpt=MOSAM` (SAM 2's rule; MoSAM's own parts select its
-memory) in `<out>/mosam`; every job evaluates `data.test_split=<--split>` with every object
-of every video. An official-format base (.pt) is built tracking with three candidates
+memory) for each MoSAM checkpoint (one per training seed: one row, mean ± std) in
+`<out>/mosam_<i>`; every job evaluates `data.test_split=<--split>` with every object of
+every video. With `task=tracking` (a box-tracking set in the LaSOT layout, e.g.
+`data=tracking/synthetic_lasot`) every job tracks each sequence from its first box
+(`data.split=<--split>`) and the table is LaSOT's (`metrics.table.tracking_table`). An official-format base (.pt) is built tracking with three candidates
 (`++model.sam2.overrides.multimask_output_for_tracking=true`, unless the command sets it); a
 checkpoint of this project carries its own setting, and one that tracks with one mask is
 refused before anything runs when a rule needs three. A MoSAM checkpoint names its frozen
 base (path and sha256): a base other than `ckpt` (by sha256) is refused, naming both.
 
-Each row's `per_object.csv` is copied to `<results>/<row>.csv` (small files meant to be
-committed), with `runs.json` (each row's model files, rule, data and split, checked to
+Each run's `per_object.csv` (`per_sequence.csv` for box tracking) is copied to
+`<results>/<run>.csv` (small files meant to be committed), with `runs.json` (each row's model files, rule, data and split, checked to
 share one base) and `infer.json`; the table is built from that directory alone
 (`--table-only` rebuilds it from committed files), by `metrics.table`: J&F with its 95%
 interval, J&F per tag and the diagnostics, plus the per-frame time relative to SAM 2 and
@@ -28,7 +32,9 @@ JSON (`--timing PATH`) or left out (`--timing none`); the lines under the table 
 run and machine the figures come from. `--infer-args` adds arguments to that run.
 
 A rerun continues where it stopped: `eval.py` resumes each run directory's finished videos,
-and the benchmark is not run again.
+and the benchmark is not run again. `--add` evaluates only the rows asked for (`--rules ""`
+for none, e.g. to add MoSAM) and adds them to those already in `--results`, which must be
+on the same base and split; the timing is run for every row of the table.
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from omegaconf import OmegaConf
 import mosam_train
 from mosam_train.bench import infer
 from mosam_train.checkpoint_files import fingerprint, load_checkpoint_file
-from mosam_train.metrics.table import read_run, table
+from mosam_train.metrics.table import read_run, table, tracking_table
 from mosam_train.models.sam2_builder import load_model_config
 from mosam_train.models.shipped import resolve_weights
 from mosam_train.startup import compose_config
@@ -58,17 +64,41 @@ REPO = Path(mosam_train.__file__).resolve().parents[1]
 EVAL = REPO / "eval.py"
 DEFAULT_RULES = ("sam2", "samurai", "sam2long", "dam4sam")
 LABELS = {"sam2": "SAM 2", "samurai": "SAMURAI", "sam2long": "SAM2Long", "dam4sam": "DAM4SAM"}
-MOSAM = "mosam"  # the MoSAM row's key: its run directory and CSV name
+MOSAM = "mosam"  # MoSAM's runs are mosam_1, mosam_2, ...: their run directories and CSVs
 MULTIMASK = "model.sam2.overrides.multimask_output_for_tracking"
 RUNS_FILE = "runs.json"
+PER_OBJECT, PER_SEQUENCE = "per_object.csv", "per_sequence.csv"  # eval.py's rows: VOS, boxes
 INFER_FILE = "infer.json"
 TIME_COLUMN = "time × SAM 2"
 MEMORY_COLUMN = "peak RSS MiB"
 
 
 def label(key: str) -> str:
-    """A row's name in the table."""
-    return "MoSAM" if key == MOSAM else LABELS.get(key, key)
+    """The name in the table of the row run `key` belongs to."""
+    return "MoSAM" if is_mosam(key) else LABELS.get(key, key)
+
+
+def is_mosam(key: str) -> bool:
+    return key.startswith(f"{MOSAM}_")
+
+
+def mosam_keys(count: int) -> list[str]:
+    """The run keys of `count` MoSAM checkpoints, in the order given."""
+    return [f"{MOSAM}_{i}" for i in range(1, count + 1)]
+
+
+def order(keys: Sequence[str]) -> list[str]:
+    """The rule rows in their usual order, then any other rule, then MoSAM's runs."""
+    rank = {k: i for i, k in enumerate(DEFAULT_RULES)}
+    return sorted(
+        keys,
+        key=lambda k: (
+            is_mosam(k),
+            rank.get(k, len(rank)),
+            int(k.split("_")[-1]) if is_mosam(k) else 0,
+            k,
+        ),
+    )
 
 
 def _csv_list(text: str) -> list[str]:
@@ -112,13 +142,18 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     )
     parser.add_argument("--infer-args", default="", help="more arguments for bench.infer")
     parser.add_argument(
+        "--add",
+        action="store_true",
+        help="evaluate only these rows and add them to the rows already in --results",
+    )
+    parser.add_argument(
         "--table-only", action="store_true", help="print the table of the files in --results"
     )
     args, overrides = parser.parse_known_args(argv)
     unknown = [r for r in args.rules if r not in tracker_names()]
-    if unknown or not args.rules:
+    if unknown:
         parser.error(
-            f"--rules: unknown rule(s) {', '.join(unknown) or '(none given)'}; registered: "
+            f"--rules: unknown rule(s) {', '.join(unknown)}; registered: "
             f"{', '.join(tracker_names())}"
         )
     tracker = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".")[0] == "tracker"]
@@ -128,21 +163,26 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
             f"(configs/tracker/); choose rows with --rules, and run eval.py tracker=... for "
             f"an ablation"
         )
-    if (_value(overrides, "task") or "vos") != "vos":
+    args.task = _value(overrides, "task") or "vos"
+    if args.task not in ("vos", "tracking"):
+        parser.error(f"task={args.task}: the table is for task=vos or task=tracking")
+    if args.task == "tracking" and "got10k" in (_value(overrides, "data") or ""):
         parser.error(
-            "task=tracking: this table scores masks per object (J&F and its diagnostics); "
-            "run eval.py task=tracking tracker=<rule> for box tracking"
+            "data=tracking/got10k: the box-tracking table reads LaSOT-layout sequences "
+            "(success AUC, precision); run eval.py task=tracking tracker=<rule> for GOT-10k"
         )
     stray = [o for o in overrides if "=" not in o]
     if stray:
         parser.error(f"unrecognised argument(s) {' '.join(stray)}")
     args.ckpt = _value(overrides, "ckpt")
-    args.mosam_ckpt = _value(overrides, "mosam_ckpt")
+    args.mosam_ckpts = _csv_list(_value(overrides, "mosam_ckpt") or "")
     overrides = [
         o for o in overrides if o.lstrip("+~").split("=", 1)[0] not in ("ckpt", "mosam_ckpt")
     ]
     if not args.table_only and not args.ckpt:
         parser.error("ckpt=PATH (the SAM 2 base every rule runs on) is needed")
+    if not args.table_only and not (args.rules or args.mosam_ckpts):
+        parser.error("no row to evaluate: --rules is empty and no mosam_ckpt= is given")
     data = (_value(overrides, "data") or "synthetic").replace("/", "_")
     name = f"{data}_{args.split}"
     args.out = args.out or Path("logs") / "trackers" / name
@@ -176,8 +216,9 @@ def eval_overrides(args: argparse.Namespace, overrides: list[str]) -> list[str]:
     official-format base built tracking with three candidates (unless set), then the
     command's own overrides."""
     base = []
-    if _value(overrides, "data.test_split") is None:
-        base.append(f"data.test_split={args.split}")
+    split_key = "data.split" if args.task == "tracking" else "data.test_split"
+    if _value(overrides, split_key) is None:
+        base.append(f"{split_key}={args.split}")
     if not any(o.lstrip("+~").startswith("plots") for o in overrides):
         base.append("plots.videos=0")  # pictures of one row are eval.py's job
     if _value(overrides, MULTIMASK) is None:
@@ -219,17 +260,16 @@ def check_candidates(ckpt: str, sam2: dict[str, Any], rules: Sequence[str]) -> N
 # ------------------------------------------------------------------------------ runs
 def commands(args: argparse.Namespace, jobs: list[str]) -> list[list[str]]:
     """The `eval.py` invocations: one multirun over the rules on the base, one MoSAM run."""
-    runs = [
-        [
+    runs = []
+    if args.rules:
+        runs.append([
             sys.executable, str(EVAL), "-m", *jobs, f"ckpt={args.ckpt}",
             f"tracker={','.join(args.rules)}",
             f"hydra.sweep.dir={args.out}", "hydra.sweep.subdir=${tracker.name}",
-        ]
-    ]  # fmt: skip
-    if args.mosam_ckpt:
+        ])  # fmt: skip
+    for key, mosam in zip(mosam_keys(len(args.mosam_ckpts)), args.mosam_ckpts, strict=True):
         runs.append([
-            sys.executable, str(EVAL), *jobs, f"ckpt={args.mosam_ckpt}",
-            f"hydra.run.dir={args.out / MOSAM}",
+            sys.executable, str(EVAL), *jobs, f"ckpt={mosam}", f"hydra.run.dir={args.out / key}",
         ])  # fmt: skip
     return runs
 
@@ -293,38 +333,64 @@ def read_timing(path: str | Path) -> dict[str, Any]:
     return timing
 
 
+def run_keys(args: argparse.Namespace) -> list[str]:
+    """The runs this command evaluates: its rules, then its MoSAM checkpoints."""
+    return [*args.rules, *mosam_keys(len(args.mosam_ckpts))]
+
+
+def kept_rows(args: argparse.Namespace) -> dict[str, Any]:
+    """`--add`: the rows already in `--results` that this command does not evaluate again
+    (all MoSAM runs are replaced when it evaluates MoSAM)."""
+    if not args.add or not (args.results / RUNS_FILE).is_file():
+        return {}
+    kept = json.loads((args.results / RUNS_FILE).read_text())
+    new = set(run_keys(args))
+    return {
+        k: v for k, v in kept.items() if k not in new and not (is_mosam(k) and args.mosam_ckpts)
+    }
+
+
 def collect(args: argparse.Namespace, timing: dict[str, Any] | None) -> None:
-    """Copy each row's per-object CSV, what produced it (`runs.json`) and the timing into
-    `args.results`, refusing rows that are not finished or do not share one base."""
-    keys = [*args.rules, *([MOSAM] if args.mosam_ckpt else [])]
+    """Copy each run's per-object (or per-sequence) CSV, what produced it (`runs.json`) and
+    the timing into `args.results`, refusing runs that are not finished or do not share one
+    base and split (with `--add`, also with the rows kept there)."""
+    rows_file = PER_SEQUENCE if args.task == "tracking" else PER_OBJECT
+    keys = run_keys(args)
     rows: dict[str, Any] = {}
     for key in keys:
         run = args.out / key
         metrics = run / "metrics.json"
-        if not (metrics.is_file() and (run / "per_object.csv").is_file()):
-            raise SystemExit(f"{run}: no finished evaluation (metrics.json, per_object.csv)")
+        if not (metrics.is_file() and (run / rows_file).is_file()):
+            raise SystemExit(f"{run}: no finished evaluation (metrics.json, {rows_file})")
         meta = json.loads(metrics.read_text())
-        rule = (meta.get("tracker") or {}).get("name")
-        if rule != ("sam2" if key == MOSAM else key):
+        config = json.loads((run / "eval_config.json").read_text())
+        rule = config["tracker"]["name"]
+        if rule != ("sam2" if is_mosam(key) else key):
             raise SystemExit(
                 f"{run}: evaluated with tracker={rule}, not this row's. Fix: a new --out, or "
                 f"remove {run} to evaluate it again."
             )
-        weights = json.loads((run / "eval_weights.json").read_text())
         rows[key] = {
             "label": label(key),
-            "tracker": meta.get("tracker"),
-            "weights": weights,
+            "task": args.task,
+            "tracker": config["tracker"],
+            "weights": json.loads((run / "eval_weights.json").read_text()),
             "data": meta.get("data"),
-            "format": meta.get("format"),
+            "format": meta.get("format") or meta.get("benchmark"),
             "split": meta.get("split"),
-            "num_objects": meta.get("num_objects"),
+            "num_objects": meta.get("num_objects") or meta.get("num_sequences"),
         }
-    check_rows(rows, args.out)
+    kept = kept_rows(args)
+    check_rows({**kept, **rows}, args.out)
     args.results.mkdir(parents=True, exist_ok=True)
+    runs_path = args.results / RUNS_FILE
+    before = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
+    for key in set(before) - set(kept) - set(keys):
+        (args.results / f"{key}.csv").unlink(missing_ok=True)  # a row this table no longer has
     for key in keys:
-        shutil.copyfile(args.out / key / "per_object.csv", args.results / f"{key}.csv")
-    (args.results / RUNS_FILE).write_text(json.dumps(rows, indent=2) + "\n")
+        shutil.copyfile(args.out / key / rows_file, args.results / f"{key}.csv")
+    rows = {k: {**kept, **rows}[k] for k in order([*kept, *rows])}
+    runs_path.write_text(json.dumps(rows, indent=2) + "\n")
     if timing is not None:
         (args.results / INFER_FILE).write_text(json.dumps(timing, indent=2) + "\n")
     elif (args.results / INFER_FILE).is_file():
@@ -335,13 +401,13 @@ def check_rows(rows: dict[str, Any], where: Path) -> None:
     """Every row on one base and one split: the rules' model file and MoSAM's frozen base
     have one sha256, and every row read the same data."""
     bases = {k: (r["weights"].get("sam2_base") or r["weights"])["sha256"] for k, r in rows.items()}
-    splits = {k: (r["data"], r["split"]) for k, r in rows.items()}
-    for found, what in ((bases, "SAM 2 base (sha256)"), (splits, "data and split")):
+    splits = {k: (r.get("task", "vos"), r["data"], r["split"]) for k, r in rows.items()}
+    for found, what in ((bases, "SAM 2 base (sha256)"), (splits, "task, data and split")):
         if len(set(found.values())) > 1:
-            detail = "; ".join(f"{label(k)}: {v}" for k, v in found.items())
+            detail = "; ".join(f"{k}: {v}" for k, v in found.items())
             raise SystemExit(
                 f"{where}: the rows differ in their {what} ({detail}). Fix: evaluate every row "
-                f"on one base and split (a new --out, or rerun the odd rows)."
+                f"on one base and split (a new --out or --results, or rerun the odd rows)."
             )
 
 
@@ -357,7 +423,7 @@ def measured(timing: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 def cost_columns(timing: dict[str, Any], keys: Sequence[str]) -> dict[str, dict[str, str]]:
     """Per-frame time relative to SAM 2 (the engine) and the peak RSS at the longest
     measured video, per row, from `bench.infer`'s JSON."""
-    names = {key: infer.ALL_PARTS if key == MOSAM else infer.variant_name(
+    names = {key: infer.ALL_PARTS if is_mosam(key) else infer.variant_name(
         "engine" if key == "sam2" else f"rule:{key}") for key in keys}  # fmt: skip
     _, run = measured(timing)
     time = {
@@ -392,14 +458,17 @@ def timing_note(timing: dict[str, Any]) -> str:
     if lengths:
         note += (
             f" {MEMORY_COLUMN}: peak RSS of a fresh process over "
-            f"{max(lengths, key=int)} frames (micro, CPU)."
+            f"{max(lengths, key=int)} frames ({size}, CPU)."
         )
     return note
 
 
 def rebuild_command(results: Path, keys: Sequence[str]) -> str:
-    """The `metrics.table` command that rebuilds the J&F columns from the committed CSVs."""
-    rows = " ".join(shlex.quote(f"{label(k)}={results / k}.csv") for k in keys)
+    """The `metrics.table` command that rebuilds the score columns from the committed CSVs."""
+    globs = {
+        label(k): f"{results / MOSAM}_*.csv" if is_mosam(k) else f"{results / k}.csv" for k in keys
+    }
+    rows = " ".join(shlex.quote(f"{name}={glob}") for name, glob in globs.items())
     return f"python -m mosam_train.metrics.table {rows}"
 
 
@@ -416,15 +485,25 @@ def report(results: Path) -> str:
     timing_file = results / INFER_FILE
     timing = json.loads(timing_file.read_text()) if timing_file.is_file() else None
     extra = cost_columns(timing, keys) if timing else None
-    body = table({label(k): [read_run(results / f"{k}.csv")] for k in keys}, extra)
+    grouped: dict[str, list[Path]] = {}
+    for k in keys:
+        grouped.setdefault(label(k), []).append(results / f"{k}.csv")
     first = next(iter(rows.values()))
+    if first.get("task", "vos") == "tracking":
+        body = tracking_table(grouped, extra)
+        what = f"every sequence from its first box, {first['num_objects']} sequences"
+    else:
+        body = table({name: [read_run(p) for p in paths] for name, paths in grouped.items()}, extra)
+        what = f"every object of every video, {first['num_objects']} objects"
+    seeds = sum(map(is_mosam, keys))
     lines = [
         body,
         "",
-        f"{first['format']} {first['split']} ({first['data']}), every object of every video, "
-        f"{first['num_objects']} objects; model files and rules: {runs_file}.",
+        f"{first['format']} {first['split']} ({first['data']}), {what}; "
+        + (f"MoSAM: mean ± std over {seeds} training seeds; " if seeds > 1 else "")
+        + f"model files and rules: {runs_file}.",
         timing_note(timing) if timing else "No cost columns: no bench.infer run in this directory.",
-        f"J&F columns alone: {rebuild_command(results, keys)}",
+        f"Score columns alone: {rebuild_command(results, keys)}",
     ]
     return "\n".join(lines)
 
@@ -445,16 +524,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args, overrides = parse_args(argv)
     if not args.table_only:
         jobs = eval_overrides(args, overrides)
-        if args.mosam_ckpt:
-            check_same_base(args.ckpt, args.mosam_ckpt)
+        for mosam in args.mosam_ckpts:
+            check_same_base(args.ckpt, mosam)
         sam2 = sam2_settings(args.ckpt, [*jobs, f"ckpt={args.ckpt}"])
         check_candidates(args.ckpt, sam2, args.rules)
-        if args.mosam_ckpt and not tracks_with_candidates(sam2_settings(args.mosam_ckpt, jobs)):
-            print(
-                f"note: mosam_ckpt={args.mosam_ckpt} tracks with one mask and the base rows "
-                f"with three (its training settings); MoSAM's row keeps SAM 2's first mask.",
-                flush=True,
-            )
+        for mosam in args.mosam_ckpts:
+            if not tracks_with_candidates(sam2_settings(mosam, jobs)):
+                print(
+                    f"note: mosam_ckpt={mosam} tracks with one mask and the base rows with "
+                    f"three (its training settings); MoSAM's row keeps SAM 2's first mask.",
+                    flush=True,
+                )
         timing = None
         if args.timing not in ("run", "none"):
             timing = saved_timing(args.timing, sam2["variant"])
@@ -463,8 +543,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             if subprocess.run(command).returncode != 0:
                 raise SystemExit(f"eval.py failed (see above); runs so far are in {args.out}")
         if args.timing == "run":
+            table_keys = [*kept_rows(args), *run_keys(args)]  # --add: every row of the table
             arguments = infer_command(
-                sam2["variant"], args.rules, bool(args.mosam_ckpt), args.infer_args
+                sam2["variant"],
+                [k for k in order(table_keys) if not is_mosam(k)],
+                any(map(is_mosam, table_keys)),
+                args.infer_args,
             )
             if arguments:
                 timing = run_timing(args.out, arguments)

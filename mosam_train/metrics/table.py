@@ -22,6 +22,10 @@ J&F with each object's J&F averaged over the runs first (a single run without pe
 rows: its recorded interval): it shows how much a row's value can move from which objects
 happen to be in the split, which matters when a tag has few.
 
+Per-sequence CSVs of box tracking in the LaSOT layout (`eval.py task=tracking`'s
+per_sequence.csv) make a table of their own (`tracking_table`): success AUC with its 95%
+interval over sequences, precision, normalized precision and success AUC per class.
+
 `--paired A B` prints, for the objects of both rows (matched by (video, object id); the runs
 of both rows must hold the same objects) that carry any tag of `--tags` (default: every
 object), the mean over objects of A minus B of `--metric` with each object's value averaged
@@ -51,7 +55,10 @@ from mosam_train.metrics.jf import (
     bootstrap_interval,
 )
 
-__all__ = ["PER_OBJECT", "Paired", "Run", "main", "paired_difference", "read_run", "table"]
+__all__ = [
+    "PER_OBJECT", "Paired", "Run", "is_sequence_rows", "main", "paired_difference", "read_run",
+    "table", "tracking_table",
+]  # fmt: skip
 
 # tags in this order first (the synthetic test beds'), then any other, sorted
 TAG_ORDER = ("occlusion", "exit_reentry", "distractor", "fast_motion")
@@ -264,17 +271,98 @@ def table(rows: dict[str, list[Run]], extra: Mapping[str, Mapping[str, str]] | N
         ]
         for label, runs in rows.items()
     }
-    for name, column in (extra or {}).items():
-        columns.append((name, None))
-        for label in rows:
-            cells[label].append(column.get(label, ""))
-    keep = [i for i in range(len(columns)) if any(c[i] for c in cells.values())]
-    header = ["model", "runs", *(columns[i][0] for i in keep)]
+    return _markdown([c for c, _ in columns], cells, {k: len(v) for k, v in rows.items()}, extra)
+
+
+def _markdown(
+    names: list[str],
+    cells: dict[str, list[str]],
+    runs: Mapping[str, int],
+    extra: Mapping[str, Mapping[str, str]] | None,
+) -> str:
+    """One line per row label: its number of runs, its cells, then the `extra` columns; a
+    column blank in every row is left out."""
+    names = [*names, *(extra or {})]
+    cells = {
+        label: [*row, *(column.get(label, "") for column in (extra or {}).values())]
+        for label, row in cells.items()
+    }
+    keep = [i for i in range(len(names)) if any(c[i] for c in cells.values())]
+    header = ["model", "runs", *(names[i] for i in keep)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, runs in rows.items():
-        line = [label, str(len(runs)), *(cells[label][i] for i in keep)]
-        lines.append("| " + " | ".join(line) + " |")
+    for label, row in cells.items():
+        lines.append("| " + " | ".join([label, str(runs[label]), *(row[i] for i in keep)]) + " |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ box tracking (LaSOT)
+def _sequence_mean(run: dict[str, dict[str, str]], key: str, cls: str | None = None) -> float:
+    values = [float(r[key]) for r in run.values() if cls is None or r["class"] == cls]
+    return sum(values) / len(values) if values else math.nan
+
+
+SEQUENCE_COLUMNS = (
+    ("success AUC", "success_auc"),
+    ("precision", "precision"),
+    ("norm. precision", "norm_precision"),
+)
+
+
+def is_sequence_rows(path: str | Path) -> bool:
+    """Whether `path` is a per-sequence CSV of box tracking in the LaSOT layout (`eval.py
+    task=tracking`'s per_sequence.csv)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with path.open(newline="") as f:
+        return "success_auc" in (csv.DictReader(f).fieldnames or [])
+
+
+def read_sequences(path: str | Path) -> dict[str, dict[str, str]]:
+    """Sequence name -> its row, from a per-sequence CSV in the LaSOT layout."""
+    path = Path(path)
+    with path.open(newline="") as f:
+        rows = {r["sequence"]: r for r in csv.DictReader(f)}
+    if not rows:
+        raise ValueError(f"{path}: no row. Fix: point the row at a finished evaluation.")
+    return rows
+
+
+def tracking_table(
+    rows: Mapping[str, Sequence[str | Path]], extra: Mapping[str, Mapping[str, str]] | None = None
+) -> str:
+    """Markdown for box tracking, one line per row label from its runs' per-sequence CSVs
+    (LaSOT layout, one per seed): success AUC, its 95% interval, precision, normalized
+    precision and success AUC per class, mean ± std over the runs; then `extra`.
+
+    Each run's scores are the means over its sequences, which is what the LaSOT toolkits'
+    curves averaged over sequences give (`metrics.tracking.aggregate_lasot`: every score is
+    linear in the curves). The interval is the percentile bootstrap over sequences of the
+    success AUC, each sequence's averaged over the runs first."""
+    read = {label: [read_sequences(p) for p in paths] for label, paths in rows.items()}
+    classes = sorted({r["class"] for runs in read.values() for run in runs for r in run.values()})
+    names = [SEQUENCE_COLUMNS[0][0], "95% CI", *(c for c, _ in SEQUENCE_COLUMNS[1:])]
+    names += [f"{TAG_LABELS.get(c, c)} AUC" for c in classes]
+    cells: dict[str, list[str]] = {}
+    for label, runs in read.items():
+        names_of = [set(run) for run in runs]
+        if any(n != names_of[0] for n in names_of):
+            raise ValueError(
+                f"{label}: its runs hold different sequences ({', '.join(map(str, rows[label]))})."
+                f" Fix: evaluate every run on the same split."
+            )
+
+        per_sequence = [
+            sum(float(run[n]["success_auc"]) for run in runs) / len(runs) for n in names_of[0]
+        ]
+        low, high = bootstrap_interval(per_sequence)
+        cells[label] = [
+            _cell([_sequence_mean(run, "success_auc") for run in runs]),
+            "" if math.isnan(low) else f"[{low:.1f}, {high:.1f}]",
+            *(_cell([_sequence_mean(run, key) for run in runs]) for _, key in SEQUENCE_COLUMNS[1:]),
+            *(_cell([_sequence_mean(run, "success_auc", c) for run in runs]) for c in classes),
+        ]
+    return _markdown(names, cells, {k: len(v) for k, v in rows.items()}, extra)
 
 
 def paired_table(
@@ -312,15 +400,24 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--metric", choices=sorted(PER_OBJECT), default="JF", help="--paired's")
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
-    rows: dict[str, list[Run]] = {}
+    paths: dict[str, list[str]] = {}
     for arg in args.rows:
         label, sep, pattern = arg.rpartition("=")  # labels may hold "=", paths rarely do
         if not sep:
             raise SystemExit(f"{arg!r}: expected LABEL=GLOB")
-        paths = sorted(glob.glob(pattern))
-        if not paths:
+        paths[label] = sorted(glob.glob(pattern))
+        if not paths[label]:
             raise SystemExit(f"{label}: no run directory or per-object CSV matches {pattern!r}")
-        rows[label] = [read_run(p) for p in paths]
+    boxes = {label for label, found in paths.items() if all(map(is_sequence_rows, found))}
+    if boxes:
+        if boxes != set(paths) or args.paired:
+            raise SystemExit(
+                f"{', '.join(sorted(boxes))}: per-sequence box-tracking CSVs, which make a table "
+                f"of their own (no --paired). Fix: give only box-tracking rows, or only VOS ones."
+            )
+        print(tracking_table(paths))
+        return
+    rows = {label: [read_run(p) for p in found] for label, found in paths.items()}
     print(table(rows))
     if args.paired:
         tags = [t for t in args.tags.split(",") if t]

@@ -190,3 +190,51 @@ def test_extra_columns_follow_the_diagnostics_and_blank_ones_are_left_out(tmp_pa
     assert a.endswith("| 1.00 |") and b.endswith("| 1.50 |")
     partial = table(rows, {"cost": {"B": "2.0"}}).splitlines()
     assert partial[2].endswith("| 50.0 |  |") and partial[3].endswith("| 2.0 |")
+
+
+def write_sequences(path, rows):
+    """A per-sequence CSV of box tracking (LaSOT layout) with `rows` of
+    (sequence, class, success AUC, precision, normalized precision)."""
+    fields = ["sequence", "class", "frames", "success_auc", "precision", "norm_precision"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for name, cls, auc, prec, norm in rows:
+            writer.writerow(dict(zip(fields, (name, cls, 32, auc, prec, norm), strict=True)))
+    return path
+
+
+def test_box_tracking_rows_are_means_over_sequences_then_over_seeds(tmp_path, capsys):
+    write_sequences(
+        tmp_path / "a_1.csv", [("s1", "occlusion", 40, 50, 30), ("s2", "plain", 60, 70, 50)]
+    )
+    write_sequences(
+        tmp_path / "a_2.csv", [("s1", "occlusion", 30, 40, 20), ("s2", "plain", 50, 60, 40)]
+    )
+    base = write_sequences(
+        tmp_path / "base.csv", [("s1", "occlusion", 10, 0, 0), ("s2", "plain", 30, 20, 10)]
+    )
+    main([f"A={tmp_path}/a_*.csv", f"base={base}"])
+    lines = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == [
+        "model", "runs", "success AUC", "95% CI", "precision", "norm. precision",
+        "occlusion AUC", "plain AUC",
+    ]  # fmt: skip
+    row = [c.strip() for c in lines[2].strip("|").split("|")]
+    # runs of 50 and 40 AUC (means over their sequences): 45 ± 7.1
+    assert row[:3] == ["A", "2", "45.0 ± 7.1"]
+    assert row[4:] == ["55.0 ± 7.1", "35.0 ± 7.1", "35.0 ± 7.1", "55.0 ± 7.1"]
+    low, high = (float(v) for v in row[3].strip("[]").split(","))
+    assert 35.0 <= low < 45.0 < high <= 55.0  # over the two sequences' run means (35, 55)
+    assert [c.strip() for c in lines[3].strip("|").split("|")][:3] == ["base", "1", "20.0"]
+
+
+def test_box_tracking_and_vos_rows_are_not_mixed(tmp_path):
+    seq = write_sequences(tmp_path / "s.csv", [("s1", "plain", 40, 50, 30)])
+    obj = tmp_path / "o.csv"
+    with obj.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+        writer.writeheader()
+    with pytest.raises(SystemExit, match="box-tracking CSVs, which make a table of their own"):
+        main([f"boxes={seq}", f"masks={obj}"])
