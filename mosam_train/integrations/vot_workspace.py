@@ -1,8 +1,8 @@
 """A ready VOT toolkit workspace on the built-in synthetic sets, with no network:
 
     python -m mosam_train.integrations.vot_workspace OUT --tracker ckpt=/abs/model.ckpt \\
-        [--tracker tracker=samurai ...] [--data data=synthetic_long] [--videos 2] [--frames 10]
-        [--sequences N]
+        [--tracker tracker=samurai ...] [--named base "ckpt=/abs/base.pt sam2=..." ...]
+        [--data data=synthetic_long] [--videos 2] [--frames 10] [--sequences N]
 
 writes under OUT:
 
@@ -16,13 +16,17 @@ writes under OUT:
 - `stack.yaml`: the local stack (`local_stack`): VOT-ST's multi-start experiment with its
   EAO interval and failure settings scaled to these short sequences, and VOTS' unsupervised
   multi-object experiment; its title says it is not comparable with published results;
-- `trackers.ini`: `mosam` (the tracker entry point with the `--tracker` overrides) and
-  `static` (the static baseline: each object's first region on every frame);
+- `trackers.ini`: `mosam` (the tracker entry point with the `--tracker` overrides), one
+  entry per `--named NAME ARGS` (the entry point with those arguments, to compare several
+  models or rules in one workspace) and `static` (the static baseline: each object's first
+  region on every frame);
 - `config.yaml`: the workspace (that stack, that registry, those sequences).
 
 Then: `python -m mosam_train.integrations.vot_toolkit evaluate --workspace OUT mosam static`
-and `... analysis --workspace OUT` (the toolkit's command line without its update check).
-Requires the `vot` extra (the toolkit's own writers are used).
+and `... analysis --workspace OUT --name NAME` (the toolkit's command line without its
+update check), and `python -m mosam_train.integrations.vot_report OUT/analysis/NAME.json`
+prints the toolkit's figures as one table. Requires the `vot` extra (the toolkit's own
+writers are used).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from PIL import Image
 
 from mosam_train.data.video import VideoRecord
 from mosam_train.integrations.vot import compose_vot
+from mosam_train.models.shipped import is_shipped
 
 NOT_COMPARABLE = "not comparable with published VOT results"
 # VOT2020-2022 short-term: EAO over sequence lengths 115..755, failures after 10 frames of
@@ -63,10 +68,10 @@ def local_stack(frames: int) -> dict:
             "baseline": {
                 "type": "multistart",
                 "analyses": [
-                    {"type": "multistart_eao_score", "name": "eaoscore", "low": low,
+                    {"type": "multistart_eao_score", "name": "EAO", "low": low,
                      "high": high, **scaled},
-                    {"type": "multistart_eao_curve", "name": "eaocurve", "high": high, **scaled},
-                    {"type": "multistart_average_ar", "name": "ar", **scaled},
+                    {"type": "multistart_eao_curve", "name": "EAO curve", "high": high, **scaled},
+                    {"type": "multistart_average_ar", "name": "AR", **scaled},
                 ],
             },
             "unsupervised": {
@@ -125,9 +130,10 @@ def write_sequence(record: VideoRecord, oid: int, frames: int, root: Path) -> st
     return name
 
 
-def trackers_ini(tracker_args: list[str]) -> str:
-    """`mosam` (the entry point with `tracker_args`) and `static` (the static baseline), run
-    by this Python with this checkout of the project first on its path."""
+def trackers_ini(tracker_args: list[str], named: dict[str, list[str]] | None = None) -> str:
+    """`mosam` (the entry point with `tracker_args`), the `named` entries (name: their
+    arguments) and `static` (the static baseline), run by this Python with this checkout of
+    the project first on its path."""
     repo = Path(__file__).resolve().parents[2]
     python = shlex.quote(sys.executable)
 
@@ -138,10 +144,28 @@ def trackers_ini(tracker_args: list[str]) -> str:
             f"env_PYTHONPATH = {repo}\ntimeout = 120\n"
         )
 
+    sections = {"mosam": tracker_args, **(named or {})}
     return (
-        f"[mosam]\n{entry('mosam-train ' + ' '.join(tracker_args), tracker_args)}\n"
-        f"[static]\n{entry('static (first region on every frame)', ['baseline=copy_first'])}"
+        "".join(
+            f"[{name}]\n{entry('mosam-train ' + ' '.join(args), args)}\n"
+            for name, args in sections.items()
+        )
+        + f"[static]\n{entry('static (first region on every frame)', ['baseline=copy_first'])}"
     )
+
+
+def check_tracker(name: str, tracker_args: list[str]) -> None:
+    """Refuse, before anything is written, an entry the toolkit could not run."""
+    cfg = compose_vot(tracker_args)  # a bad tracker configuration stops here, not later
+    if not cfg.get("baseline") and not cfg.get("ckpt"):
+        raise SystemExit(
+            f"error: {name}: ckpt=/absolute/path/to/model (a .ckpt or .pt) or baseline= needed"
+        )
+    if cfg.get("ckpt") and not is_shipped(cfg.ckpt) and not Path(cfg.ckpt).is_absolute():
+        raise SystemExit(
+            f"error: {name}: ckpt={cfg.ckpt} is relative; the toolkit runs trackers in a "
+            f"temporary folder. Fix: ckpt={Path(cfg.ckpt).resolve()}"
+        )
 
 
 def write_workspace(
@@ -151,16 +175,14 @@ def write_workspace(
     videos: int = 2,
     frames: int = 10,
     sequences: int | None = None,
+    named: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """Everything above under `out` (at most `sequences` sequences); returns their names."""
-    cfg = compose_vot(tracker_args)  # refuse a bad tracker configuration here, not later
-    if not cfg.get("baseline") and not cfg.get("ckpt"):
-        raise SystemExit("error: --tracker ckpt=/absolute/path/to/model (a .ckpt or .pt) needed")
-    if cfg.get("ckpt") and not Path(cfg.ckpt).is_absolute():
-        raise SystemExit(
-            f"error: ckpt={cfg.ckpt} is relative; the toolkit runs trackers in a temporary "
-            f"folder. Fix: ckpt={Path(cfg.ckpt).resolve()}"
-        )
+    reserved = {"mosam", "static"} & set(named or {})
+    if reserved:
+        raise SystemExit(f"error: --named {reserved.pop()}: that name is the workspace's own")
+    for name, args in {"mosam": tracker_args, **(named or {})}.items():
+        check_tracker(name, args)
     root = out / "sequences"
     names: list[str] = []
     for record in eval_records(data_overrides or [])[:videos]:
@@ -174,7 +196,7 @@ def write_workspace(
     (out / "stack.yaml").write_text(
         yaml.safe_dump(local_stack(frames), sort_keys=False, width=1000)
     )
-    (out / "trackers.ini").write_text(trackers_ini(tracker_args))
+    (out / "trackers.ini").write_text(trackers_ini(tracker_args, named))
     config = {"stack": "./stack.yaml", "registry": ["./trackers.ini"], "sequences": "sequences"}
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     return names
@@ -190,6 +212,10 @@ def main(argv: list[str] | None = None) -> None:
         help="an argument of the tracker entry point (configs/vot.yaml), e.g. ckpt=/abs/m.ckpt",
     )  # fmt: skip
     parser.add_argument(
+        "--named", action="append", nargs=2, default=[], metavar=("NAME", "ARGS"),
+        help='one more tracker entry: its name and its arguments, e.g. base "ckpt=/abs/b.pt"',
+    )  # fmt: skip
+    parser.add_argument(
         "--data", action="append", default=[], metavar="OVERRIDE",
         help="an eval.py data override, e.g. data=synthetic_long (default: data=synthetic)",
     )  # fmt: skip
@@ -197,10 +223,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--frames", type=int, default=10, help="first N frames of each video")
     parser.add_argument("--sequences", type=int, default=None, help="at most N sequences")
     args = parser.parse_args(argv)
+    named = {name: shlex.split(text) for name, text in args.named}
     names = write_workspace(
-        args.out, args.tracker, args.data, args.videos, args.frames, args.sequences
+        args.out, args.tracker, args.data, args.videos, args.frames, args.sequences, named
     )
-    print(f"{args.out}: {len(names)} sequences ({NOT_COMPARABLE}); trackers mosam, static")
+    trackers = ", ".join(["mosam", *named, "static"])
+    print(f"{args.out}: {len(names)} sequences ({NOT_COMPARABLE}); trackers {trackers}")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mosam_train.integrations import vot_report
 from mosam_train.integrations.vot_workspace import (
     eval_records,
     trackers_ini,
     write_sequence,
     write_workspace,
+)
+from mosam_train.integrations.vot_workspace import (
+    main as workspace_main,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,20 +146,6 @@ def test_unreadable_frame_ends_the_session_naming_the_file(tmp_path, vot_sequenc
     assert [x["frame"] for x in records(record)] == [0, 1, 2]
 
 
-def report_measures(report: dict) -> dict[str, dict[str, dict[str, list]]]:
-    """{experiment: {analysis name: {tracker: its values}}} of the toolkit's JSON report
-    (each experiment's `results` are listed in its analyses' order, then per tracker)."""
-    trackers = list(report["trackers"])
-    out = {}
-    for experiment, body in report["results"].items():
-        names = [a["name"] for a in body["parameters"]["analyses"]]
-        out[experiment] = {
-            name: dict(zip(trackers, per_tracker, strict=True))
-            for name, per_tracker in zip(names, body["results"], strict=True)
-        }
-    return out
-
-
 def test_toolkit_scores_a_workspace_written_by_the_project(tmp_path, small_synthetic):
     """2 sequences x 10 frames of the synthetic val split, the toolkit's evaluate and
     analysis on the local stack. The tracker here is the entry point with the flow-warp
@@ -196,13 +186,51 @@ def test_toolkit_scores_a_workspace_written_by_the_project(tmp_path, small_synth
     assert "Analysis successful" in out, out[-3000:]
     report = json.loads((workspace / "analysis" / "report.json").read_text())
     assert set(report["sequences"]) == set(names)
-    measures = report_measures(report)
+    measures = vot_report.measures(report)
     assert set(measures) == {"baseline", "unsupervised"}
-    assert set(measures["baseline"]) == {"eaoscore", "eaocurve", "ar"}
+    assert set(measures["baseline"]) == {"EAO", "EAO curve", "AR"}
     assert set(measures["unsupervised"]) == {"Quality", "AR"}
     for per_tracker in (*measures["baseline"].values(), *measures["unsupervised"].values()):
         assert set(per_tracker) == {"mosam", "static"}
     quality = {k: v[0] for k, v in measures["unsupervised"]["Quality"].items()}
-    eao = {k: v[0] for k, v in measures["baseline"]["eaoscore"].items()}
+    eao = {k: v[0] for k, v in measures["baseline"]["EAO"].items()}
     assert all(0 <= q <= 1 for q in (*quality.values(), *eao.values())), (quality, eao)
     assert quality["mosam"] >= quality["static"] + 0.1, quality
+    # the table shows the toolkit's figures, a column per scalar measure
+    table = vot_report.table(report).splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    assert header == [
+        "tracker", "label", "baseline EAO", "baseline Accuracy", "baseline Robustness",
+        "unsupervised Quality", "unsupervised Accuracy", "unsupervised Robustness",
+    ]  # fmt: skip
+    rows = {
+        r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")] for r in table[2:]
+    }
+    assert set(rows) == {"mosam", "static"}
+    for name in rows:
+        assert rows[name][2] == f"{eao[name]:.3f}"
+        assert rows[name][5] == f"{quality[name]:.3f}"
+
+
+def test_named_entries_join_the_workspace_registry(tmp_path, small_synthetic, micro_weights):
+    data = ["--data", f"data.root={small_synthetic}", "--data", "data.synthetic=false"]
+    workspace_main([
+        str(tmp_path / "ws"), "--tracker", "baseline=flow_warp",
+        "--named", "base", f"ckpt={micro_weights} sam2=micro tracker=samurai",
+        *data, "--videos", "1", "--frames", "4", "--sequences", "1",
+    ])  # fmt: skip
+    ini = (tmp_path / "ws" / "trackers.ini").read_text()
+    assert re.findall(r"^\[(\w+)\]$", ini, flags=re.M) == ["mosam", "base", "static"]
+    base = ini.split("[base]")[1].split("[static]")[0]
+    assert f"mosam_train.integrations.vot ckpt={micro_weights} sam2=micro tracker=samurai" in base
+    for named, message in (
+        (["static", "baseline=flow_warp"], "static: that name is the workspace's own"),
+        (["base", "ckpt=relative/model.pt"], "base: ckpt=relative/model.pt is relative"),
+        (["base", "baseline=copy_first tracker=nope"], "Could not find 'tracker/nope'"),
+    ):
+        with pytest.raises((SystemExit, Exception), match=re.escape(message)):
+            workspace_main([
+                str(tmp_path / "other"), "--tracker", "baseline=flow_warp", "--named", *named,
+                *data,
+            ])  # fmt: skip
+        assert not (tmp_path / "other").exists()
