@@ -340,7 +340,8 @@ def tracking_table(
     linear in the curves). The interval is the percentile bootstrap over sequences of the
     success AUC, each sequence's averaged over the runs first."""
     read = {label: [read_sequences(p) for p in paths] for label, paths in rows.items()}
-    classes = sorted({r["class"] for runs in read.values() for run in runs for r in run.values()})
+    seen = {r["class"] for runs in read.values() for run in runs for r in run.values()}
+    classes = [c for c in TAG_ORDER if c in seen] + sorted(seen - set(TAG_ORDER))
     names = [SEQUENCE_COLUMNS[0][0], "95% CI", *(c for c, _ in SEQUENCE_COLUMNS[1:])]
     names += [f"{TAG_LABELS.get(c, c)} AUC" for c in classes]
     cells: dict[str, list[str]] = {}
@@ -353,7 +354,8 @@ def tracking_table(
             )
 
         per_sequence = [
-            sum(float(run[n]["success_auc"]) for run in runs) / len(runs) for n in names_of[0]
+            sum(float(run[n]["success_auc"]) for run in runs) / len(runs)
+            for n in sorted(names_of[0])
         ]
         low, high = bootstrap_interval(per_sequence)
         cells[label] = [

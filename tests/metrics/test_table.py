@@ -206,7 +206,7 @@ def write_sequences(path, rows):
 
 def test_box_tracking_rows_are_means_over_sequences_then_over_seeds(tmp_path, capsys):
     write_sequences(
-        tmp_path / "a_1.csv", [("s1", "occlusion", 40, 50, 30), ("s2", "plain", 60, 70, 50)]
+        tmp_path / "a_1.csv", [("s2", "plain", 60, 70, 50), ("s1", "occlusion", 40, 50, 30)]
     )
     write_sequences(
         tmp_path / "a_2.csv", [("s1", "occlusion", 30, 40, 20), ("s2", "plain", 50, 60, 40)]
@@ -219,7 +219,7 @@ def test_box_tracking_rows_are_means_over_sequences_then_over_seeds(tmp_path, ca
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header == [
         "model", "runs", "success AUC", "95% CI", "precision", "norm. precision",
-        "occlusion AUC", "plain AUC",
+        "occlusion AUC", "plain AUC",  # the test beds' tags first, then the others
     ]  # fmt: skip
     row = [c.strip() for c in lines[2].strip("|").split("|")]
     # runs of 50 and 40 AUC (means over their sequences): 45 ± 7.1
