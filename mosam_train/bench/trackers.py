@@ -14,17 +14,19 @@ memory) for each MoSAM checkpoint (one per training seed: one row, mean ± std) 
 `<out>/mosam_<i>`; every job evaluates `data.test_split=<--split>` with every object of
 every video. With `task=tracking` (a box-tracking set in the LaSOT layout, e.g.
 `data=tracking/synthetic_lasot`) every job tracks each sequence from its first box
-(`data.split=<--split>`) and the table is LaSOT's (`metrics.table.tracking_table`). An official-format base (.pt) is built tracking with three candidates
+(`data.split=<--split>`) and the table is LaSOT's (`metrics.table.tracking_table`). An
+official-format base (.pt) is built tracking with three candidates
 (`++model.sam2.overrides.multimask_output_for_tracking=true`, unless the command sets it); a
 checkpoint of this project carries its own setting, and one that tracks with one mask is
 refused before anything runs when a rule needs three. A MoSAM checkpoint names its frozen
 base (path and sha256): a base other than `ckpt` (by sha256) is refused, naming both.
 
 Each run's `per_object.csv` (`per_sequence.csv` for box tracking) is copied to
-`<results>/<run>.csv` (small files meant to be committed), with `runs.json` (each row's model files, rule, data and split, checked to
-share one base) and `infer.json`; the table is built from that directory alone
-(`--table-only` rebuilds it from committed files), by `metrics.table`: J&F with its 95%
-interval, J&F per tag and the diagnostics, plus the per-frame time relative to SAM 2 and
+`<results>/<run>.csv` (small files meant to be committed), with `runs.json` (each run's
+model files, rule, data and split, checked to share one base) and `infer.json`; the table
+is built from that directory alone (`--table-only` rebuilds it from committed files), by
+`metrics.table`: J&F with its 95% interval, J&F per tag and the diagnostics (box tracking:
+LaSOT's scores), plus the per-frame time relative to SAM 2 and
 the peak memory of `python -m mosam_train.bench.infer` for the base's size, tracking with
 three candidates, run by this command on this machine (`--timing run`, stored in
 `<out>/infer.json` and reused while its arguments stay the same), read from a file of its
