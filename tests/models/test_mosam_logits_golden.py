@@ -81,8 +81,11 @@ def test_mosam_logits_match_the_golden(micro, small_synthetic, one_thread):
         GOLDEN.write_text(json.dumps(found) + "\n")
     expected = json.loads(GOLDEN.read_text())
     assert found.keys() == expected.keys()
+    # logit sums pin the values to float rounding; a count of logits > 0 can move by a pixel
+    # whose logit sits at 0 when another CPU rounds differently (an AMD EPYC counts 7041
+    # where the Intel Xeon that wrote the golden counts 7040), so counts get 0.1%
     for name in expected:
-        for key in ("sums", "positive"):
+        for key, rel in (("sums", 1e-5), ("positive", 1e-3)):
             assert np.array(found[name][key]) == pytest.approx(
-                np.array(expected[name][key]), rel=1e-5, abs=1e-2
+                np.array(expected[name][key]), rel=rel, abs=1e-2
             ), (name, key)
