@@ -634,8 +634,14 @@ class VideoSAM(nn.Module):
         if sam2.add_tpos_enc_to_obj_ptrs:
             t_diff_max = min(num_frames, sam2.max_obj_ptrs_in_encoder) - 1
             tpos_dim = width if sam2.proj_tpos_enc_in_obj_ptrs else sam2.mem_dim
-            pe = get_1d_sine_pe(distance.flatten() / t_diff_max, dim=tpos_dim)
-            pos = sam2.obj_ptr_tpos_proj(pe).view(c + k, n, sam2.mem_dim)
+            if bool((distance == distance[:, :1]).all()):
+                # one row per pointer frame, as SAM 2 projects them: the projection's rows
+                # then round as SAM 2's do (a GEMM of another height may not)
+                pe = get_1d_sine_pe(distance[:, 0] / t_diff_max, dim=tpos_dim)
+                pos = sam2.obj_ptr_tpos_proj(pe)[:, None].expand(-1, n, -1)
+            else:
+                pe = get_1d_sine_pe(distance.flatten() / t_diff_max, dim=tpos_dim)
+                pos = sam2.obj_ptr_tpos_proj(pe).view(c + k, n, sam2.mem_dim)
         else:
             pos = ptr.new_zeros(c + k, n, sam2.mem_dim)
         split = 1
@@ -644,7 +650,9 @@ class VideoSAM(nn.Module):
             ptr = ptr.reshape(-1, n, split, sam2.mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
             pos = pos.repeat_interleave(split, dim=0)
         override.pointers = (ptr, pos)
-        if pointers.valid is not None and k:
+        # no bias where every row holds a frame: SAM 2's unmasked attention kernel, which
+        # rounds apart from the masked one
+        if pointers.valid is not None and k and not bool(pointers.valid.all()):
             rows = torch.zeros(c + k, n, device=device)
             rows[c:] = rows[c:].masked_fill(~pointers.valid.to(device), float("-inf"))
             override.ptr_bias = rows.T.repeat_interleave(split, dim=1)
