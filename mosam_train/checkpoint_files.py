@@ -12,13 +12,14 @@ path.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mosam_train.atomic_files import atomic_open
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 PICKLE_MAGIC = b"\x80"  # torch's legacy (pre-1.6) format starts with a pickle protocol byte
@@ -145,22 +146,8 @@ def displaced_path(path: str | Path, sha256: str) -> Path:
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
-    """`torch.save` through a temporary file, fsync and rename: a kill mid-write leaves the
-    old file or the new one, never a truncated one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
-    finally:
-        os.close(dir_fd)
-    return path
+    """`torch.save` through `atomic_open`: a kill mid-write leaves the old file or the new
+    one, never a truncated one."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)

@@ -18,7 +18,6 @@ A frame without a box (empty mask) is written ``0,0,0,0``.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from mosam_train.atomic_files import write_text_atomically
 from mosam_train.data.formats.tracking import TrackingSequence, read_boxes
 from mosam_train.inference.sources import RecordFrames
 from mosam_train.metrics.tracking import (
@@ -84,13 +84,6 @@ def format_boxes(boxes: np.ndarray) -> str:
     return "".join(",".join(_number(v) for v in row) + "\n" for row in boxes)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def result_file(benchmark: str, root: Path, name: str) -> Path:
     """The box file of sequence `name` in the benchmark's result layout under `root`."""
     if benchmark == "got10k":
@@ -124,10 +117,10 @@ def run_sequence(
         )
     path = result_file(benchmark, root, sequence.name)
     if benchmark == "got10k":
-        _write_atomic(
+        write_text_atomically(
             path.with_name(f"{sequence.name}_time.txt"), "".join(f"{s:.8f}\n" for s in times)
         )
-    _write_atomic(path, format_boxes(boxes_array(boxes)))
+    write_text_atomically(path, format_boxes(boxes_array(boxes)))
     total = sum(times)
     return path, (len(times) / total if total > 0 else math.inf)
 

@@ -18,7 +18,6 @@ palette, as SAM 2's `tools/vos_inference.py` does.
 from __future__ import annotations
 
 import logging
-import os
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mosam_train.atomic_files import atomic_open
 from mosam_train.data.formats import SubmissionLayout, get_format
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.vos import FramePrediction
@@ -78,8 +78,7 @@ def write_zip(zip_path: Path, members: Iterable[tuple[Path, str]]) -> Path:
             f"missing (first: {missing[0]}). Fix: evaluate into a new directory, or delete "
             f"that video's line from done_videos.txt / per_object.csv so it is predicted again."
         )
-    tmp = zip_path.with_name(zip_path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_open(zip_path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as zf:
         folders: set[str] = set()
         for path, name in members:
             parts = name.split("/")[:-1]
@@ -94,7 +93,6 @@ def write_zip(zip_path: Path, members: Iterable[tuple[Path, str]]) -> Path:
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
-    os.replace(tmp, zip_path)
     return zip_path
 
 

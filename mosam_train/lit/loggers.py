@@ -5,7 +5,6 @@ TensorBoard)."""
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,16 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from PIL import Image
 
+from mosam_train.atomic_files import atomic_open
+
 
 def write_csv_atomically(path: Path, fieldnames: list[str], rows: Iterable[dict]) -> None:
     """Write a whole CSV file to a temporary file beside it and rename it into place, so a
     kill at any moment leaves either the old file or the new one, never a truncated one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(path, newline="") as f:
         out = csv.DictWriter(f, fieldnames=fieldnames)
         out.writeheader()
         out.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class _ContinuingWriter(ExperimentWriter):

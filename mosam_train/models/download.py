@@ -34,6 +34,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from mosam_train.atomic_files import write_text_atomically
 from mosam_train.checkpoint_files import sha256_of
 from mosam_train.models.sam2_builder import (
     SAM2_VARIANTS,
@@ -82,10 +83,7 @@ def _recorded_sha(sha_file: Path) -> str | None:
 
 
 def _write_sha(path: Path, digest: str) -> None:
-    sha_file = _sha_path(path)
-    tmp = sha_file.with_name(sha_file.name + ".tmp")
-    tmp.write_text(f"{digest}  {path.name}\n")
-    os.replace(tmp, sha_file)
+    write_text_atomically(_sha_path(path), f"{digest}  {path.name}\n")
 
 
 def _stream(url: str, part: Path, label: str, console: Console) -> str:
