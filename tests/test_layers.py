@@ -29,6 +29,7 @@ PACKAGE = "mosam_train"
 LAYERS: dict[str, int] = {
     # 0: neutral IO and constants, importable from every layer
     "__init__": 0,  # mosam_train/__init__.py: a docstring, imports nothing
+    "atomic_files": 0,
     "assets": 0,  # shipped weights files (models/shipped.py finds them); no code
     "checkpoint_files": 0,
     "dataset_files": 0,
