@@ -210,6 +210,15 @@ def test_toolkit_scores_a_workspace_written_by_the_project(tmp_path, small_synth
     for name in rows:
         assert rows[name][2] == f"{eao[name]:.3f}"
         assert rows[name][5] == f"{quality[name]:.3f}"
+    # trackers grouped as seeds: one row, mean ± sample std (two values: |a - b| / sqrt 2)
+    grouped = vot_report.table(report, {"both": ["mosam", "static"]}).splitlines()
+    assert len(grouped) == 3
+    cells = [c.strip() for c in grouped[2].strip("|").split("|")]
+    a, b = quality["mosam"], quality["static"]
+    assert cells[:2] == ["both", "mean ± std of mosam, static"]
+    assert cells[5] == f"{(a + b) / 2:.3f} ± {abs(a - b) / 2**0.5:.3f}"
+    with pytest.raises(SystemExit, match="not in the report: mosam1"):
+        vot_report.table(report, {"both": ["mosam", "mosam1"]})
 
 
 def test_named_entries_join_the_workspace_registry(tmp_path, small_synthetic, micro_weights):
