@@ -4,13 +4,15 @@ one table.
     python -m mosam_train.bench.oracles ckpt=PATH data=synthetic_long [sam2=micro]
         [EVAL OVERRIDES ...] [--out DIR] [--scores iou,visible_iou,recency,prompt]
         [--strides 1,4] [--slots rank] [--pointers sam2,kept] [--min-scores none,0.3]
-        [--gate-tags occlusion,exit_reentry]
+        [--orders score] [--gate-tags occlusion,exit_reentry]
 
 Runs `eval.py` as Hydra multiruns over tracker.score x tracker.stride x tracker.slots, the
-ground-truth scores also over tracker.pointers x tracker.min_score (recency stays SAM 2's
-pointer rule; the prompt-only setting runs once: it has none of these), on the data's val
-split (`data.test_split=...` for another), each job in
-`<out>/<score>-<slots>-stride<Δ>[-ptr<pointers>-min<min_score>]` (`<out>/prompt`; `<out>`
+ground-truth scores also over tracker.pointers x tracker.min_score and, per `--orders`,
+tracker.order (recency among the good frames: its own multirun, over the thresholds only;
+recency stays SAM 2's pointer rule; the prompt-only setting runs once: it has none of
+these), on the data's val split (`data.test_split=...` for another), each job in
+`<out>/<score>-<slots>-stride<Δ>[-ptr<pointers>-min<min_score>[-by_recency]]`
+(`<out>/prompt`; `<out>`
 defaults to `logs/oracles/<data>`), then prints a markdown table from each run's
 `per_object.csv`: J&F overall, per tag, and pooled over the objects of the gate tags; and
 the gate: the best ground-truth oracle (iou, visible_iou) minus recency at Δ=1 with slots
@@ -33,7 +35,7 @@ from pathlib import Path
 import mosam_train
 from mosam_train.metrics.jf import ObjectScore, aggregate
 from mosam_train.models.memory.selection import SLOT_RULES
-from mosam_train.trackers.oracle import POINTER_RULES, SCORES
+from mosam_train.trackers.oracle import ORDERS, POINTER_RULES, SCORES
 
 EVAL = Path(mosam_train.__file__).resolve().parents[1] / "eval.py"
 GROUND_TRUTH_SCORES = ("iou", "visible_iou")
@@ -45,8 +47,9 @@ SCORE_LABELS = {
 }
 SUBDIR = "${tracker.score}-${tracker.slots}-stride${tracker.stride}"
 GROUND_TRUTH_SUBDIR = SUBDIR + "-ptr${tracker.pointers}-min${tracker.min_score}"
+BY_RECENCY_SUBDIR = GROUND_TRUTH_SUBDIR + "-by_recency"
 #: what an oracle run's tracker config holds where it was written before these settings
-DEFAULTS = {"keep_previous": True, "min_score": None, "pointers": "sam2"}
+DEFAULTS = {"keep_previous": True, "min_score": None, "pointers": "sam2", "order": "score"}
 
 
 @dataclass
@@ -71,6 +74,8 @@ class OracleRun:
             label += ", pointers of kept frames"
         if t["min_score"] is not None:
             label += f", frames < {t['min_score']:g} left out"
+        if t["order"] == "recency":
+            label += ", the most recent of the rest"
         return label + " (= SAM 2)" if self.is_sam2 else label
 
     @property
@@ -92,6 +97,7 @@ class OracleRun:
             SLOT_RULES.index(t["slots"]),
             POINTER_RULES.index(t["pointers"]),
             -1.0 if t["min_score"] is None else t["min_score"],
+            ORDERS.index(t["order"]),
             not t["keep_previous"],
         )
 
@@ -130,6 +136,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         "--min-scores", type=_csv_list, default=["none", "0.3"],
         help="ground-truth oracles leave out kept frames scoring below it (none: never)",
     )  # fmt: skip
+    parser.add_argument(
+        "--orders", type=_csv_list, default=["score"],
+        help="kept frames of the ground-truth oracles: score (the top by score) and/or "
+        "recency (the most recent scoring at least each --min-scores)",
+    )  # fmt: skip
     parser.add_argument("--gate-tags", type=_csv_list, default=["occlusion", "exit_reentry"])
     parser.add_argument("--gate-margin", type=float, default=5.0)
     parser.add_argument(
@@ -141,12 +152,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         + [s for s in args.slots if s not in SLOT_RULES]
         + [s for s in args.pointers if s not in POINTER_RULES]
         + [s for s in args.min_scores if s != "none" and not _is_fraction(s)]
+        + [s for s in args.orders if s not in ORDERS]
     )
     if bad or not all(s.isdigit() and int(s) >= 1 for s in args.strides):
         parser.error(
             f"--scores from {SCORES}, --slots from {SLOT_RULES}, --pointers from "
-            f"{POINTER_RULES}, --min-scores none or numbers in [0, 1], --strides integers >= 1"
+            f"{POINTER_RULES}, --min-scores none or numbers in [0, 1], --orders from "
+            f"{ORDERS}, --strides integers >= 1"
         )
+    if "recency" in args.orders and all(m == "none" for m in args.min_scores):
+        parser.error("--orders recency needs a threshold: --min-scores with a number (e.g. 0.3)")
     if args.out is None:
         data = next((o.split("=", 1)[1] for o in overrides if o.startswith("data=")), None)
         args.out = Path("logs") / "oracles" / (data or "synthetic").replace("/", "_")
@@ -168,13 +183,21 @@ def commands(args: argparse.Namespace, overrides: list[str]) -> list[list[str]]:
         f"hydra.sweep.dir={args.out}",
     ]
     truth = [s for s in args.scores if s in GROUND_TRUTH_SCORES]
-    if truth:
+    if truth and "score" in args.orders:
         min_scores = ",".join("null" if m == "none" else m for m in args.min_scores)
         runs.append([
             sys.executable, str(EVAL), "-m", *base, *overrides,
             f"tracker.score={','.join(truth)}", *grid,
             f"tracker.pointers={','.join(args.pointers)}", f"tracker.min_score={min_scores}",
             f"hydra.sweep.subdir={GROUND_TRUTH_SUBDIR}",
+        ])  # fmt: skip
+    if truth and "recency" in args.orders:  # only thresholds say which frames are good
+        thresholds = ",".join(m for m in args.min_scores if m != "none")
+        runs.append([
+            sys.executable, str(EVAL), "-m", *base, *overrides,
+            f"tracker.score={','.join(truth)}", *grid,
+            f"tracker.pointers={','.join(args.pointers)}", f"tracker.min_score={thresholds}",
+            "tracker.order=recency", f"hydra.sweep.subdir={BY_RECENCY_SUBDIR}",
         ])  # fmt: skip
     if "recency" in args.scores:
         runs.append([

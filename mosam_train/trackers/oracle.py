@@ -18,6 +18,13 @@ Ties go to the more recent frame; a frame without annotation ranks below every a
 one. With `min_score`, a kept frame scoring below it (t-1 included) is left out: its row
 weighs nothing, so an object may attend to fewer frames (a ground-truth score only).
 
+Order of the kept frames (`order`): `score`, the top by score, as above; `recency`, the most
+recent candidates scoring at least `min_score` (the score then only says which frames are
+good enough, and recency which of them to keep). Ranked by score over a long candidate
+horizon, old frames displace recent ones while the object is in view; ranked by recency
+among the good ones, the window stays SAM 2's while tracking holds and reaches back past a
+loss or an absence.
+
 Object pointers (`pointers`): `sam2`, SAM 2's rule (every frame of its pointer window,
 t-1 ... t-15, whatever its worth); `kept`, the pointers of the frames each object keeps,
 left out with them. Without `kept`, a frame the selection drops still steers tracking
@@ -53,6 +60,7 @@ from mosam_train.models.video_sam import OutputDict, PointerMemory, SpatialMemor
 
 SCORES = ("iou", "visible_iou", "recency", "prompt")
 POINTER_RULES = ("sam2", "kept")
+ORDERS = ("score", "recency")
 
 
 def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -76,7 +84,7 @@ class Oracle(TrackerRule):
     """score: one of `SCORES`; stride (Δ) and candidates (n): the candidate frames t-Δ ...
     t-nΔ; slots: one of `SLOT_RULES`; top_k: past frames kept per object (t-1 included);
     keep_previous: t-1 always kept; min_score: kept frames below it left out (None: none);
-    pointers: one of `POINTER_RULES`."""
+    pointers: one of `POINTER_RULES`; order: one of `ORDERS`."""
 
     def __init__(
         self,
@@ -88,6 +96,7 @@ class Oracle(TrackerRule):
         keep_previous: bool = True,
         min_score: float | None = None,
         pointers: str = "sam2",
+        order: str = "score",
     ) -> None:
         if score not in SCORES:
             raise ValueError(
@@ -102,6 +111,17 @@ class Oracle(TrackerRule):
                 f"tracker.pointers={pointers!r}: not a pointer rule. "
                 f"Fix: one of {', '.join(POINTER_RULES)}."
             )
+        if order not in ORDERS:
+            raise ValueError(
+                f"tracker.order={order!r}: not an order. Fix: one of {', '.join(ORDERS)}."
+            )
+        if order == "recency" and (min_score is None or score not in ("iou", "visible_iou")):
+            raise ValueError(
+                f"tracker.order=recency with tracker.score={score} and tracker.min_score="
+                f"{min_score}: recency among the good frames needs a ground-truth score and "
+                "the threshold that says which are good. Fix: tracker.score=iou (or "
+                "visible_iou) and tracker.min_score=0.3, or tracker.order=score."
+            )
         if min_score is not None and score not in ("iou", "visible_iou"):
             raise ValueError(
                 f"tracker.min_score={min_score} with tracker.score={score}: only a ground-truth "
@@ -112,7 +132,7 @@ class Oracle(TrackerRule):
                 raise ValueError(f"tracker.{name}={value}: must be >= 1")
         self.score, self.slots = score, slots
         self.stride, self.num_candidates, self.top_k = int(stride), int(candidates), int(top_k)
-        self.keep_previous, self.pointers = bool(keep_previous), pointers
+        self.keep_previous, self.pointers, self.order = bool(keep_previous), pointers, order
         self.min_score = None if min_score is None else float(min_score)
         self.needs_ground_truth = score in ("iou", "visible_iou")
         if score != "prompt":
@@ -142,8 +162,11 @@ class Oracle(TrackerRule):
             return SpatialMemory([])
         entries = [pool[t] for t in frames]
         scores = None if self.score == "recency" else self._scores(entries)
+        rank = scores
+        if self.order == "recency":  # good or not; ties (all the good ones) to the recent
+            rank = (scores >= self.min_score).float()
         memory = keep_top_k(
-            frame_idx, frames, entries, scores, self.top_k, self.slots, self.keep_previous
+            frame_idx, frames, entries, rank, self.top_k, self.slots, self.keep_previous
         )
         if self.min_score is None and self.pointers == "sam2":
             return memory

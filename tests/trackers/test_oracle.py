@@ -129,6 +129,23 @@ def test_frames_below_min_score_are_left_out_and_pointers_can_follow_the_kept_fr
     assert recent.pointers.distance.T.tolist() == [[1, 2, 3]] * 2
 
 
+def test_ordered_by_recency_the_most_recent_frames_above_the_threshold_are_kept():
+    bank = bank_of(SCENE)
+    rule = Oracle(score="iou", stride=1, candidates=10, top_k=4, min_score=0.5, order="recency")
+    memory = select(rule, bank, 11)
+    # object 1: 9, 8 and 7 are good enough, so the better but older 3 is not kept (by
+    # score it would be: [10, 8, 7, 3]); t-1 forced in, then left out
+    assert kept(memory) == [[10, 9, 8, 7], [10, 9, 8, 4]]
+    assert memory.valid.T.tolist() == [[False, True, True, True], [False, True, True, True]]
+    # fewer good frames than slots: the rest are the most recent others, all left out
+    rule = Oracle(
+        score="visible_iou", stride=1, candidates=10, top_k=4, min_score=0.5, order="recency"
+    )
+    memory = select(rule, bank, 11)
+    assert kept(memory) == [[10, 9, 7, 3], [10, 9, 8, 4]]
+    assert memory.valid.T.tolist() == [[False, True, True, True], [False, True, False, True]]
+
+
 def test_slots_by_rank_or_by_distance():
     bank = bank_of(SCENE)
     assert select(Oracle(score="iou", stride=1, candidates=10, top_k=4), bank, 11).slots is None
@@ -250,6 +267,10 @@ def test_bad_settings_are_refused():
         Oracle(pointers="all")
     with pytest.raises(ValueError, match=r"tracker\.min_score=0\.5 with tracker\.score=recency"):
         Oracle(score="recency", min_score=0.5)
+    with pytest.raises(ValueError, match=r"tracker\.order='newest'.*score, recency"):
+        Oracle(order="newest")
+    with pytest.raises(ValueError, match=r"tracker\.order=recency.*min_score=None.*Fix"):
+        Oracle(score="iou", order="recency")
 
 
 @pytest.fixture(scope="module")
