@@ -49,7 +49,15 @@ SUBDIR = "${tracker.score}-${tracker.slots}-stride${tracker.stride}"
 GROUND_TRUTH_SUBDIR = SUBDIR + "-ptr${tracker.pointers}-min${tracker.min_score}"
 BY_RECENCY_SUBDIR = GROUND_TRUTH_SUBDIR + "-by_recency"
 #: what an oracle run's tracker config holds where it was written before these settings
-DEFAULTS = {"keep_previous": True, "min_score": None, "pointers": "sam2", "order": "score"}
+#: configs/tracker/oracle.yaml's candidates n: other values are named in a setting's label
+DEFAULT_CANDIDATES = 12
+DEFAULTS = {
+    "candidates": DEFAULT_CANDIDATES,
+    "keep_previous": True,
+    "min_score": None,
+    "pointers": "sam2",
+    "order": "score",
+}
 
 
 @dataclass
@@ -68,6 +76,8 @@ class OracleRun:
         if t["score"] == "prompt":
             return SCORE_LABELS["prompt"]
         label = f"{SCORE_LABELS[t['score']]}, Δ={t['stride']}, slots by {t['slots']}"
+        if t["candidates"] != DEFAULT_CANDIDATES:
+            label += f", n={t['candidates']}"
         if not t["keep_previous"]:
             label += ", t-1 not forced"
         if t["pointers"] == "kept":
@@ -94,6 +104,7 @@ class OracleRun:
         return (
             SCORES.index(t["score"]),
             t["stride"],
+            t["candidates"],
             SLOT_RULES.index(t["slots"]),
             POINTER_RULES.index(t["pointers"]),
             -1.0 if t["min_score"] is None else t["min_score"],

@@ -82,3 +82,13 @@ def test_the_command_evaluates_each_setting_and_prints_the_table_and_the_gate(
     # the table alone, from the runs on disk
     oracles.main(["--table-only", "--out", str(out)])
     assert capsys.readouterr().out.splitlines()[-1] == lines[-1]
+
+
+def test_a_setting_with_another_candidate_count_says_so_in_its_label():
+    base = {"score": "iou", "stride": 1, "slots": "rank", "pointers": "kept", "min_score": 0.3}
+    assert "n=" not in oracles.OracleRun(base, []).label
+    longer = oracles.OracleRun({**base, "candidates": 40, "order": "recency"}, [])
+    assert longer.label == (
+        "true IoU, Δ=1, slots by rank, n=40, pointers of kept frames, frames < 0.3 left out, "
+        "the most recent of the rest"
+    )
