@@ -50,17 +50,17 @@ import torch
 from mosam_train.inference.engine import video_logits
 from mosam_train.inference.rules import MemoryBank, TrackerRule
 from mosam_train.models.memory.selection import (
+    ORDERS,
+    POINTER_RULES,
     SAM2_WINDOW,
     SLOT_RULES,
     candidate_frames,
-    keep_top_k,
+    keep_frames,
     warn_if_within_window,
 )
-from mosam_train.models.video_sam import OutputDict, PointerMemory, SpatialMemory
+from mosam_train.models.video_sam import OutputDict, SpatialMemory
 
 SCORES = ("iou", "visible_iou", "recency", "prompt")
-POINTER_RULES = ("sam2", "kept")
-ORDERS = ("score", "recency")
 
 
 def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -162,26 +162,18 @@ class Oracle(TrackerRule):
             return SpatialMemory([])
         entries = [pool[t] for t in frames]
         scores = None if self.score == "recency" else self._scores(entries)
-        rank = scores
-        if self.order == "recency":  # good or not; ties (all the good ones) to the recent
-            rank = (scores >= self.min_score).float()
-        memory = keep_top_k(
-            frame_idx, frames, entries, rank, self.top_k, self.slots, self.keep_previous
+        return keep_frames(
+            frame_idx,
+            frames,
+            entries,
+            scores,
+            self.top_k,
+            self.slots,
+            self.keep_previous,
+            self.order,
+            self.min_score,
+            self.pointers,
         )
-        if self.min_score is None and self.pointers == "sam2":
-            return memory
-        index = memory.index
-        if index is None:  # the same frames for every object
-            k, n = len(memory.entries), entries[0]["maskmem_features"].shape[0]
-            device = entries[0]["maskmem_features"].device
-            index = torch.arange(k, device=device)[:, None].expand(k, n)
-        if self.min_score is not None:
-            memory.valid = scores.gather(0, index.to(scores.device)) >= self.min_score
-        if self.pointers == "kept":
-            kept_frames = torch.tensor(frames[: len(memory.entries)], device=index.device)
-            distance = frame_idx - kept_frames[index]
-            memory.pointers = PointerMemory(memory.entries, index, distance, memory.valid)
-        return memory
 
     def remember(
         self,

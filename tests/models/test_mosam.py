@@ -13,6 +13,7 @@ from mosam_train.models.memory.selection import MemorySelection
 from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.models.sam2_builder import build_sam2
 from mosam_train.models.video_sam import VideoSAM, new_output_dict
+from mosam_train.trackers import build_tracker
 
 PREDICTOR = "sam2.sam2_video_predictor.SAM2VideoPredictor"
 ALL_ON = {"sparse": True, "dense": True}
@@ -125,6 +126,75 @@ def test_frame_t_minus_1_is_always_kept_when_the_stride_skips_it():
     )  # fmt: skip
     assert old.candidates(10) == [8, 6, 4, 2]
     assert _kept(old.select(10, pool), 0) == [8, 6]
+
+
+def test_frames_rated_below_the_threshold_are_left_out_and_recency_orders_the_rest():
+    # frames 9..2; logits: object 0 rates 9 bad, 8 and 7 good, 6 bad, 5..2 good (5 best);
+    # object 1 rates only 3 and 2 good
+    scores = [[-3.0, -3.0], [1.0, -3.0], [1.0, -3.0], [-3.0, -3.0], [4.0, -3.0], [1.0, -3.0]]
+    scores += [[1.0, 2.0], [1.0, 2.0]]
+    pool = _entries(scores)
+    kw = {"num_maskmem": 7, "mem_dim": 16, "stride": 1, "candidates": 8, "top_k": 3, "pixel": False}
+    # by score (Rate & Rank) with the threshold: t-1 forced in and left out, then the best
+    by_score = MemorySelection(**kw, min_confidence=0.5).select(10, pool)
+    assert _kept(by_score, 0) == [9, 8, 5]
+    assert by_score.valid[:, 0].tolist() == [False, True, True]
+    # by recency among the good ones: 8 and 7, not the better but older 5
+    recent = MemorySelection(**kw, order="recency", min_confidence=0.5).select(10, pool)
+    assert _kept(recent, 0) == [9, 8, 7] and recent.valid[:, 0].tolist() == [False, True, True]
+    assert _kept(recent, 1) == [9, 3, 2] and recent.valid[:, 1].tolist() == [False, True, True]
+    assert recent.pointers is None  # SAM 2's pointer window unless asked
+    kept = MemorySelection(**kw, order="recency", min_confidence=0.5, pointers="kept")
+    memory = kept.select(10, pool)
+    assert memory.pointers.distance.T.tolist() == [[1, 2, 3], [1, 7, 8]]
+    assert torch.equal(memory.pointers.valid, memory.valid)
+    # fewer candidates than top_k: still thresholded
+    few = MemorySelection(**kw, min_confidence=0.5).select(10, _entries(scores[:2]))
+    assert few.valid[:, 0].tolist() == [False, True]
+    # the defaults are Rate & Rank as it was: no rows left out, SAM 2's pointers
+    plain = MemorySelection(**kw).select(10, pool)
+    assert plain.valid is None and plain.pointers is None
+
+
+def test_selection_settings_that_cannot_work_are_refused():
+    kw = {"num_maskmem": 7, "mem_dim": 16}
+    with pytest.raises(ValueError, match=r"model\.stms\.order='newest'"):
+        MemorySelection(**kw, order="newest")
+    with pytest.raises(ValueError, match=r"model\.stms\.pointers='all'"):
+        MemorySelection(**kw, pointers="all")
+    with pytest.raises(ValueError, match=r"min_confidence=1\.5.*between 0 and 1"):
+        MemorySelection(**kw, min_confidence=1.5)
+    with pytest.raises(ValueError, match=r"model\.stms\.frame=false.*Fix"):
+        MemorySelection(**kw, frame=False, min_confidence=0.5)
+    with pytest.raises(ValueError, match=r"order=recency.*needs the threshold.*Fix"):
+        MemorySelection(**kw, order="recency")
+
+
+def test_mosam_tracks_with_frames_left_out_and_the_kept_frames_pointers(micro, record):
+    # a fresh frame head rates every frame 0.5: at 0.6 every past frame is left out with its
+    # pointer, so MoSAM tracks from the prompted frame alone, as the oracle's cond_only test
+    stms = {"stride": 1, "candidates": 6, "top_k": 6, "pixel": False}
+    strict = MoSAMTracker(
+        micro(), stms={**stms, "order": "recency", "min_confidence": 0.6, "pointers": "kept"}
+    ).eval()
+    lenient = MoSAMTracker(
+        micro(), stms={**stms, "order": "recency", "min_confidence": 0.4, "pointers": "kept"}
+    ).eval()
+    plain = MoSAMTracker(micro(), stms=stms).eval()
+    prompts = first_appearance_prompts(record)
+
+    def logits(model):
+        return [
+            r.logits for r in VideoPropagator(model).propagate(RecordFrames(record, 128), prompts)
+        ]
+
+    cond_only = VideoPropagator(VideoSAM(micro()), build_tracker({"name": "cond_only"}))
+    alone = [r.logits for r in cond_only.propagate(RecordFrames(record, 128), prompts)]
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(logits(strict), alone, strict=True))
+    # every frame good enough: the same frames as SAM 2's window, read through the explicit
+    # per-object assembly (pointers of the six kept frames instead of fifteen)
+    found = logits(lenient)
+    assert any(not torch.equal(a, b) for a, b in zip(found, logits(plain), strict=True))
 
 
 def test_kept_frames_take_slots_by_rank_or_by_true_distance():

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from mosam_train.models.memory.heads import FrameConfidenceHead, PixelConfidenceHead
-from mosam_train.models.video_sam import SpatialMemory
+from mosam_train.models.video_sam import PointerMemory, SpatialMemory
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 SAM2_WINDOW = 6
 #: how a kept frame's temporal slot is chosen (see the module docstring)
 SLOT_RULES = ("rank", "distance")
+#: which frames are kept: the top by score, or the most recent scoring at least a threshold
+ORDERS = ("score", "recency")
+#: whose object pointers an object reads: SAM 2's window, or those of the frames it keeps
+POINTER_RULES = ("sam2", "kept")
 
 
 def candidate_frames(
@@ -78,6 +82,48 @@ def keep_top_k(
     return SpatialMemory(entries, index, back)
 
 
+def keep_frames(
+    frame_idx: int,
+    frames: list[int],
+    entries: list[dict[str, Any]],
+    scores: torch.Tensor | None,
+    top_k: int,
+    slots: str = "rank",
+    keep_previous: bool = True,
+    order: str = "score",
+    min_score: float | None = None,
+    pointers: str = "sam2",
+) -> SpatialMemory:
+    """`keep_top_k`, then what the oracle bounds showed a selection gains from (README, The
+    shipped base): `order="recency"` keeps the most recent frames scoring at least
+    `min_score` instead of the top by score; with `min_score` a kept frame scoring below it
+    (t-1 included) is left out (its row invalid); `pointers="kept"` reads the object
+    pointers of the frames each object keeps instead of SAM 2's window. `min_score` and
+    `order="recency"` need `scores`."""
+    if not entries:
+        return SpatialMemory([])
+    if scores is None and (min_score is not None or order == "recency"):
+        raise ValueError("a threshold or recency among the good frames needs frame scores")
+    rank = scores
+    if order == "recency":  # good or not; ties (all the good ones) go to the recent
+        rank = (scores >= min_score).float()
+    memory = keep_top_k(frame_idx, frames, entries, rank, top_k, slots, keep_previous)
+    if min_score is None and pointers == "sam2":
+        return memory
+    index = memory.index
+    if index is None:  # the same frames for every object
+        first = entries[0]["maskmem_features"]
+        index = torch.arange(len(memory.entries), device=first.device)[:, None]
+        index = index.expand(-1, first.shape[0])
+    if min_score is not None:
+        memory.valid = scores.gather(0, index.to(scores.device)) >= min_score
+    if pointers == "kept":
+        kept_frames = torch.tensor(frames[: len(memory.entries)], device=index.device)
+        distance = frame_idx - kept_frames[index]
+        memory.pointers = PointerMemory(memory.entries, index, distance, memory.valid)
+    return memory
+
+
 def warn_if_within_window(
     stride: int, candidates: int, setting: str, window: int = SAM2_WINDOW
 ) -> bool:
@@ -101,7 +147,15 @@ def warn_if_within_window(
 
 class MemorySelection(nn.Module):
     """`frame` / `pixel` switch the two heads; with `frame` off the top-k are the most recent
-    candidates, with `pixel` off memory tokens are not filtered."""
+    candidates, with `pixel` off memory tokens are not filtered.
+
+    What the frame head's scores decide (`keep_frames`): `order="score"` keeps each
+    object's top-k (Rate & Rank), `"recency"` its most recent candidates rated at least
+    `min_confidence`; with `min_confidence` (a probability, on the sigmoid of the frame
+    score) a kept frame rated below it is left out; `pointers="kept"` reads the kept frames'
+    object pointers instead of SAM 2's window. These are the oracle's settings that showed
+    gains on the shipped base; the defaults are Rate & Rank as it was.
+    """
 
     def __init__(
         self,
@@ -116,12 +170,39 @@ class MemorySelection(nn.Module):
         pixel_hidden: int = 32,
         keep_previous: bool = True,
         slots: str = "rank",
+        order: str = "score",
+        min_confidence: float | None = None,
+        pointers: str = "sam2",
     ) -> None:
         super().__init__()
-        if slots not in SLOT_RULES:
+        for name, value, allowed in (
+            ("slots", slots, SLOT_RULES),
+            ("order", order, ORDERS),
+            ("pointers", pointers, POINTER_RULES),
+        ):
+            if value not in allowed:
+                raise ValueError(
+                    f"model.stms.{name}={value!r}: unknown. Fix: one of {', '.join(allowed)}."
+                )
+        if min_confidence is not None and not 0.0 < min_confidence < 1.0:
             raise ValueError(
-                f"model.stms.slots={slots!r}: unknown. Fix: one of {', '.join(SLOT_RULES)}."
+                f"model.stms.min_confidence={min_confidence}: a probability the frame head "
+                "rates a frame at. Fix: a value between 0 and 1 (e.g. 0.5), or null."
             )
+        if not frame and (order == "recency" or min_confidence is not None):
+            raise ValueError(
+                f"model.stms.order={order} and model.stms.min_confidence={min_confidence} "
+                "read the frame head's scores, but model.stms.frame=false. Fix: "
+                "model.stms.frame=true, or order=score and min_confidence=null."
+            )
+        if order == "recency" and min_confidence is None:
+            raise ValueError(
+                "model.stms.order=recency keeps the most recent frames the frame head rates "
+                "good enough, and needs the threshold. Fix: model.stms.min_confidence=0.5 "
+                "(for example), or model.stms.order=score."
+            )
+        self.order, self.pointers = order, pointers
+        self.min_confidence = None if min_confidence is None else float(min_confidence)
         self.keep_previous = bool(keep_previous)
         self.slots = slots
         window = num_maskmem - 1
@@ -171,8 +252,23 @@ class MemorySelection(nn.Module):
         ]
         entries = [pool[t] for t in frames]
         scores = None
-        if self.frame_head is not None and len(entries) > self.top_k:
+        # a threshold reads every frame's score; a ranking only when there is a choice
+        thresholded = self.min_confidence is not None and entries
+        if self.frame_head is not None and (len(entries) > self.top_k or thresholded):
             scores = torch.stack([e["frame_score"] for e in entries])  # [C, N]
-        return keep_top_k(
-            frame_idx, frames, entries, scores, self.top_k, self.slots, self.keep_previous
+        min_score = None
+        if self.min_confidence is not None and scores is not None:
+            scores = torch.sigmoid(scores.float())
+            min_score = self.min_confidence
+        return keep_frames(
+            frame_idx,
+            frames,
+            entries,
+            scores,
+            self.top_k,
+            self.slots,
+            self.keep_previous,
+            self.order if min_score is not None else "score",
+            min_score,
+            self.pointers,
         )
