@@ -49,7 +49,7 @@ def test_each_object_is_scored_on_every_frame_after_its_prompt(small_synthetic):
 
 def test_a_checkpoint_runs_through_the_eval_model(small_synthetic, micro_weights, capsys):
     presence.main(["data=synthetic", f"data.root={small_synthetic}", "data.synthetic=false",
-                   "data.num_workers=0", "data.val_max_videos=4", f"ckpt={micro_weights}",
+                   "data.num_workers=0", "data.val_max_videos=2", f"ckpt={micro_weights}",
                    "sam2=micro"])  # fmt: skip
     out = capsys.readouterr().out
     found = json.loads(out.strip().splitlines()[-1])
