@@ -253,7 +253,7 @@ class MemorySelection(nn.Module):
         entries = [pool[t] for t in frames]
         scores = None
         # a threshold reads every frame's score; a ranking only when there is a choice
-        thresholded = self.min_confidence is not None and entries
+        thresholded = self.min_confidence is not None and bool(entries)
         if self.frame_head is not None and (len(entries) > self.top_k or thresholded):
             scores = torch.stack([e["frame_score"] for e in entries])  # [C, N]
         min_score = None
