@@ -168,11 +168,11 @@ class Oracle(TrackerRule):
             entries,
             scores,
             self.top_k,
-            self.slots,
-            self.keep_previous,
-            self.order,
-            self.min_score,
-            self.pointers,
+            slots=self.slots,
+            keep_previous=self.keep_previous,
+            order=self.order,
+            min_score=self.min_score,
+            pointers=self.pointers,
         )
 
     def remember(

@@ -53,53 +53,29 @@ def candidate_frames(
     return [t for t in dict.fromkeys(frames) if t >= 0]
 
 
-def keep_top_k(
-    frame_idx: int,
-    frames: list[int],
-    entries: list[dict[str, Any]],
-    scores: torch.Tensor | None,
-    top_k: int,
-    slots: str = "rank",
-    keep_previous: bool = True,
-) -> SpatialMemory:
-    """Each object's top-k of `entries` (frames `frames`, most recent first) by `scores`
-    [C, N] (higher first, ties to the more recent frame; None: by recency, the same frames
-    for every object), with frame t-1 always kept under `keep_previous`, in slots by `slots`.
-    """
-    k = min(top_k, len(entries))
-    if scores is None or k == len(entries):
-        kept = frames[:k]
-        back = torch.tensor([frame_idx - t for t in kept]) if slots == "distance" else None
-        return SpatialMemory(entries[:k], None, back)
-    if keep_previous and frames[0] == frame_idx - 1:
-        scores = scores.clone()
-        scores[0] = float("inf")
-    order = torch.sort(scores, dim=0, descending=True, stable=True).indices[:k]
-    index = torch.sort(order, dim=0).values  # row r: each object's r-th most recent
-    back = None
-    if slots == "distance":
-        back = torch.tensor([frame_idx - t for t in frames], device=index.device)[index]
-    return SpatialMemory(entries, index, back)
-
-
 def keep_frames(
     frame_idx: int,
     frames: list[int],
     entries: list[dict[str, Any]],
     scores: torch.Tensor | None,
     top_k: int,
+    *,
     slots: str = "rank",
     keep_previous: bool = True,
     order: str = "score",
     min_score: float | None = None,
     pointers: str = "sam2",
 ) -> SpatialMemory:
-    """`keep_top_k`, then what the oracle bounds showed a selection gains from (README, The
-    shipped base): `order="recency"` keeps the most recent frames scoring at least
-    `min_score` instead of the top by score; with `min_score` a kept frame scoring below it
-    (t-1 included) is left out (its row invalid); `pointers="kept"` reads the object
-    pointers of the frames each object keeps instead of SAM 2's window. `min_score` and
-    `order="recency"` need `scores`."""
+    """Each object's kept frames among `entries` (frames `frames`, most recent first), in
+    slots by `slots`, with frame t-1 always kept under `keep_previous`.
+
+    `order="score"`: the top-k by `scores` [C, N] (higher first, ties to the more recent
+    frame; None: by recency, the same frames for every object); `"recency"`: the most
+    recent frames scoring at least `min_score`. With `min_score` a kept frame scoring below
+    it (t-1 included) is left out (its row invalid); `pointers="kept"` reads the object
+    pointers of the frames each object keeps instead of SAM 2's window. The last three are
+    what the oracle bounds showed a selection gains from (README, The shipped base).
+    """
     if not entries:
         return SpatialMemory([])
     if scores is None and (min_score is not None or order == "recency"):
@@ -107,7 +83,21 @@ def keep_frames(
     rank = scores
     if order == "recency":  # good or not; ties (all the good ones) go to the recent
         rank = (scores >= min_score).float()
-    memory = keep_top_k(frame_idx, frames, entries, rank, top_k, slots, keep_previous)
+    k = min(top_k, len(entries))
+    if rank is None or k == len(entries):
+        kept = frames[:k]
+        back = torch.tensor([frame_idx - t for t in kept]) if slots == "distance" else None
+        memory = SpatialMemory(entries[:k], None, back)
+    else:
+        if keep_previous and frames[0] == frame_idx - 1:
+            rank = rank.clone()
+            rank[0] = float("inf")
+        best = torch.sort(rank, dim=0, descending=True, stable=True).indices[:k]
+        index = torch.sort(best, dim=0).values  # row r: each object's r-th most recent
+        back = None
+        if slots == "distance":
+            back = torch.tensor([frame_idx - t for t in frames], device=index.device)[index]
+        memory = SpatialMemory(entries, index, back)
     if min_score is None and pointers == "sam2":
         return memory
     index = memory.index
@@ -253,22 +243,20 @@ class MemorySelection(nn.Module):
         entries = [pool[t] for t in frames]
         scores = None
         # a threshold reads every frame's score; a ranking only when there is a choice
-        thresholded = self.min_confidence is not None and bool(entries)
-        if self.frame_head is not None and (len(entries) > self.top_k or thresholded):
+        thresholded = self.min_confidence is not None
+        if self.frame_head is not None and entries and (len(entries) > self.top_k or thresholded):
             scores = torch.stack([e["frame_score"] for e in entries])  # [C, N]
-        min_score = None
-        if self.min_confidence is not None and scores is not None:
-            scores = torch.sigmoid(scores.float())
-            min_score = self.min_confidence
+            if thresholded:  # the threshold is a probability
+                scores = torch.sigmoid(scores.float())
         return keep_frames(
             frame_idx,
             frames,
             entries,
             scores,
             self.top_k,
-            self.slots,
-            self.keep_previous,
-            self.order if min_score is not None else "score",
-            min_score,
-            self.pointers,
+            slots=self.slots,
+            keep_previous=self.keep_previous,
+            order=self.order,
+            min_score=self.min_confidence,
+            pointers=self.pointers,
         )
