@@ -34,13 +34,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from mosam_train.data.formats import get_format, read_source, read_split, source_spec
-from mosam_train.data.sampling import choose_objects, sample_clip
+from mosam_train.data.sampling import choose_objects, reemerging, sample_clip
 from mosam_train.data.transforms import ClipTransform, build_eval_transform, build_train_transform
 from mosam_train.data.video import ClipBatch, ClipSample, VideoRecord
 from mosam_train.errors import DataError
 from mosam_train.optical_flow import build_flow_provider
 
 log = logging.getLogger(__name__)
+
+#: draws `ClipDataset` makes for a clip with a re-emergence (`event_prob`) before it gives up
+EVENT_TRIES = 20
 
 # Lightning warns on a mid-epoch resume unless the loader has a state_dict; ClipSampler
 # resumes the epoch from the restored loop position instead (see train_dataloader).
@@ -74,6 +77,11 @@ class ClipDataset(Dataset):
     With `still_prob`, that share of clips is their first frame repeated (no motion at all):
     a still clip asks the model only to read its memory back into the prompt's mask (the
     still-clip probes of README's "The long-video test bed").
+    With `event_prob`, that share of clips is redrawn (up to `EVENT_TRIES` times) until
+    one of its objects goes through an absence and comes back (`reemerging`), and that
+    object is among the chosen; a video without such a clip falls back to the plain draw.
+    Uniform clips from long videos rarely hold a re-emergence, which is what a memory rule
+    and a visibility signal must learn from. Each try reads the clip's masks.
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class ClipDataset(Dataset):
         samples_per_epoch: int | None = None,
         reverse_prob: float = 0.0,
         still_prob: float = 0.0,
+        event_prob: float = 0.0,
         max_retries: int = 10,
         max_bad: int = 50,
         flow: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
@@ -97,10 +106,9 @@ class ClipDataset(Dataset):
             raise ValueError("ClipDataset needs at least one video")
         if clips_per_video < 1:
             raise ValueError(f"data.clips_per_video={clips_per_video}: must be >= 1")
-        if not 0.0 <= still_prob <= 1.0:
-            raise ValueError(
-                f"data.still_prob={still_prob}: not a probability. Fix: set it in [0, 1]."
-            )
+        for name, value in (("still_prob", still_prob), ("event_prob", event_prob)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"data.{name}={value}: not a probability. Fix: set it in [0, 1].")
         self.clips_per_video = int(clips_per_video)
         self.records = list(records)
         self.clip_len, self.max_objects = clip_len, max_objects
@@ -116,6 +124,7 @@ class ClipDataset(Dataset):
         self.samples_per_epoch = samples_per_epoch or len(self.records)
         self.reverse_prob = reverse_prob
         self.still_prob = still_prob
+        self.event_prob = event_prob
         self.max_retries, self.max_bad = max_retries, max_bad
         self.flow = flow
         # shared memory: visible to (persistent) DataLoader workers and the main process
@@ -183,6 +192,16 @@ class ClipDataset(Dataset):
         """Clip frame indices and positions (in record.object_ids) of the chosen objects."""
         annotated = record.annotated_frames
         skip = max(1, self.max_skip // record.annotation_step())
+        if self.event_prob > 0 and rng.random() < self.event_prob:
+            for _ in range(EVENT_TRIES):
+                clip = sample_clip(
+                    record.num_frames, annotated, self.clip_len, skip, rng, self.reverse_prob
+                )
+                presence = np.stack([record.load_masks(t).any(axis=(1, 2)) for t in clip])
+                events = np.flatnonzero(reemerging(presence)).tolist()
+                if events:
+                    present = np.flatnonzero(presence[0]).tolist()
+                    return clip, choose_objects(present, self.max_objects, rng, include=events)
         for _ in range(self.max_retries):
             clip = sample_clip(
                 record.num_frames, annotated, self.clip_len, skip, rng, self.reverse_prob
@@ -409,6 +428,7 @@ class VOSDataModule(L.LightningDataModule):
         max_objects: int = 3,
         reverse_prob: float = 0.0,
         still_prob: float = 0.0,
+        event_prob: float = 0.0,
         batch_size: int = 1,
         num_workers: int = 0,
         samples_per_epoch: int | None = None,
@@ -513,6 +533,7 @@ class VOSDataModule(L.LightningDataModule):
                 samples_per_epoch=hp.samples_per_epoch,
                 reverse_prob=hp.reverse_prob,
                 still_prob=hp.still_prob,
+                event_prob=hp.event_prob,
                 flow=self._flow_provider(),
                 weights=weights,
                 clips_per_video=hp.clips_per_video,

@@ -74,13 +74,38 @@ def sample_clip(
 
 
 def choose_objects(
-    present_in_first: Sequence[int], max_objects: int, generator: Generator
+    present_in_first: Sequence[int],
+    max_objects: int,
+    generator: Generator,
+    include: Sequence[int] = (),
 ) -> list[int]:
-    """Up to `max_objects` of the given ids, uniformly without replacement, in input order."""
+    """Up to `max_objects` of the given ids, uniformly without replacement, in input order.
+
+    With `include` (a subset of the ids), one of them, drawn uniformly, is always among
+    the chosen; the others are drawn uniformly from the rest.
+    """
     if max_objects < 1:
         raise ValueError(f"max_objects must be >= 1, got {max_objects}")
     ids = list(present_in_first)
     if len(ids) <= max_objects:
         return ids
-    keep = sorted(_permutation(generator, len(ids))[:max_objects])
-    return [ids[k] for k in keep]
+    if not include:
+        keep = sorted(_permutation(generator, len(ids))[:max_objects])
+        return [ids[k] for k in keep]
+    first = list(include)[_randint(generator, len(include))]
+    rest = [i for i in ids if i != first]
+    others = {rest[k] for k in _permutation(generator, len(rest))[: max_objects - 1]}
+    return [i for i in ids if i == first or i in others]
+
+
+def reemerging(presence: np.ndarray) -> np.ndarray:
+    """Which objects of a clip go through an absence and come back: present in its first
+    frame, absent in a later one, present again after that. presence: bool [T, O] -> [O].
+
+    These are the clips a memory rule and a visibility signal learn from (what to keep
+    while the object is hidden, where to find it again); a clip drawn uniformly from a
+    long video rarely holds one.
+    """
+    seen = np.asarray(presence, dtype=bool)
+    back = seen & np.logical_or.accumulate(~seen, axis=0)  # present after an absence
+    return seen[0] & back.any(0)

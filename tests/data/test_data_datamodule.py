@@ -218,6 +218,36 @@ class _Stub(VideoRecord):
         return m
 
 
+class _Hiding(_Stub):
+    """Three objects; object 2 is hidden on frames 10-13 of 24, the others always seen."""
+
+    def __init__(self):
+        super().__init__("hiding", 24, range(24))
+        self.object_ids = (1, 2, 3)
+
+    def load_masks(self, t):
+        m = np.zeros((3, 8, 8), bool)
+        m[:, 2:6, 2:6] = True
+        m[1] &= not 10 <= t <= 13
+        return m
+
+
+def test_event_clips_hold_a_hidden_object_that_comes_back():
+    record = _Hiding()
+    plain = _dataset([record], clip_len=6, max_skip=3, max_objects=1, seed=1)
+    ds = _dataset([record], clip_len=6, max_skip=3, max_objects=1, seed=1, event_prob=1.0)
+    seen = set()
+    for i in range(30):
+        s = ds[i]
+        assert s.object_ids == [2]  # the object that re-emerges is the chosen one
+        clip = s.frame_indices
+        assert clip[0] < 10 and any(10 <= t <= 13 for t in clip) and clip[-1] > 13
+        seen.add(plain[i].frame_indices[0])
+    assert max(seen) >= 14  # uniform draws would not all straddle the absence
+    with pytest.raises(ValueError, match="event_prob"):
+        _dataset([record], event_prob=-0.1)
+
+
 def test_max_skip_is_in_video_frames_whatever_the_annotation_step():
     # SA-V style: every mp4 frame in the record, masks every 4th; YouTube-VOS style: the
     # record holds every 5th frame (frame_step 5), all annotated.

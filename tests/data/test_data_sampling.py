@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mosam_train.data.sampling import choose_objects, sample_clip
+from mosam_train.data.sampling import choose_objects, reemerging, sample_clip
 
 
 def _gens(seed: int):
@@ -86,3 +86,21 @@ def test_choose_objects():
             assert len(a) == 2 and a == sorted(a) and set(a) <= {1, 4, 6, 9}
             seen.add(tuple(a))
     assert seen == set(itertools.combinations([1, 4, 6, 9], 2))  # every pair reachable
+
+
+def test_choose_objects_keeps_one_included_object():
+    for seed in range(20):
+        chosen = choose_objects([1, 2, 3, 4, 5], 2, np.random.default_rng(seed), include=[4])
+        assert 4 in chosen and len(chosen) == 2 and chosen == sorted(chosen)
+    firsts = {
+        tuple(choose_objects([1, 2, 3, 4, 5], 1, np.random.default_rng(s), include=[2, 5]))
+        for s in range(40)
+    }
+    assert firsts == {(2,), (5,)}
+
+
+def test_reemerging_needs_presence_first_then_absence_then_presence():
+    presence = np.array(
+        [[1, 1, 0, 1, 1], [1, 1, 0, 0, 0], [0, 1, 1, 0, 1], [1, 1, 1, 1, 0]], bool
+    )  # frames x objects
+    assert reemerging(presence).tolist() == [True, False, False, True, True]
