@@ -1,0 +1,205 @@
+"""The method table from one command: every row's training runs (one per seed), each
+evaluated on the held-out split, the per-object CSVs collected, the table and the paired
+comparisons printed.
+
+    python -m mosam_train.bench.method_table [--config configs/table/method_long.yaml]
+        [--rows control,mosam] [--seeds 0,1,2] [--dry-run] [--table-only]
+
+The config (see configs/table/) names the rows: a trained row gives `train.py` overrides
+(run once per seed), an evaluated-only row a checkpoint (`ckpt`, one run: nothing random
+enters it) and optionally `eval.py` overrides of its own (e.g. an oracle rule). Each trained
+run lives in `<runs>/<row>/seed<k>/train`; its best validation's checkpoint (the training
+runs choose checkpoints on val) is then evaluated by `eval.py` on the config's split in
+`<runs>/<row>/seed<k>/test`, and its `per_object.csv` is copied to
+`<results>/<row>/seed<k>.csv`: small files meant to be committed, from which
+`--table-only` rebuilds the table (`metrics.table`) anywhere.
+
+Why a driver and not one Hydra multirun: a row is a training run and then an evaluation on
+another split, each a process of its own (a crash loses one run, not the sweep), and a
+rerun continues where it stopped: a finished run is skipped, an interrupted training
+resumes from its `last.ckpt` (`resume=`), and `eval.py` resumes its finished videos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+import mosam_train
+from mosam_train.metrics import table as table_cli
+
+REPO = Path(mosam_train.__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "table" / "method_long.yaml"
+DONE = "done"  # written in a training run's directory once it finished
+
+
+@dataclass
+class Row:
+    """One row: `train` overrides (a trained row) or a `ckpt` (evaluated only)."""
+
+    key: str
+    label: str
+    train: list[str] = field(default_factory=list)
+    ckpt: str | None = None
+    eval: list[str] = field(default_factory=list)
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.train)
+
+
+@dataclass
+class Table:
+    rows: list[Row]
+    seeds: list[int]
+    eval: list[str]
+    runs: Path
+    results: Path
+    paired: list[tuple[str, str]]
+    tags: list[str]
+
+
+def read_table(path: str | Path) -> Table:
+    """The table config, checked: each row trains or names a checkpoint, never both."""
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"--config {path}: no such file. Fix: a table config (configs/table/).")
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    rows = []
+    for key, spec in cfg["rows"].items():
+        row = Row(key=key, **spec)
+        if row.trained == (row.ckpt is not None):
+            raise SystemExit(
+                f"{path}: row {key} needs either train overrides or a ckpt, not "
+                f"{'both' if row.trained else 'neither'}. Fix: one of the two."
+            )
+        rows.append(row)
+    keys = {r.key for r in rows}
+    paired = [tuple(p) for p in cfg.get("paired", [])]
+    for pair in paired:
+        if len(pair) != 2 or not set(pair) <= keys:
+            raise SystemExit(f"{path}: paired {list(pair)}: two of the rows {sorted(keys)}.")
+    return Table(
+        rows=rows,
+        seeds=[int(s) for s in cfg["seeds"]],
+        eval=list(cfg.get("eval", [])),
+        runs=REPO / cfg["runs"],
+        results=REPO / cfg["results"],
+        paired=paired,
+        tags=list(cfg.get("tags", [])),
+    )
+
+
+def runs_of(table: Table, row: Row, seeds: Sequence[int]) -> list[tuple[str, Path]]:
+    """(name, directory) of a row's runs: `seed<k>` per seed, or one `run` when evaluated
+    only."""
+    names = [f"seed{s}" for s in seeds] if row.trained else ["run"]
+    return [(n, table.runs / row.key / n) for n in names]
+
+
+def best_checkpoint(train_dir: Path) -> Path:
+    """The run's best validation checkpoint (ModelCheckpoint keeps one, `step*-jf*.ckpt`)."""
+    found = sorted((train_dir / "checkpoints").glob("step*-jf*.ckpt"))
+    if len(found) != 1:
+        raise SystemExit(
+            f"{train_dir}/checkpoints: {len(found)} best-validation checkpoints, expected one "
+            f"(callbacks.model_checkpoint.save_top_k=1). Fix: remove {train_dir} to train again."
+        )
+    return found[0]
+
+
+def train_command(row: Row, seed: int, train_dir: Path) -> list[str]:
+    """Train from scratch, or continue an interrupted run from its last.ckpt."""
+    if (train_dir / "checkpoints" / "last.ckpt").is_file():
+        return [sys.executable, str(REPO / "train.py"), f"resume={train_dir}"]
+    return [
+        sys.executable, str(REPO / "train.py"), *row.train, f"seed={seed}",
+        f"hydra.run.dir={train_dir}",
+    ]  # fmt: skip
+
+
+def eval_command(table: Table, row: Row, ckpt: Path | str, test_dir: Path) -> list[str]:
+    return [
+        sys.executable, str(REPO / "eval.py"), *table.eval, *row.eval, f"ckpt={ckpt}",
+        f"hydra.run.dir={test_dir}",
+    ]  # fmt: skip
+
+
+def run(command: list[str], dry_run: bool) -> None:
+    print("$", " ".join(command[1:]), flush=True)
+    if not dry_run and subprocess.run(command, cwd=REPO).returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command[1:])} (rerun this command to continue)")
+
+
+def run_row(table: Table, row: Row, seeds: Sequence[int], dry_run: bool = False) -> None:
+    """Train (if the row trains) and evaluate each of the row's runs not finished yet, and
+    copy each evaluation's per-object CSV into the results."""
+    for name, run_dir in runs_of(table, row, seeds):
+        result = table.results / row.key / f"{name}.csv"
+        if result.is_file():
+            continue
+        ckpt: Path | str | None = row.ckpt
+        if row.trained:
+            train_dir = run_dir / "train"
+            if not (train_dir / DONE).is_file():
+                run(train_command(row, int(name.removeprefix("seed")), train_dir), dry_run)
+                if dry_run:
+                    continue
+                (train_dir / DONE).write_text("")
+            ckpt = best_checkpoint(train_dir)
+        test_dir = run_dir / "test"
+        run(eval_command(table, row, ckpt, test_dir), dry_run)
+        if not dry_run:
+            result.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(test_dir / "per_object.csv", result)
+
+
+def table_arguments(table: Table, rows: Sequence[Row]) -> list[str]:
+    """`metrics.table`'s arguments for the rows with results: one LABEL=GLOB each, the
+    pairs whose rows both have results, the tags."""
+    have = [r for r in rows if any((table.results / r.key).glob("*.csv"))]
+    args = [f"{r.label}={table.results / r.key}/*.csv" for r in have]
+    labels = {r.key: r.label for r in have}
+    for a, b in table.paired:
+        if a in labels and b in labels:
+            args += ["--paired", labels[a], labels[b]]
+    return [*args, "--tags", ",".join(table.tags)] if table.tags else args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m mosam_train.bench.method_table", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="the table config")
+    parser.add_argument("--rows", default="", help="comma-separated row keys (default: all)")
+    parser.add_argument("--seeds", default="", help="comma-separated (default: the config's)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--table-only", action="store_true", help="the table from the results")
+    args = parser.parse_args(argv)
+    table = read_table(args.config)
+    wanted = [k for k in args.rows.split(",") if k]
+    unknown = set(wanted) - {r.key for r in table.rows}
+    if unknown:
+        raise SystemExit(f"--rows {', '.join(sorted(unknown))}: not in {args.config}.")
+    rows = [r for r in table.rows if not wanted or r.key in wanted]
+    seeds = [int(s) for s in args.seeds.split(",") if s] or table.seeds
+    if not args.table_only:
+        for row in rows:
+            run_row(table, row, seeds, args.dry_run)
+    if args.dry_run:
+        return
+    arguments = table_arguments(table, table.rows)
+    if not arguments or arguments[0].startswith("--"):
+        raise SystemExit(f"{table.results}: no results yet. Fix: run without --table-only.")
+    table_cli.main(arguments)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""The method-table driver: its config, its commands, and a rerun that continues."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mosam_train.bench import method_table as mt
+
+CONFIG = """
+runs: {runs}
+results: {results}
+seeds: [0, 1]
+eval: [data=synthetic_long]
+paired: [[mosam, control]]
+tags: [occlusion]
+rows:
+  base: {{label: (a) base, ckpt: shipped:sam2_micro_long}}
+  control: {{label: (b) control, train: [experiment=sam2_finetune_long]}}
+  mosam: {{label: (c) MoSAM, train: [experiment=mosam_long, model.mgp=null]}}
+"""
+
+
+def _table(tmp_path: Path) -> Path:
+    path = tmp_path / "table.yaml"
+    path.write_text(CONFIG.format(runs=tmp_path / "runs", results=tmp_path / "results"))
+    return path
+
+
+def test_the_shipped_config_reads_and_pairs_mosam_with_its_control():
+    table = mt.read_table(mt.DEFAULT_CONFIG)
+    keys = [r.key for r in table.rows]
+    assert keys[:3] == ["base", "control", "mosam"] and table.seeds == [0, 1, 2]
+    assert table.paired == [("mosam", "control")]
+    assert all(r.trained != (r.ckpt is not None) for r in table.rows)
+
+
+def test_a_row_that_trains_and_names_a_checkpoint_is_refused(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "runs: r\nresults: s\nseeds: [0]\nrows:\n  x: {label: X, train: [a=1], ckpt: c}\n"
+    )
+    with pytest.raises(SystemExit, match="row x needs either train overrides or a ckpt"):
+        mt.read_table(path)
+
+
+def test_runs_train_evaluate_collect_and_a_rerun_continues(tmp_path, monkeypatch):
+    table = mt.read_table(_table(tmp_path))
+    calls = []
+
+    def fake_run(command, cwd):
+        """train.py writes a best checkpoint; eval.py a per-object CSV."""
+        calls.append(command[1:])
+        script = Path(command[1]).name
+        where = Path(next(a for a in command if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+        if script == "train.py":
+            (where / "checkpoints").mkdir(parents=True)
+            (where / "checkpoints" / "step000400-jf40.00.ckpt").write_text("")
+        else:
+            where.mkdir(parents=True)
+            (where / "per_object.csv").write_text(f"{where}\n")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(mt.subprocess, "run", fake_run)
+    mosam = next(r for r in table.rows if r.key == "mosam")
+    mt.run_row(table, mosam, [0, 1])
+    train, test = calls[0], calls[1]
+    assert train[1:] == ["experiment=mosam_long", "model.mgp=null", "seed=0",
+                         f"hydra.run.dir={tmp_path}/runs/mosam/seed0/train"]  # fmt: skip
+    best = tmp_path / "runs/mosam/seed0/train/checkpoints/step000400-jf40.00.ckpt"
+    assert test[1:] == ["data=synthetic_long", f"ckpt={best}",
+                        f"hydra.run.dir={tmp_path}/runs/mosam/seed0/test"]  # fmt: skip
+    assert len(calls) == 4 and sorted(p.name for p in (tmp_path / "results/mosam").iterdir()) == [
+        "seed0.csv", "seed1.csv"]  # fmt: skip
+    mt.run_row(table, mosam, [0, 1])  # finished: nothing runs again
+    assert len(calls) == 4
+    # an interrupted training continues from its last.ckpt
+    seed2 = tmp_path / "runs/mosam/seed2/train/checkpoints"
+    seed2.mkdir(parents=True)
+    (seed2 / "last.ckpt").write_text("")
+    assert mt.train_command(mosam, 2, seed2.parent)[2:] == ["resume=" + str(seed2.parent)]
+    # the base row: one evaluation, no seed
+    mt.run_row(table, table.rows[0], [0, 1])
+    assert calls[-1][1:3] == ["data=synthetic_long", "ckpt=shipped:sam2_micro_long"]
+    assert (tmp_path / "results/base/run.csv").is_file()
+    args = mt.table_arguments(table, table.rows)
+    assert args[:2] == [f"(a) base={tmp_path}/results/base/*.csv",
+                        f"(c) MoSAM={tmp_path}/results/mosam/*.csv"]  # fmt: skip
+    assert args[2:] == ["--tags", "occlusion"]  # no control yet: no pair
