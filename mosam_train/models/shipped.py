@@ -42,16 +42,18 @@ SHIPPED: dict[str, ShippedWeights] = {
     entry.name: entry
     for entry in (
         # the long-video test bed's base (README, "The shipped base"): the wide micro, seed
-        # 0, its best validation (step 3,600 of stage 2), single-mask tracking
+        # 0, three stages (random init on 2-frame clips, 8-frame clips, 2,400 steps more at
+        # a lower rate); stage 3's best validation (its last step), single-mask tracking
         ShippedWeights(
             name="sam2_micro_long",
             file="sam2_micro_long.pt",
             variant="sam2.1_micro_wide",
-            sha256="8353ec29354be71f6f391e500e091c4ddac8a38cbd5f1bd50350936b3d1c1a0e",
+            sha256="599896d8aea8d99adc95d44dbe35225ea3162e2e3b5816e3718f6937c14c6e4d",
             generator_version=4,
             multimask=False,
             command=(
                 "python train.py experiment=sam2_micro_long_stage1 seed=0 && python train.py "
+                "experiment=sam2_micro_long_stage2 seed=0 && python train.py "
                 "experiment=sam2_micro_long seed=0 (writes checkpoints/sam2_micro_long.pt)"
             ),
         ),
@@ -63,7 +65,7 @@ SHIPPED: dict[str, ShippedWeights] = {
             name="sam2_micro_long_multimask",
             file="sam2_micro_long_multimask.pt",
             variant="sam2.1_micro_wide",
-            sha256="ceb24567f7e1228823f5b2739f199fa9c09e31c7793dad04f324514093a68621",
+            sha256="d32b4e5f591b45b72394c59e2dbd288c3080df220ba13c010b57bca4326b3dd7",
             generator_version=4,
             multimask=True,
             command=(
