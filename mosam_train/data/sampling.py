@@ -103,8 +103,7 @@ def reemerging(presence: np.ndarray) -> np.ndarray:
     frame, absent in a later one, present again after that. presence: bool [T, O] -> [O].
 
     These are the clips a memory rule and a visibility signal learn from (what to keep
-    while the object is hidden, where to find it again); a clip drawn uniformly from a
-    long video rarely holds one.
+    while the object is hidden, where to find it again).
     """
     seen = np.asarray(presence, dtype=bool)
     back = seen & np.logical_or.accumulate(~seen, axis=0)  # present after an absence
