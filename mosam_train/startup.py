@@ -14,7 +14,9 @@ from omegaconf import DictConfig
 import mosam_train
 from mosam_train.runs import register_resolvers
 
-CONFIGS = Path(mosam_train.__file__).resolve().parents[1] / "configs"
+#: the checkout the package runs from: its entry points (train.py, eval.py) and configs
+REPO = Path(mosam_train.__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
 
 
 def release_hydra_from_sam2() -> None:

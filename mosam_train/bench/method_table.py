@@ -32,10 +32,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-import mosam_train
 from mosam_train.metrics import table as table_cli
+from mosam_train.startup import REPO
 
-REPO = Path(mosam_train.__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "table" / "method_long.yaml"
 DONE = "done"  # written in a training run's directory once it finished
 

@@ -32,12 +32,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import mosam_train
 from mosam_train.metrics.jf import ObjectScore, aggregate
 from mosam_train.models.memory.selection import SLOT_RULES
+from mosam_train.startup import REPO
 from mosam_train.trackers.oracle import ORDERS, POINTER_RULES, SCORES
 
-EVAL = Path(mosam_train.__file__).resolve().parents[1] / "eval.py"
+EVAL = REPO / "eval.py"
 GROUND_TRUTH_SCORES = ("iou", "visible_iou")
 SCORE_LABELS = {
     "iou": "true IoU",

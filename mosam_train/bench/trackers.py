@@ -53,16 +53,14 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-import mosam_train
 from mosam_train.bench import infer
 from mosam_train.checkpoint_files import fingerprint, load_checkpoint_file
 from mosam_train.metrics.table import read_run, table, tracking_table
 from mosam_train.models.sam2_builder import load_model_config
 from mosam_train.models.shipped import resolve_weights
-from mosam_train.startup import compose_config
+from mosam_train.startup import REPO, compose_config
 from mosam_train.trackers import build_tracker, tracker_names
 
-REPO = Path(mosam_train.__file__).resolve().parents[1]
 EVAL = REPO / "eval.py"
 DEFAULT_RULES = ("sam2", "samurai", "sam2long", "dam4sam")
 LABELS = {"sam2": "SAM 2", "samurai": "SAMURAI", "sam2long": "SAM2Long", "dam4sam": "DAM4SAM"}
