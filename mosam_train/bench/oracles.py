@@ -82,6 +82,8 @@ class OracleRun:
             label += ", t-1 not forced"
         if t["pointers"] == "kept":
             label += ", pointers of kept frames"
+        elif t["pointers"] == "window":
+            label += ", SAM 2's pointers less those left out"
         if t["min_score"] is not None:
             label += f", frames < {t['min_score']:g} left out"
         if t["order"] == "recency":
@@ -140,8 +142,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--strides", type=_csv_list, default=["1", "4"])
     parser.add_argument("--slots", type=_csv_list, default=["rank"])
     parser.add_argument(
-        "--pointers", type=_csv_list, default=list(POINTER_RULES),
-        help="object pointers of the ground-truth oracles: sam2 (SAM 2's window) and/or kept",
+        "--pointers", type=_csv_list, default=["sam2", "kept"],
+        help="object pointers of the ground-truth oracles: sam2 (SAM 2's window), kept "
+        "and/or window (SAM 2's less the frames left out; needs numbers in --min-scores only)",
     )  # fmt: skip
     parser.add_argument(
         "--min-scores", type=_csv_list, default=["none", "0.3"],
@@ -170,6 +173,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
             f"--scores from {SCORES}, --slots from {SLOT_RULES}, --pointers from "
             f"{POINTER_RULES}, --min-scores none or numbers in [0, 1], --orders from "
             f"{ORDERS}, --strides integers >= 1"
+        )
+    if "window" in args.pointers and "none" in args.min_scores:
+        parser.error(
+            "--pointers window leaves out the pointers of frames below the threshold: "
+            "--min-scores with numbers only (e.g. 0.3), or run it apart"
         )
     if "recency" in args.orders and all(m == "none" for m in args.min_scores):
         parser.error("--orders recency needs a threshold: --min-scores with a number (e.g. 0.3)")

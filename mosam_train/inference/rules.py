@@ -77,14 +77,19 @@ class MemoryBank:
         return self.output_dict["non_cond_frame_outputs"]
 
     def drop_older(self, oldest_mem: int, oldest_ptr: int) -> None:
-        """Drop tracked frames older than both horizons, and the memory features (keeping
-        the object pointer) of those older than `oldest_mem` only."""
+        """Drop tracked frames older than both horizons, and the maps (memory features,
+        masks) of those older than `oldest_mem` only: they keep their per-object vectors,
+        the object pointer and the frame's scores, which a pointer rule may read."""
         non_cond = self.non_cond
         for t in list(non_cond):
             if t < oldest_mem and t < oldest_ptr:
                 del non_cond[t]
             elif t < oldest_mem and "maskmem_features" in non_cond[t]:
-                non_cond[t] = {"obj_ptr": non_cond[t]["obj_ptr"]}
+                non_cond[t] = {
+                    k: v
+                    for k, v in non_cond[t].items()
+                    if isinstance(v, torch.Tensor) and v.dim() <= 2
+                }
 
 
 class TrackerRule:

@@ -71,7 +71,16 @@ class MoSAMTracker(VideoSAM):
             if mgp
             else None
         )
-        self.stms = MemorySelection(sam2.num_maskmem, sam2.mem_dim, **stms) if stms else None
+        self.stms = (
+            MemorySelection(
+                sam2.num_maskmem,
+                sam2.mem_dim,
+                pointer_window=sam2.max_obj_ptrs_in_encoder - 1,
+                **stms,
+            )
+            if stms
+            else None
+        )
         if self.stms is not None and self.stms.pixel_head is not None:
             enable_key_bias(sam2.memory_attention)
         self.flow_provider = build_flow_provider(**(flow or {})) if self.needs_flow else None

@@ -27,7 +27,8 @@ loss or an absence.
 
 Object pointers (`pointers`): `sam2`, SAM 2's rule (every frame of its pointer window,
 t-1 ... t-15, whatever its worth); `kept`, the pointers of the frames each object keeps,
-left out with them. Without `kept`, a frame the selection drops still steers tracking
+left out with them; `window`, SAM 2's window without the pointers of frames scoring below
+`min_score`. Without `kept`, a frame the selection drops still steers tracking
 through its pointer, so the bound covers the spatial memory alone.
 
 Temporal slots (`slots`) of the kept frames, SAM 2's `maskmem_tpos_enc`:
@@ -57,6 +58,7 @@ from mosam_train.models.memory.selection import (
     candidate_frames,
     keep_frames,
     warn_if_within_window,
+    window_pointers,
 )
 from mosam_train.models.video_sam import OutputDict, SpatialMemory
 
@@ -122,6 +124,12 @@ class Oracle(TrackerRule):
                 "the threshold that says which are good. Fix: tracker.score=iou (or "
                 "visible_iou) and tracker.min_score=0.3, or tracker.order=score."
             )
+        if pointers == "window" and min_score is None:
+            raise ValueError(
+                "tracker.pointers=window leaves out the pointers of frames scoring below "
+                "tracker.min_score, which is null. Fix: tracker.min_score=0.3 (for example), "
+                "or tracker.pointers=sam2."
+            )
         if min_score is not None and score not in ("iou", "visible_iou"):
             raise ValueError(
                 f"tracker.min_score={min_score} with tracker.score={score}: only a ground-truth "
@@ -162,7 +170,7 @@ class Oracle(TrackerRule):
             return SpatialMemory([])
         entries = [pool[t] for t in frames]
         scores = None if self.score == "recency" else self._scores(entries)
-        return keep_frames(
+        kept = keep_frames(
             frame_idx,
             frames,
             entries,
@@ -174,6 +182,9 @@ class Oracle(TrackerRule):
             min_score=self.min_score,
             pointers=self.pointers,
         )
+        if self.pointers == "window":
+            kept.pointers = window_pointers(frame_idx, pool, self._scores, self.min_score)
+        return kept
 
     def remember(
         self,

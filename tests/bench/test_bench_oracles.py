@@ -30,6 +30,7 @@ def test_the_default_grid_is_every_setting_once_with_the_data_as_a_parameter():
         ["--strides", "0"],
         ["--orders", "newest"],
         ["--orders", "recency", "--min-scores", "none"],  # nothing says which are good
+        ["--pointers", "window"],  # and no threshold says which pointers to leave out
     ):
         with pytest.raises(SystemExit):
             oracles.parse_args(bad)
@@ -91,4 +92,11 @@ def test_a_setting_with_another_candidate_count_says_so_in_its_label():
     assert longer.label == (
         "true IoU, Δ=1, slots by rank, n=40, pointers of kept frames, frames < 0.3 left out, "
         "the most recent of the rest"
+    )
+
+
+def test_the_window_pointer_rule_says_so_in_its_label():
+    base = {"score": "iou", "stride": 1, "slots": "rank", "pointers": "window", "min_score": 0.3}
+    assert oracles.OracleRun(base, []).label == (
+        "true IoU, Δ=1, slots by rank, SAM 2's pointers less those left out, frames < 0.3 left out"
     )

@@ -185,13 +185,15 @@ def test_evaluating_an_official_file_applies_multimask_from_single_too(micro_wei
         assert torch.equal(tokens[1], tokens[0]) is equal
 
 
-def test_mosam_trains_with_frames_left_out_by_recency_and_the_kept_frames_pointers():
+@pytest.mark.parametrize("pointers", ["kept", "window"])
+def test_mosam_trains_with_frames_left_out_by_recency_and_their_pointers(pointers):
     """The oracle's settings as MoSAM's own selection (model.stms.order / min_confidence /
-    pointers) on the training path: rows left out per object, pointers of the kept frames,
-    and the pixel filter still learns through the memory attention."""
+    pointers) on the training path: rows left out per object, pointers of the kept frames
+    or SAM 2's less the left out, and the pixel filter still learns through the memory
+    attention."""
     torch.manual_seed(0)
     stms = {"stride": 1, "candidates": 4, "top_k": 2, "order": "recency",
-            "min_confidence": 0.5, "pointers": "kept"}  # fmt: skip
+            "min_confidence": 0.5, "pointers": pointers}  # fmt: skip
     module = MoSAMModule(sam2=MICRO, prompts={"prob_mask": 1.0}, stms=stms, freeze_sam2=True)
     with torch.no_grad():  # a pixel filter that acts
         for name, p in module.model.named_parameters():
@@ -205,18 +207,21 @@ def test_mosam_trains_with_frames_left_out_by_recency_and_the_kept_frames_pointe
     module.model.stms.frame_head.forward = rate
     module.train()
     module.log = lambda *a, **k: None  # no trainer attached
-    left_out = []
+    left_out, pointers_left_out = [], []
     select = module.model.stms.select
 
     def spy(*args, **kwargs):
         memory = select(*args, **kwargs)
         if memory.valid is not None:
             left_out.append(int((~memory.valid).sum()))
+        if memory.pointers is not None:
+            pointers_left_out.append(int((~memory.pointers.valid).sum()))
         return memory
 
     module.model.stms.select = spy
     loss = module.training_step(moving_square_batch(t=8), 0)
     loss.backward()
     assert torch.isfinite(loss) and left_out and sum(left_out) > 0
+    assert pointers_left_out and sum(pointers_left_out) > 0
     head = module.model.stms.pixel_head
     assert head.gate.grad is not None and head.gate.grad.abs() > 0

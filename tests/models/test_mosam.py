@@ -194,7 +194,19 @@ def test_mosam_tracks_with_frames_left_out_and_the_kept_frames_pointers(micro, r
     # every frame good enough: the same frames as SAM 2's window, read through the explicit
     # per-object assembly (pointers of the six kept frames instead of fifteen)
     found = logits(lenient)
-    assert any(not torch.equal(a, b) for a, b in zip(found, logits(plain), strict=True))
+    sam2_window = logits(plain)
+    assert any(not torch.equal(a, b) for a, b in zip(found, sam2_window, strict=True))
+    # pointers=window: SAM 2's fifteen pointers less the frames left out; every frame good
+    # enough leaves them as SAM 2 reads them, every frame wrong leaves none
+    window = {**stms, "order": "recency", "pointers": "window"}
+    lenient = MoSAMTracker(micro(), stms={**window, "min_confidence": 0.4}).eval()
+    strict = MoSAMTracker(micro(), stms={**window, "min_confidence": 0.6}).eval()
+    assert all(
+        torch.allclose(a, b, atol=1e-5) for a, b in zip(logits(lenient), sam2_window, strict=True)
+    )
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(logits(strict), alone, strict=True))
+    with pytest.raises(ValueError, match=r"model\.stms\.pointers=window.*min_confidence"):
+        MoSAMTracker(micro(), stms={**stms, "pointers": "window"})
 
 
 def test_kept_frames_take_slots_by_rank_or_by_true_distance():

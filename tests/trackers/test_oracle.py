@@ -129,6 +129,42 @@ def test_frames_below_min_score_are_left_out_and_pointers_can_follow_the_kept_fr
     assert recent.pointers.distance.T.tolist() == [[1, 2, 3]] * 2
 
 
+def test_window_pointers_are_sam2s_window_without_the_frames_below_min_score():
+    # frames 1..17 before t = 18: SAM 2's pointer window is 17 ... 3 (fifteen frames)
+    scene = {t: [(0.9, 1), (0.9, 1)] for t in range(1, 18)}
+    scene[16] = [(0.1, 1), (0.9, 1)]  # object 1's t-2 is wrong
+    scene[4] = [(0.9, 1), (0.2, 1)]  # object 2's t-14 is wrong
+    scene[2] = [(0.0, 1), (0.0, 1)]  # beyond the window: not read either way
+    bank = bank_of(scene)
+    rule = Oracle(score="iou", stride=1, candidates=6, top_k=6, min_score=0.3, pointers="window")
+    memory = select(rule, bank, 18)
+    pointers = memory.pointers
+    assert pointers.distance[:, 0].tolist() == list(range(1, 16))
+    assert pointers.entries == [bank.non_cond[t] for t in range(17, 2, -1)]
+    left_out = (~pointers.valid).nonzero().tolist()  # (row, object): t-2 of 1, t-14 of 2
+    assert left_out == [[1, 0], [13, 1]]
+    assert pointers.index[:, 1].tolist() == list(range(15))
+    # the spatial memory is the threshold's as with SAM 2's pointers
+    plain = select(Oracle(score="iou", stride=1, candidates=6, top_k=6, min_score=0.3), bank, 18)
+    assert kept(memory) == kept(plain) and torch.equal(memory.valid, plain.valid)
+    # a streaming bank drops the maps of frames past the memory horizon, not their pointer
+    # and scores: the rule reads the same window
+    for t, entry in bank.non_cond.items():
+        entry["obj_ptr"] = torch.full((2, 8), float(t))
+    bank.drop_older(*rule.horizon(bank, 18, (18 - 6, 18 - 15)))
+    assert set(bank.non_cond) == set(range(3, 18))
+    assert set(bank.non_cond[5]) == {"obj_ptr", "true_iou", "present"}
+    assert "maskmem_features" in bank.non_cond[12]
+    streamed = select(rule, bank, 18).pointers
+    assert torch.equal(streamed.valid, pointers.valid)
+    assert torch.equal(streamed.distance, pointers.distance)
+    # nothing below the threshold: SAM 2's own rule reads the pointers
+    scene[16], scene[4] = scene[15], scene[15]
+    assert select(rule, bank_of(scene), 18).pointers is None
+    with pytest.raises(ValueError, match=r"tracker\.pointers=window.*min_score"):
+        Oracle(score="iou", pointers="window")
+
+
 def test_ordered_by_recency_the_most_recent_frames_above_the_threshold_are_kept():
     bank = bank_of(SCENE)
     rule = Oracle(score="iou", stride=1, candidates=10, top_k=4, min_score=0.5, order="recency")
@@ -263,7 +299,7 @@ def test_bad_settings_are_refused():
         Oracle(slots="time")
     with pytest.raises(ValueError, match=r"tracker\.stride=0"):
         Oracle(stride=0)
-    with pytest.raises(ValueError, match=r"tracker\.pointers='all'.*sam2, kept"):
+    with pytest.raises(ValueError, match=r"tracker\.pointers='all'.*sam2, kept, window"):
         Oracle(pointers="all")
     with pytest.raises(ValueError, match=r"tracker\.min_score=0\.5 with tracker\.score=recency"):
         Oracle(score="recency", min_score=0.5)

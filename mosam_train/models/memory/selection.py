@@ -21,7 +21,7 @@ are `frame_step` engine frames apart (SA-V annotations: every 4th frame, YouTube
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -38,8 +38,12 @@ SAM2_WINDOW = 6
 SLOT_RULES = ("rank", "distance")
 #: which frames are kept: the top by score, or the most recent scoring at least a threshold
 ORDERS = ("score", "recency")
-#: whose object pointers an object reads: SAM 2's window, or those of the frames it keeps
-POINTER_RULES = ("sam2", "kept")
+#: the past frames whose object pointers SAM 2 reads: max_obj_ptrs_in_encoder - 1 (16 - 1
+#: in every SAM 2 config)
+SAM2_POINTER_WINDOW = 15
+#: whose object pointers an object reads: SAM 2's window, those of the frames it keeps, or
+#: SAM 2's window without the frames scored below the threshold
+POINTER_RULES = ("sam2", "kept", "window")
 
 
 def candidate_frames(
@@ -73,8 +77,9 @@ def keep_frames(
     frame; None: by recency, the same frames for every object); `"recency"`: the most
     recent frames scoring at least `min_score`. With `min_score` a kept frame scoring below
     it (t-1 included) is left out (its row invalid); `pointers="kept"` reads the object
-    pointers of the frames each object keeps instead of SAM 2's window. The last three are
-    what the oracle bounds showed a selection gains from (README, The shipped base).
+    pointers of the frames each object keeps instead of SAM 2's window (`"window"` is the
+    caller's, `window_pointers`). The last three are what the oracle bounds showed a
+    selection gains from (README, The shipped base).
     """
     if not entries:
         return SpatialMemory([])
@@ -98,7 +103,7 @@ def keep_frames(
         if slots == "distance":
             back = torch.tensor([frame_idx - t for t in frames], device=index.device)[index]
         memory = SpatialMemory(entries, index, back)
-    if min_score is None and pointers == "sam2":
+    if min_score is None and pointers != "kept":
         return memory
     index = memory.index
     if index is None:  # the same frames for every object
@@ -112,6 +117,32 @@ def keep_frames(
         distance = frame_idx - kept_frames[index]
         memory.pointers = PointerMemory(memory.entries, index, distance, memory.valid)
     return memory
+
+
+def window_pointers(
+    frame_idx: int,
+    pool: Mapping[int, dict[str, Any]],
+    score: Callable[[list[dict[str, Any]]], torch.Tensor],
+    min_score: float,
+    window: int = SAM2_POINTER_WINDOW,
+) -> PointerMemory | None:
+    """SAM 2's object pointers (those of the frames t-1 ... t-`window` found in `pool`) with
+    each object's pointers of frames scoring below `min_score` left out; `score(entries)`
+    gives [C, N]. None where none is left out: SAM 2's own rule then reads them, bit for
+    bit. Unlike `pointers="kept"`, a frame head that cannot yet tell good frames from bad
+    ones (a fresh one rates every frame alike) leaves SAM 2's fifteen pointers as they are,
+    where the kept frames' would be six."""
+    frames = [t for t in range(frame_idx - 1, frame_idx - window - 1, -1) if t >= 0 and t in pool]
+    if not frames:
+        return None
+    entries = [pool[t] for t in frames]
+    valid = score(entries) >= min_score
+    if bool(valid.all()):
+        return None
+    n = valid.shape[1]
+    index = torch.arange(len(frames), device=valid.device)[:, None].expand(-1, n)
+    distance = torch.tensor([frame_idx - t for t in frames], device=valid.device)[:, None]
+    return PointerMemory(entries, index, distance.expand(-1, n), valid)
 
 
 def warn_if_within_window(
@@ -163,6 +194,7 @@ class MemorySelection(nn.Module):
         order: str = "score",
         min_confidence: float | None = None,
         pointers: str = "sam2",
+        pointer_window: int = SAM2_POINTER_WINDOW,
     ) -> None:
         super().__init__()
         for name, value, allowed in (
@@ -185,13 +217,19 @@ class MemorySelection(nn.Module):
                 "read the frame head's scores, but model.stms.frame=false. Fix: "
                 "model.stms.frame=true, or order=score and min_confidence=null."
             )
+        if pointers == "window" and min_confidence is None:
+            raise ValueError(
+                "model.stms.pointers=window leaves out the pointers of frames the frame head "
+                "rates below model.stms.min_confidence, which is null. Fix: "
+                "model.stms.min_confidence=0.3 (for example), or model.stms.pointers=sam2."
+            )
         if order == "recency" and min_confidence is None:
             raise ValueError(
                 "model.stms.order=recency keeps the most recent frames the frame head rates "
                 "good enough, and needs the threshold. Fix: model.stms.min_confidence=0.5 "
                 "(for example), or model.stms.order=score."
             )
-        self.order, self.pointers = order, pointers
+        self.order, self.pointers, self.pointer_window = order, pointers, int(pointer_window)
         self.min_confidence = None if min_confidence is None else float(min_confidence)
         self.keep_previous = bool(keep_previous)
         self.slots = slots
@@ -248,7 +286,7 @@ class MemorySelection(nn.Module):
             scores = torch.stack([e["frame_score"] for e in entries])  # [C, N]
             if thresholded:  # the threshold is a probability
                 scores = torch.sigmoid(scores.float())
-        return keep_frames(
+        memory = keep_frames(
             frame_idx,
             frames,
             entries,
@@ -260,3 +298,13 @@ class MemorySelection(nn.Module):
             min_score=self.min_confidence,
             pointers=self.pointers,
         )
+        if self.pointers == "window":
+            memory.pointers = window_pointers(
+                frame_idx, pool, _confidence, self.min_confidence, self.pointer_window
+            )
+        return memory
+
+
+def _confidence(entries: list[dict[str, Any]]) -> torch.Tensor:
+    """[C, N] the frame head's probability per entry."""
+    return torch.sigmoid(torch.stack([e["frame_score"] for e in entries]).float())
