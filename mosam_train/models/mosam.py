@@ -8,10 +8,11 @@ points, through hooks this tracker registers on SAM 2's modules:
 - the memory attention's input (`memory_attention`): SAM 2 assembles prompted frames, its
   last six frames and the object pointers; the spatial part (everything but the pointers)
   is replaced by the prompted frames plus the ST-MS selection (`VideoSAM`'s assembly of a
-  `SpatialMemory`), with the pixel filter as an attention bias. Object pointers follow SAM 2's own rule (every prompted frame's plus up to
-  `max_obj_ptrs_in_encoder - 1` recent frames'): they are 4 tokens a frame, SAM 2 learned
-  their temporal encoding on consecutive frames, and leaving them alone keeps MoSAM exactly
-  SAM 2 when its selection is SAM 2's window.
+  `SpatialMemory`), with the pixel filter as an attention bias. Object pointers follow SAM
+  2's own rule by default (every prompted frame's plus up to `max_obj_ptrs_in_encoder - 1`
+  recent frames'): they are 4 tokens a frame, SAM 2 learned their temporal encoding on
+  consecutive frames, and leaving them alone keeps MoSAM exactly SAM 2 when its selection
+  is SAM 2's window; `model.stms.pointers` leaves out those of the frames rated bad.
 
 Motion and memory state live in the per-video output dict (SAM 2's memory bank), per
 object, so a new video starts clean and training clips and the streaming engine share one
@@ -21,6 +22,7 @@ path (`VideoSAM.track`).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -43,6 +45,8 @@ from mosam_train.models.video_sam import (
 from mosam_train.optical_flow import build_flow_provider
 
 MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
+#: what `MoSAMTracker.switch_off` switches off in a trained model (eval's `parts_off`)
+PARTS = ("mgp", "mgp_prompts", "sparse", "dense", "pixel", "threshold")
 
 
 def _soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -85,7 +89,44 @@ class MoSAMTracker(VideoSAM):
             enable_key_bias(sam2.memory_attention)
         self.flow_provider = build_flow_provider(**(flow or {})) if self.needs_flow else None
         self._motion: MotionPrompt | None = None
+        self.motion_prompts = True  # False: MGP forecasts (for the frame head), adds nothing
         sam2.sam_prompt_encoder.register_forward_hook(self._add_motion_prompt)
+
+    def switch_off(self, part: str) -> None:
+        """Switch one of `PARTS` off in this model, trained as it is: what the part does in a
+        checkpoint, without training it apart (the method table's rows do that).
+        `mgp_prompts`: MGP still forecasts, which the frame head reads, but adds nothing to
+        SAM 2's prompts; `mgp`: no MGP at all (the frame head then reads no forecast);
+        `threshold`: no frame is left out for its rating (`min_confidence`)."""
+        mgp, stms = self.mgp, self.stms
+        needs = {  # what each part needs in this model (None: it has no such part)
+            "mgp": mgp,
+            "mgp_prompts": mgp,
+            "sparse": mgp and mgp.sparse,
+            "dense": mgp and mgp.dense,
+            "pixel": stms and stms.pixel_head,
+            "threshold": stms and stms.min_confidence,
+        }
+        if needs.get(part) is None:
+            have = [p for p in PARTS if needs[p] is not None]
+            raise ValueError(
+                f"parts_off: {part!r} is not a part of this model. Fix: choose from "
+                f"{', '.join(have) or 'none (it has no MGP and no selection)'}."
+            )
+        if part == "mgp":
+            self.mgp, self.flow_provider = None, None
+        elif part == "mgp_prompts":
+            self.motion_prompts = False
+        elif part in ("sparse", "dense"):
+            if needs["dense" if part == "sparse" else "sparse"] is None:
+                raise ValueError(f"parts_off: {part} is MGP's last branch. Fix: mgp instead.")
+            setattr(mgp, part, None)
+            if mgp.dense is None:
+                self.flow_provider = None
+        elif part == "pixel":
+            stms.pixel_head = None
+        else:  # threshold: every rating passes
+            stms.min_confidence = 0.0
 
     @property
     def needs_flow(self) -> bool:
@@ -131,6 +172,8 @@ class MoSAMTracker(VideoSAM):
             motion = self._motion_prompt(frame_idx, output_dict, flow)
         if tracked and self.stms is not None and spatial is None:  # a rule's choice wins
             spatial = self._selected_memory(frame_idx, output_dict, frame_step)
+        if motion is not None and not self.motion_prompts:
+            motion = replace(motion, sparse=None, dense=None)
         self._motion = motion
         try:
             current_out, sam_outputs = super()._heads(

@@ -16,6 +16,7 @@ from mosam_train.inference.baselines import CopyFirstMask, FlowWarp
 from mosam_train.inference.engine import VideoPropagator
 from mosam_train.inference.vos import Propagator
 from mosam_train.lit.module import MoSAMModule
+from mosam_train.models.mosam import MoSAMTracker
 from mosam_train.models.shipped import resolve_weights
 from mosam_train.startup import compose_config
 from mosam_train.trackers import build_tracker
@@ -52,6 +53,14 @@ def inference_propagator(cfg: DictConfig) -> tuple[VideoPropagator, int]:
     """What eval, tracking eval and the demo run: `load_module`'s model in eval mode on
     `eval_device`, under the `tracker=` rule; with the image size its frames are prepared at."""
     module = load_module(cfg).eval().to(eval_device(cfg))
+    parts_off = list(cfg.get("parts_off") or [])
+    if parts_off and not isinstance(module.model, MoSAMTracker):
+        raise ValueError(
+            f"parts_off={parts_off}: {cfg.ckpt} is not a MoSAM checkpoint, it has no parts "
+            "to switch off. Fix: parts_off=[] or a MoSAM checkpoint."
+        )
+    for part in parts_off:
+        module.model.switch_off(part)
     tracker = build_tracker(OmegaConf.to_container(cfg.tracker, resolve=True))
     return module.propagator(tracker), module.model.image_size
 

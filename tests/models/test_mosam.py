@@ -367,6 +367,37 @@ def test_flow_forecast_moves_the_prediction_towards_it(micro):
     assert_moved_towards(moved, still, new_x=44, old_x=20)
 
 
+def test_parts_switch_off_in_a_trained_model(micro, record):
+    """eval's parts_off: without MGP's prompts a model whose MGP pushes tracks as the same
+    model with MGP's output layers at zero (its forecast still feeds the frame head); a
+    part the model lacks is refused, naming those it has."""
+    stms = {**SAM2_WINDOW, "order": "recency", "min_confidence": 0.4, "pixel": False}
+    model = MoSAMTracker(micro(), mgp=ALL_ON, stms=stms)
+    torch.manual_seed(0)
+    with torch.no_grad():  # MGP that pushes
+        for layer in (model.mgp.sparse.to_tokens[-1], model.mgp.dense.net[-1]):
+            layer.weight.normal_(0, 0.5)
+    silent = MoSAMTracker(micro(), mgp=ALL_ON, stms=stms)
+    silent.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for layer in (silent.mgp.sparse.to_tokens[-1], silent.mgp.dense.net[-1]):
+            layer.weight.zero_()
+    pushed = run_engine(model, record)
+    model.switch_off("mgp_prompts")
+    assert max_diff(run_engine(model, record), run_engine(silent, record)) == 0.0
+    assert max_diff(pushed, run_engine(silent, record)) > 1e-3
+    model.switch_off("dense")
+    assert model.mgp.dense is None and model.needs_flow is False
+    with pytest.raises(ValueError, match="sparse is MGP's last branch"):
+        model.switch_off("sparse")
+    with pytest.raises(ValueError, match=r"'pixel' is not a part.*mgp, mgp_prompts, sparse"):
+        model.switch_off("pixel")
+    model.switch_off("threshold")
+    assert model.stms.min_confidence == 0.0
+    model.switch_off("mgp")
+    assert model.mgp is None and model.flow_provider is None
+
+
 def test_sparse_forecast_moves_the_prediction_towards_it(micro):
     """Keypoints moving right by 16 px a frame: the forecast (constant velocity) lies right
     of the last mask, and carried by the dense encoder's forecast-box channel it pulls the
