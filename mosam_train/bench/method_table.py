@@ -12,7 +12,9 @@ run lives in `<runs>/<row>/seed<k>/train`; its best validation's checkpoint (the
 runs choose checkpoints on val) is then evaluated by `eval.py` on the config's split in
 `<runs>/<row>/seed<k>/test`, and its `per_object.csv` is copied to
 `<results>/<row>/seed<k>.csv`: small files meant to be committed, from which
-`--table-only` rebuilds the table (`metrics.table`) anywhere.
+`--table-only` rebuilds the table (`metrics.table`) anywhere; beside it `seed<k>.cpu.json`,
+the CPU and wall seconds its training and evaluation took (summed over resumes), which the
+table's last line totals.
 
 Why a driver and not one Hydra multirun: a row is a training run and then an evaluation on
 another split, each a process of its own (a crash loses one run, not the sweep), and a
@@ -23,9 +25,12 @@ resumes from its `last.ckpt` (`resume=`), and `eval.py` resumes its finished vid
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +42,7 @@ from mosam_train.startup import REPO
 
 DEFAULT_CONFIG = REPO / "configs" / "table" / "method_long.yaml"
 DONE = "done"  # written in a training run's directory once it finished
+LEDGER = "cpu.json"  # a run's CPU and wall seconds per stage, summed over resumes
 
 
 @dataclass
@@ -131,9 +137,28 @@ def eval_command(table: Table, row: Row, ckpt: Path | str, test_dir: Path) -> li
     ]  # fmt: skip
 
 
-def run(command: list[str], dry_run: bool) -> None:
+def _children_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process's finished children and theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(command: list[str], dry_run: bool, ledger: Path | None = None, key: str = "") -> None:
+    """Run `command`; its CPU and wall seconds are added to `ledger[key]` (a JSON file that
+    sums a run's stages over resumes), whether it succeeds or not."""
     print("$", " ".join(command[1:]), flush=True)
-    if not dry_run and subprocess.run(command, cwd=REPO).returncode != 0:
+    if dry_run:
+        return
+    cpu, wall = _children_cpu_seconds(), time.monotonic()
+    returncode = subprocess.run(command, cwd=REPO).returncode
+    if ledger is not None:
+        spent = json.loads(ledger.read_text()) if ledger.is_file() else {}
+        stage = spent.setdefault(key, {"cpu_s": 0.0, "wall_s": 0.0})
+        stage["cpu_s"] += _children_cpu_seconds() - cpu
+        stage["wall_s"] += time.monotonic() - wall
+        ledger.parent.mkdir(parents=True, exist_ok=True)
+        ledger.write_text(json.dumps(spent, indent=1))
+    if returncode != 0:
         raise SystemExit(f"failed: {' '.join(command[1:])} (rerun this command to continue)")
 
 
@@ -144,20 +169,37 @@ def run_row(table: Table, row: Row, seeds: Sequence[int], dry_run: bool = False)
         result = table.results / row.key / f"{name}.csv"
         if result.is_file():
             continue
+        ledger = run_dir / LEDGER
         ckpt: Path | str | None = row.ckpt
         if row.trained:
             train_dir = run_dir / "train"
             if not (train_dir / DONE).is_file():
-                run(train_command(row, int(name.removeprefix("seed")), train_dir), dry_run)
+                seed = int(name.removeprefix("seed"))
+                run(train_command(row, seed, train_dir), dry_run, ledger, "train")
                 if dry_run:
                     continue
                 (train_dir / DONE).write_text("")
             ckpt = best_checkpoint(train_dir)
         test_dir = run_dir / "test"
-        run(eval_command(table, row, ckpt, test_dir), dry_run)
+        run(eval_command(table, row, ckpt, test_dir), dry_run, ledger, "test")
         if not dry_run:
             result.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ledger, result.with_suffix(".cpu.json"))
             shutil.copyfile(test_dir / "per_object.csv", result)
+
+
+def cpu_hours(table: Table) -> tuple[float, int, int]:
+    """(CPU hours, runs with a ledger, runs without) over the committed results: what the
+    table cost as measured, and how many runs it does not cover (run before the ledger)."""
+    hours, measured, unmeasured = 0.0, 0, 0
+    for result in table.results.glob("*/*.csv"):
+        ledger = result.with_suffix(".cpu.json")
+        if not ledger.is_file():
+            unmeasured += 1
+            continue
+        measured += 1
+        hours += sum(s["cpu_s"] for s in json.loads(ledger.read_text()).values()) / 3600
+    return hours, measured, unmeasured
 
 
 def table_arguments(table: Table, rows: Sequence[Row]) -> list[str]:
@@ -198,6 +240,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not arguments or arguments[0].startswith("--"):
         raise SystemExit(f"{table.results}: no results yet. Fix: run without --table-only.")
     table_cli.main(arguments)
+    hours, measured, unmeasured = cpu_hours(table)
+    print(
+        f"\nCPU time, training and test evaluation: {hours:.1f} h over {measured} runs"
+        + (f" ({unmeasured} more run before CPU time was recorded)" if unmeasured else "")
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -73,7 +75,9 @@ def test_runs_train_evaluate_collect_and_a_rerun_continues(tmp_path, monkeypatch
     assert test[1:] == ["data=synthetic_long", f"ckpt={best}",
                         f"hydra.run.dir={tmp_path}/runs/mosam/seed0/test"]  # fmt: skip
     assert len(calls) == 4 and sorted(p.name for p in (tmp_path / "results/mosam").iterdir()) == [
-        "seed0.csv", "seed1.csv"]  # fmt: skip
+        "seed0.cpu.json", "seed0.csv", "seed1.cpu.json", "seed1.csv"]  # fmt: skip
+    spent = json.loads((tmp_path / "results/mosam/seed0.cpu.json").read_text())
+    assert set(spent) == {"train", "test"} and all(v["wall_s"] >= 0 for v in spent.values())
     mt.run_row(table, mosam, [0, 1])  # finished: nothing runs again
     assert len(calls) == 4
     # an interrupted training continues from its last.ckpt
@@ -89,3 +93,21 @@ def test_runs_train_evaluate_collect_and_a_rerun_continues(tmp_path, monkeypatch
     assert args[:2] == [f"(a) base={tmp_path}/results/base/*.csv",
                         f"(c) MoSAM={tmp_path}/results/mosam/*.csv"]  # fmt: skip
     assert args[2:] == ["--tags", "occlusion"]  # no control yet: no pair
+    # CPU time over the committed results; a result from before the ledger is counted apart
+    (tmp_path / "results/control").mkdir()
+    (tmp_path / "results/control/seed0.csv").write_text("")
+    hours, measured, unmeasured = mt.cpu_hours(table)
+    assert (measured, unmeasured) == (3, 1) and hours >= 0
+
+
+def test_a_runs_cpu_time_is_its_childrens_summed_over_resumes(tmp_path):
+    ledger = tmp_path / "cpu.json"
+    burn = [sys.executable, "-c", "sum(range(3 * 10**7))"]
+    mt.run(burn, False, ledger, "train")
+    first = json.loads(ledger.read_text())["train"]["cpu_s"]
+    assert first > 0.1
+    mt.run(burn, False, ledger, "train")  # a resume adds to it
+    assert json.loads(ledger.read_text())["train"]["cpu_s"] > first + 0.1
+    with pytest.raises(SystemExit, match="failed"):  # a failed run is counted too
+        mt.run([sys.executable, "-c", "raise SystemExit(3)"], False, ledger, "test")
+    assert set(json.loads(ledger.read_text())) == {"train", "test"}
