@@ -189,16 +189,17 @@ def run_row(table: Table, row: Row, seeds: Sequence[int], dry_run: bool = False)
 
 
 def cpu_hours(table: Table) -> tuple[float, int, int]:
-    """(CPU hours, runs with a ledger, runs without) over the committed results: what the
-    table cost as measured, and how many runs it does not cover (run before the ledger)."""
+    """(CPU hours, runs measured whole, runs not) over the committed results: what the
+    table cost as measured, and how many runs it does not cover whole (a stage run before
+    CPU time was recorded; what was recorded of them is in the hours)."""
     hours, measured, unmeasured = 0.0, 0, 0
-    for result in table.results.glob("*/*.csv"):
-        ledger = result.with_suffix(".cpu.json")
-        if not ledger.is_file():
-            unmeasured += 1
-            continue
-        measured += 1
-        hours += sum(s["cpu_s"] for s in json.loads(ledger.read_text()).values()) / 3600
+    for row in table.rows:
+        for result in (table.results / row.key).glob("*.csv"):
+            ledger = result.with_suffix(".cpu.json")
+            spent = json.loads(ledger.read_text()) if ledger.is_file() else {}
+            hours += sum(s["cpu_s"] for s in spent.values()) / 3600
+            whole = "test" in spent and ("train" in spent or not row.trained)
+            measured, unmeasured = measured + whole, unmeasured + (not whole)
     return hours, measured, unmeasured
 
 
@@ -243,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     hours, measured, unmeasured = cpu_hours(table)
     print(
         f"\nCPU time, training and test evaluation: {hours:.1f} h over {measured} runs"
-        + (f" ({unmeasured} more run before CPU time was recorded)" if unmeasured else "")
+        + (f" ({unmeasured} more run in part before CPU time was recorded)" if unmeasured else "")
     )
 
 

@@ -93,11 +93,15 @@ def test_runs_train_evaluate_collect_and_a_rerun_continues(tmp_path, monkeypatch
     assert args[:2] == [f"(a) base={tmp_path}/results/base/*.csv",
                         f"(c) MoSAM={tmp_path}/results/mosam/*.csv"]  # fmt: skip
     assert args[2:] == ["--tags", "occlusion"]  # no control yet: no pair
-    # CPU time over the committed results; a result from before the ledger is counted apart
+    # CPU time over the committed results; a result from before the ledger, or whose
+    # training was, is counted apart
     (tmp_path / "results/control").mkdir()
     (tmp_path / "results/control/seed0.csv").write_text("")
+    (tmp_path / "results/control/seed1.csv").write_text("")
+    test_only = {"test": {"cpu_s": 3600.0, "wall_s": 1.0}}
+    (tmp_path / "results/control/seed1.cpu.json").write_text(json.dumps(test_only))
     hours, measured, unmeasured = mt.cpu_hours(table)
-    assert (measured, unmeasured) == (3, 1) and hours >= 0
+    assert (measured, unmeasured) == (3, 2) and 1.0 <= hours < 1.01
 
 
 def test_a_runs_cpu_time_is_its_childrens_summed_over_resumes(tmp_path):
