@@ -283,9 +283,8 @@ class MemorySelection(nn.Module):
         # a threshold reads every frame's score; a ranking only when there is a choice
         thresholded = self.min_confidence is not None
         if self.frame_head is not None and entries and (len(entries) > self.top_k or thresholded):
-            scores = torch.stack([e["frame_score"] for e in entries])  # [C, N]
-            if thresholded:  # the threshold is a probability
-                scores = torch.sigmoid(scores.float())
+            # [C, N]; the threshold is a probability, a ranking reads the logits
+            scores = _confidence(entries) if thresholded else _frame_scores(entries)
         memory = keep_frames(
             frame_idx,
             frames,
@@ -305,6 +304,11 @@ class MemorySelection(nn.Module):
         return memory
 
 
+def _frame_scores(entries: list[dict[str, Any]]) -> torch.Tensor:
+    """[C, N] the frame head's logit per entry."""
+    return torch.stack([e["frame_score"] for e in entries])
+
+
 def _confidence(entries: list[dict[str, Any]]) -> torch.Tensor:
     """[C, N] the frame head's probability per entry."""
-    return torch.sigmoid(torch.stack([e["frame_score"] for e in entries]).float())
+    return torch.sigmoid(_frame_scores(entries).float())
