@@ -7,7 +7,9 @@ comparisons printed.
 
 The config (see configs/table/) names the rows: a trained row gives `train.py` overrides
 (run once per seed), an evaluated-only row a checkpoint (`ckpt`, one run: nothing random
-enters it) and optionally `eval.py` overrides of its own (e.g. an oracle rule). Each trained
+enters it) and optionally `eval.py` overrides of its own (e.g. an oracle rule), and a row
+`of` a trained row evaluates that row's checkpoints, seed by seed, with `eval.py` overrides
+of its own (e.g. `parts_off=[...]`: a part of the trained model switched off). Each trained
 run lives in `<runs>/<row>/seed<k>/train`; its best validation's checkpoint (the training
 runs choose checkpoints on val) is then evaluated by `eval.py` on the config's split in
 `<runs>/<row>/seed<k>/test`, and its `per_object.csv` is copied to
@@ -47,17 +49,24 @@ LEDGER = "cpu.json"  # a run's CPU and wall seconds per stage, summed over resum
 
 @dataclass
 class Row:
-    """One row: `train` overrides (a trained row) or a `ckpt` (evaluated only)."""
+    """One row: `train` overrides (a trained row), a `ckpt` (evaluated only), or `of` a
+    trained row (its runs' checkpoints evaluated with this row's `eval` overrides)."""
 
     key: str
     label: str
     train: list[str] = field(default_factory=list)
     ckpt: str | None = None
+    of: str | None = None
     eval: list[str] = field(default_factory=list)
 
     @property
     def trained(self) -> bool:
         return bool(self.train)
+
+    @property
+    def seeded(self) -> bool:
+        """A run per seed: trained, or evaluating a trained row's runs."""
+        return self.trained or self.of is not None
 
 
 @dataclass
@@ -72,18 +81,26 @@ class Table:
 
 
 def read_table(path: str | Path) -> Table:
-    """The table config, checked: each row trains or names a checkpoint, never both."""
+    """The table config, checked: each row trains, names a checkpoint or is `of` a trained
+    row above it (with overrides of its own), one of the three."""
     path = Path(path)
     if not path.is_file():
         raise SystemExit(f"--config {path}: no such file. Fix: a table config (configs/table/).")
     cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    rows = []
+    rows: list[Row] = []
     for key, spec in cfg["rows"].items():
         row = Row(key=key, **spec)
-        if row.trained == (row.ckpt is not None):
+        kinds = sum((row.trained, row.ckpt is not None, row.of is not None))
+        if kinds != 1:
             raise SystemExit(
-                f"{path}: row {key} needs either train overrides or a ckpt, not "
-                f"{'both' if row.trained else 'neither'}. Fix: one of the two."
+                f"{path}: row {key} needs one of train overrides, a ckpt or `of` a trained "
+                f"row, not {'several' if kinds else 'none'}. Fix: keep one of the three."
+            )
+        trained_above = [r.key for r in rows if r.trained]
+        if row.of is not None and (row.of not in trained_above or not row.eval):
+            raise SystemExit(
+                f"{path}: row {key} is of {row.of!r}. Fix: `of` names a trained row above it "
+                f"({', '.join(trained_above) or 'none yet'}) and the row gives eval overrides."
             )
         rows.append(row)
     keys = {r.key for r in rows}
@@ -103,9 +120,9 @@ def read_table(path: str | Path) -> Table:
 
 
 def runs_of(table: Table, row: Row, seeds: Sequence[int]) -> list[tuple[str, Path]]:
-    """(name, directory) of a row's runs: `seed<k>` per seed, or one `run` when evaluated
-    only."""
-    names = [f"seed{s}" for s in seeds] if row.trained else ["run"]
+    """(name, directory) of a row's runs: `seed<k>` per seed, or one `run` when it evaluates
+    a given checkpoint."""
+    names = [f"seed{s}" for s in seeds] if row.seeded else ["run"]
     return [(n, table.runs / row.key / n) for n in names]
 
 
@@ -180,6 +197,17 @@ def run_row(table: Table, row: Row, seeds: Sequence[int], dry_run: bool = False)
                     continue
                 (train_dir / DONE).write_text("")
             ckpt = best_checkpoint(train_dir)
+        elif row.of is not None:
+            train_dir = table.runs / row.of / name / "train"
+            if not (train_dir / DONE).is_file():
+                if dry_run:
+                    continue
+                raise SystemExit(
+                    f"row {row.key} evaluates row {row.of}'s {name}, whose training has not "
+                    f"finished ({train_dir}). Fix: run --rows {row.of} --seeds "
+                    f"{name.removeprefix('seed')} first."
+                )
+            ckpt = best_checkpoint(train_dir)
         test_dir = run_dir / "test"
         run(eval_command(table, row, ckpt, test_dir), dry_run, ledger, "test")
         if not dry_run:
@@ -191,7 +219,8 @@ def run_row(table: Table, row: Row, seeds: Sequence[int], dry_run: bool = False)
 def cpu_hours(table: Table) -> tuple[float, int, int]:
     """(CPU hours, runs measured whole, runs not) over the committed results: what the
     table cost as measured, and how many runs it does not cover whole (a stage run before
-    CPU time was recorded; what was recorded of them is in the hours)."""
+    CPU time was recorded; what was recorded of them is in the hours). A row `of` a trained
+    row counts its evaluations only: the training is its source row's."""
     hours, measured, unmeasured = 0.0, 0, 0
     for row in table.rows:
         for result in (table.results / row.key).glob("*.csv"):

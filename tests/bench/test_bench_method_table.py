@@ -22,6 +22,7 @@ rows:
   base: {{label: (a) base, ckpt: shipped:sam2_micro_long}}
   control: {{label: (b) control, train: [experiment=sam2_finetune_long]}}
   mosam: {{label: (c) MoSAM, train: [experiment=mosam_long, model.mgp=null]}}
+  no_pixel: {{label: (d) pixel off, of: mosam, eval: ["parts_off=[pixel]"]}}
 """
 
 
@@ -35,16 +36,27 @@ def test_the_shipped_config_reads_and_pairs_mosam_with_its_control():
     table = mt.read_table(mt.DEFAULT_CONFIG)
     keys = [r.key for r in table.rows]
     assert keys[:3] == ["base", "control", "mosam"] and table.seeds == [0, 1, 2]
-    assert table.paired == [("mosam", "control")]
-    assert all(r.trained != (r.ckpt is not None) for r in table.rows)
+    assert table.paired[0] == ("mosam", "control")  # the gate
+    kinds = [(r.trained, r.ckpt is not None, r.of is not None) for r in table.rows]
+    assert all(sum(k) == 1 for k in kinds)
+    assert all(r.seeded for r in table.rows if r.of is not None)
 
 
-def test_a_row_that_trains_and_names_a_checkpoint_is_refused(tmp_path):
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("x: {label: X, train: [a=1], ckpt: c}", "row x needs one of .* not several"),
+        ("x: {label: X}", "row x needs one of .* not none"),
+        # `of` a row that is not trained, or below it, or with nothing of its own
+        ("x: {label: X, ckpt: c}\n  y: {label: Y, of: x, eval: [a=1]}", "row y is of 'x'"),
+        ("y: {label: Y, of: x, eval: [a=1]}\n  x: {label: X, train: [a=1]}", "row y is of 'x'"),
+        ("x: {label: X, train: [a=1]}\n  y: {label: Y, of: x}", "gives eval overrides"),
+    ],
+)
+def test_a_row_of_no_single_kind_is_refused(tmp_path, rows, message):
     path = tmp_path / "bad.yaml"
-    path.write_text(
-        "runs: r\nresults: s\nseeds: [0]\nrows:\n  x: {label: X, train: [a=1], ckpt: c}\n"
-    )
-    with pytest.raises(SystemExit, match="row x needs either train overrides or a ckpt"):
+    path.write_text(f"runs: r\nresults: s\nseeds: [0]\nrows:\n  {rows}\n")
+    with pytest.raises(SystemExit, match=message):
         mt.read_table(path)
 
 
@@ -102,6 +114,40 @@ def test_runs_train_evaluate_collect_and_a_rerun_continues(tmp_path, monkeypatch
     (tmp_path / "results/control/seed1.cpu.json").write_text(json.dumps(test_only))
     hours, measured, unmeasured = mt.cpu_hours(table)
     assert (measured, unmeasured) == (3, 2) and 1.0 <= hours < 1.01
+
+
+def test_a_row_of_a_trained_row_evaluates_its_checkpoints_with_its_own_overrides(
+    tmp_path, monkeypatch
+):
+    table = mt.read_table(_table(tmp_path))
+    no_pixel = table.rows[-1]
+    calls = []
+
+    def fake_run(command, cwd):
+        calls.append(command[1:])
+        where = Path(next(a for a in command if a.startswith("hydra.run.dir=")).split("=", 1)[1])
+        where.mkdir(parents=True)
+        (where / "per_object.csv").write_text("")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(mt.subprocess, "run", fake_run)
+    with pytest.raises(SystemExit, match=r"row no_pixel evaluates row mosam's seed1.*--rows mosam"):
+        mt.run_row(table, no_pixel, [1])
+    assert calls == []
+    source = tmp_path / "runs/mosam/seed1/train"
+    (source / "checkpoints").mkdir(parents=True)
+    (source / "checkpoints" / "step001200-jf41.00.ckpt").write_text("")
+    (source / mt.DONE).write_text("")
+    mt.run_row(table, no_pixel, [1])
+    assert len(calls) == 1 and calls[0][1:] == ["data=synthetic_long", "parts_off=[pixel]",
+        f"ckpt={source}/checkpoints/step001200-jf41.00.ckpt",
+        f"hydra.run.dir={tmp_path}/runs/no_pixel/seed1/test"]  # fmt: skip
+    spent = json.loads((tmp_path / "results/no_pixel/seed1.cpu.json").read_text())
+    assert set(spent) == {"test"}  # its training is the source row's
+    assert mt.cpu_hours(table)[1:] == (1, 0)
+    assert f"(d) pixel off={tmp_path}/results/no_pixel/*.csv" in mt.table_arguments(
+        table, table.rows
+    )
 
 
 def test_a_runs_cpu_time_is_its_childrens_summed_over_resumes(tmp_path):
