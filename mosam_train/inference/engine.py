@@ -26,7 +26,7 @@ writer, predict, the demo) sees the same stream, only later.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -158,6 +158,11 @@ class VideoPropagator:
                 )
         self._require_candidates()
         self.groups: list[_Group] = []
+        # Inspection: each is called after every step of the model with (frame, the group's
+        # object ids, the model's whole output of that step, whose rows are the group's
+        # objects, times the rule's hypotheses where it keeps several). Diagnostics read
+        # there what frame results do not carry (e.g. MoSAM's visibility gate, bench.presence).
+        self.observers: list[Callable[[int, list[int], dict[str, Any]], None]] = []
 
     def _require_candidates(self) -> None:
         """A rule that chooses among SAM 2's candidate masks runs only on a model that
@@ -400,6 +405,8 @@ class VideoPropagator:
                         spatial=self.rule.select(g.bank, t, memory),
                         choose=partial(self.rule.choose, g.bank, t) if choosing else None,
                     )
+                for observe in self.observers:
+                    observe(t, g.object_ids, out)
                 entry = self._compact(out)
                 # ground truth only for a rule that asks (others need not take `truth=`)
                 g_truth = {"truth": None if truth is None else truth[g_rows]} if read_truth else {}
