@@ -27,6 +27,12 @@ SMALL = dict(num_train=8, num_val=8, train_frames=16, val_frames=32)
 
 start()  # as the entry points do before Hydra starts
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers share the cores (pyproject's addopts): one thread each, and for the entry
+    # points they start, so that no core runs two threads of the suite at once.
+    torch.set_num_threads(1)
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
 
 @pytest.fixture(scope="session")
 def small_synthetic(tmp_path_factory) -> Path:
