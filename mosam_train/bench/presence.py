@@ -154,11 +154,11 @@ def summarise(scores: Sequence[float], present: Sequence[bool]) -> dict[str, flo
 
 def memory_summary(
     logits: Sequence[float], ious: Sequence[float], min_confidence: float | None
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """The frame head against good memories (IoU >= GOOD_MEMORY_IOU): ROC AUC (None with
-    only one kind of frame); and with
-    `min_confidence` (MoSAM leaves out frames rated below it), the share of frames left
-    out, the share of those that are bad memories, and of the kept frames that are."""
+    only one kind of frame); and with `min_confidence` (MoSAM leaves out frames rated
+    below it), the share of frames left out, the share of those that are bad memories,
+    and of the kept frames that are."""
     prob = torch.sigmoid(torch.tensor(logits, dtype=torch.float64))
     good = torch.tensor(ious, dtype=torch.float64) >= GOOD_MEMORY_IOU
     found: dict[str, Any] = {
