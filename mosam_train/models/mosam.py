@@ -92,6 +92,25 @@ class MoSAMTracker(VideoSAM):
         self.motion_prompts = True  # False: MGP forecasts (for the frame head), adds nothing
         sam2.sam_prompt_encoder.register_forward_hook(self._add_motion_prompt)
 
+    def leave_out_below(self, min_confidence: float) -> None:
+        """Leave out frames the trained frame head rates below `min_confidence` (eval's
+        `min_confidence`): the threshold as a setting chosen on val, where a checkpoint
+        otherwise keeps the one it was trained with."""
+        stms = self.stms
+        if stms is None or stms.frame_head is None or stms.min_confidence is None:
+            raise ValueError(
+                f"min_confidence={min_confidence}: this model leaves no frame out for a "
+                f"frame-head rating (it was trained without "
+                f"{'memory selection' if stms is None else 'a threshold'}). Fix: "
+                "min_confidence=null, or a MoSAM checkpoint trained with "
+                "model.stms.min_confidence set."
+            )
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ValueError(
+                f"min_confidence={min_confidence}: a probability. Fix: a value in [0, 1]."
+            )
+        stms.min_confidence = float(min_confidence)
+
     def switch_off(self, part: str) -> None:
         """Switch one of `PARTS` off in this model, trained as it is: what the part does in a
         checkpoint, without training it apart (the method table's rows do that).

@@ -61,6 +61,19 @@ def inference_propagator(cfg: DictConfig) -> tuple[VideoPropagator, int]:
         )
     for part in parts_off:
         module.model.switch_off(part)
+    min_confidence = cfg.get("min_confidence")
+    if min_confidence is not None:
+        if "threshold" in parts_off:
+            raise ValueError(
+                f"min_confidence={min_confidence} with parts_off=[threshold]: the one sets "
+                "the threshold the other switches off. Fix: one of the two."
+            )
+        if not isinstance(module.model, MoSAMTracker):
+            raise ValueError(
+                f"min_confidence={min_confidence}: {cfg.ckpt} is not a MoSAM checkpoint, it "
+                "has no frame head. Fix: min_confidence=null or a MoSAM checkpoint."
+            )
+        module.model.leave_out_below(float(min_confidence))
     tracker = build_tracker(OmegaConf.to_container(cfg.tracker, resolve=True))
     return module.propagator(tracker), module.model.image_size
 

@@ -92,8 +92,9 @@ def test_a_mosam_checkpoint_has_its_gate_and_frame_head_scored(
     module.on_save_checkpoint(saved)  # what a training run's checkpoint keeps
     ckpt = tmp_path / "mosam.ckpt"
     torch.save(saved, ckpt)
-    presence.main(["data=synthetic", f"data.root={small_synthetic}", "data.synthetic=false",
-                   "data.num_workers=0", "data.val_max_videos=2", f"ckpt={ckpt}", "sam2=micro"])  # fmt: skip
+    args = ["data=synthetic", f"data.root={small_synthetic}", "data.synthetic=false",
+            "data.num_workers=0", "data.val_max_videos=1", f"ckpt={ckpt}", "sam2=micro"]  # fmt: skip
+    presence.main(args)
     out = capsys.readouterr().out
     found = json.loads(out.strip().splitlines()[-1])
     gate, frame = found["visibility_gate"], found["frame_score"]
@@ -108,3 +109,10 @@ def test_a_mosam_checkpoint_has_its_gate_and_frame_head_scored(
         0.0,
     )
     assert "MoSAM's visibility gate: ROC AUC" in out and "MoSAM's frame head: " in out
+    # eval's min_confidence: the checkpoint's threshold replaced (every frame rated 0.5 is
+    # now below it); with the threshold switched off as well it is refused
+    presence.main([*args, "min_confidence=0.6"])
+    frame = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["frame_score"]
+    assert (frame["min_confidence"], frame["left_out"]) == (0.6, 1.0)
+    with pytest.raises(ValueError, match=r"min_confidence=0.6 with parts_off=\[threshold\]"):
+        presence.main([*args, "min_confidence=0.6", "parts_off=[threshold]"])

@@ -392,8 +392,15 @@ def test_parts_switch_off_in_a_trained_model(micro, record):
         model.switch_off("sparse")
     with pytest.raises(ValueError, match=r"'pixel' is not a part.*mgp, mgp_prompts, sparse"):
         model.switch_off("pixel")
+    model.leave_out_below(0.6)  # eval's min_confidence: a threshold chosen on val
+    assert model.stms.min_confidence == 0.6
+    with pytest.raises(ValueError, match=r"min_confidence=1.5: a probability"):
+        model.leave_out_below(1.5)
     model.switch_off("threshold")
     assert model.stms.min_confidence == 0.0
+    with pytest.raises(ValueError, match=r"leaves no frame out.*trained without a threshold"):
+        no_threshold = {**stms, "order": "score", "min_confidence": None}
+        MoSAMTracker(micro(), mgp=ALL_ON, stms=no_threshold).leave_out_below(0.5)
     model.switch_off("mgp")
     assert model.mgp is None and model.flow_provider is None
 
