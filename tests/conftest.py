@@ -86,6 +86,35 @@ def micro(tmp_path_factory) -> Callable[..., SAM2Base | Path]:
     return make
 
 
+def save_as_trained(module, path: Path) -> Path:
+    """`module` (a MoSAMModule) saved as a training run's checkpoint is."""
+    import lightning as L
+
+    saved = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+             "pytorch-lightning_version": L.__version__}  # fmt: skip
+    module.on_save_checkpoint(saved)  # what a training run's checkpoint keeps
+    torch.save(saved, path)
+    return path
+
+
+def write_mosam_checkpoint(path: Path, weights: Path, mgp: dict, stms: dict) -> Path:
+    """A fresh MoSAM on the micro `weights`, saved as a training run's checkpoint is."""
+    from mosam_train.lit.module import MoSAMModule
+
+    sam2 = {"variant": "sam2.1_micro", "image_size": 128, "weights": str(weights)}
+    return save_as_trained(MoSAMModule(sam2=sam2, mgp=mgp, stms=stms, freeze_sam2=True), path)
+
+
+@pytest.fixture(scope="session")
+def save_checkpoint() -> Callable[..., Path]:
+    return save_as_trained
+
+
+@pytest.fixture(scope="session")
+def mosam_checkpoint() -> Callable[..., Path]:
+    return write_mosam_checkpoint
+
+
 @pytest.fixture(scope="session")
 def micro_weights(tmp_path_factory) -> Path:
     """Seed-0 micro SAM 2.1 weights with object-score bias 5.0, written once."""

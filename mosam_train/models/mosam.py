@@ -46,7 +46,10 @@ from mosam_train.optical_flow import build_flow_provider
 
 MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
 #: what `MoSAMTracker.switch_off` switches off in a trained model (eval's `parts_off`)
-PARTS = ("mgp", "mgp_prompts", "sparse", "dense", "pixel", "threshold")
+PARTS = ("mgp", "mgp_prompts", "sparse", "dense", "visibility", "pixel", "threshold")
+#: inference rules eval may set in a trained model (`MoSAMTracker.set_rules`)
+STMS_RULES = ("keep_previous", "slots", "order", "pointers")
+MGP_RULES = ("hold_last_visible",)
 
 
 def _soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -116,13 +119,15 @@ class MoSAMTracker(VideoSAM):
         checkpoint, without training it apart (the method table's rows do that).
         `mgp_prompts`: MGP still forecasts, which the frame head reads, but adds nothing to
         SAM 2's prompts; `mgp`: no MGP at all (the frame head then reads no forecast);
-        `threshold`: no frame is left out for its rating (`min_confidence`)."""
+        `visibility`: MGP's push is not scaled by the visibility gate; `threshold`: no frame
+        is left out for its rating (`min_confidence`)."""
         mgp, stms = self.mgp, self.stms
         needs = {  # what each part needs in this model (None: it has no such part)
             "mgp": mgp,
             "mgp_prompts": mgp,
             "sparse": mgp and mgp.sparse,
             "dense": mgp and mgp.dense,
+            "visibility": mgp and (None if mgp.visibility == "none" else mgp.visibility),
             "pixel": stms and stms.pixel_head,
             "threshold": stms and stms.min_confidence,
         }
@@ -142,10 +147,41 @@ class MoSAMTracker(VideoSAM):
             setattr(mgp, part, None)
             if mgp.dense is None:
                 self.flow_provider = None
+        elif part == "visibility":
+            mgp.visibility, mgp.visibility_head = "none", None
         elif part == "pixel":
             stms.pixel_head = None
         else:  # threshold: every rating passes
             stms.min_confidence = 0.0
+
+    def set_rules(self, rules: dict[str, Any]) -> None:
+        """Set inference rules of this model as trained (eval's `rules`, null keeps one):
+        each fix reverted in the trained weights, where retraining would also measure what
+        the other parts learn around it. `STMS_RULES` set memory selection's (see
+        `MemorySelection.set_rules`), `hold_last_visible` sparse MGP's after a loss."""
+        rules = {k: v for k, v in rules.items() if v is not None}
+        unknown = sorted(set(rules) - set(STMS_RULES) - set(MGP_RULES))
+        if unknown:
+            raise ValueError(
+                f"rules: {', '.join(unknown)} unknown. Fix: choose from "
+                f"{', '.join(STMS_RULES + MGP_RULES)}."
+            )
+        stms_rules = {k: v for k, v in rules.items() if k in STMS_RULES}
+        if stms_rules:
+            if self.stms is None:
+                raise ValueError(
+                    f"rules: {', '.join(stms_rules)} set memory selection, which this model "
+                    "was trained without. Fix: leave them null, or a MoSAM checkpoint with "
+                    "model.stms."
+                )
+            self.stms.set_rules(**stms_rules)
+        if "hold_last_visible" in rules:
+            if self.mgp is None or self.mgp.sparse is None:
+                raise ValueError(
+                    "rules.hold_last_visible sets sparse MGP, which this model was trained "
+                    "without. Fix: rules.hold_last_visible=null."
+                )
+            self.mgp.sparse.hold_last_visible = bool(rules["hold_last_visible"])
 
     @property
     def needs_flow(self) -> bool:

@@ -74,6 +74,14 @@ def inference_propagator(cfg: DictConfig) -> tuple[VideoPropagator, int]:
                 "has no frame head. Fix: min_confidence=null or a MoSAM checkpoint."
             )
         module.model.leave_out_below(float(min_confidence))
+    rules = {k: v for k, v in (cfg.get("rules") or {}).items() if v is not None}
+    if rules:
+        if not isinstance(module.model, MoSAMTracker):
+            raise ValueError(
+                f"rules={rules}: {cfg.ckpt} is not a MoSAM checkpoint, it has no inference "
+                "rules to set. Fix: leave rules null, or a MoSAM checkpoint."
+            )
+        module.model.set_rules(rules)
     tracker = build_tracker(OmegaConf.to_container(cfg.tracker, resolve=True))
     return module.propagator(tracker), module.model.image_size
 

@@ -42,6 +42,28 @@ def test_the_shipped_config_reads_and_pairs_mosam_with_its_control():
     assert all(r.seeded for r in table.rows if r.of is not None)
 
 
+def test_every_row_of_the_shipped_table_builds_its_model(save_checkpoint, tmp_path):
+    """Each trained row's overrides compose and build the model its training starts from,
+    and each row `of` a trained row sets its eval overrides on that row's checkpoint: a row
+    that cannot run is found here, not an hour into its training."""
+    from hydra.utils import instantiate
+
+    from mosam_train.startup import compose_config
+    from mosam_train.tasks.inference_model import compose_eval, inference_propagator
+
+    table = mt.read_table(mt.DEFAULT_CONFIG)
+    saved = {}
+    for row in table.rows:
+        if row.trained:
+            cfg = compose_config("train", [f"paths.root_dir={tmp_path}", *row.train])
+            module = instantiate(cfg.model, _convert_="all")
+            saved[row.key] = save_checkpoint(module, tmp_path / f"{row.key}.ckpt")
+        elif row.of is not None:
+            cfg = compose_eval([*table.eval, *row.eval, f"ckpt={saved[row.of]}"])
+            inference_propagator(cfg)
+    assert {"mosam", "control", "no_mgp", "no_frame_head"} <= set(saved)
+
+
 @pytest.mark.parametrize(
     "rows, message",
     [

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 
-import lightning as L
 import pytest
 import torch
 
 from mosam_train.bench import presence
 from mosam_train.data.formats.davis import read_davis
 from mosam_train.inference.baselines import CopyFirstMask
-from mosam_train.lit.module import MoSAMModule
 
 
 def test_rates_at_sam2s_threshold_and_at_the_best_one_from_hand_made_scores():
@@ -77,21 +75,16 @@ def test_a_checkpoint_runs_through_the_eval_model(small_synthetic, micro_weights
 
 
 def test_a_mosam_checkpoint_has_its_gate_and_frame_head_scored(
-    small_synthetic, micro_weights, tmp_path, capsys
+    small_synthetic, micro_weights, mosam_checkpoint, tmp_path, capsys
 ):
     """MoSAM's visibility gate and frame head, read from every tracked step (the engine's
     observers): one value per object and tracked frame, the prompt frame excluded."""
-    module = MoSAMModule(
-        sam2={"variant": "sam2.1_micro", "image_size": 128, "weights": str(micro_weights)},
+    ckpt = mosam_checkpoint(
+        tmp_path / "mosam.ckpt",
+        micro_weights,
         mgp={"sparse": True, "dense": False, "history": 3},
         stms={"stride": 1, "candidates": 8, "top_k": 3, "min_confidence": 0.5},
-        freeze_sam2=True,
     )
-    saved = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-             "pytorch-lightning_version": L.__version__}  # fmt: skip
-    module.on_save_checkpoint(saved)  # what a training run's checkpoint keeps
-    ckpt = tmp_path / "mosam.ckpt"
-    torch.save(saved, ckpt)
     args = ["data=synthetic", f"data.root={small_synthetic}", "data.synthetic=false",
             "data.num_workers=0", "data.val_max_videos=1", f"ckpt={ckpt}", "sam2=micro"]  # fmt: skip
     presence.main(args)

@@ -185,6 +185,34 @@ def test_evaluating_an_official_file_applies_multimask_from_single_too(micro_wei
         assert torch.equal(tokens[1], tokens[0]) is equal
 
 
+def test_eval_sets_a_mosam_checkpoints_rules_and_refuses_them_elsewhere(
+    micro_weights, mosam_checkpoint, tmp_path
+):
+    """`eval.py rules.*` and `parts_off=[visibility]` reach the evaluated model (the method
+    table's rows of reverted fixes); on SAM 2 weights they are refused."""
+    from mosam_train.tasks.inference_model import compose_eval, inference_propagator
+
+    ckpt = mosam_checkpoint(
+        tmp_path / "mosam.ckpt",
+        micro_weights,
+        mgp={"sparse": True, "dense": False, "history": 3},
+        stms={"stride": 2, "candidates": 6, "order": "recency", "min_confidence": 0.5},
+    )
+    rules = ["rules.slots=distance", "rules.keep_previous=false", "rules.hold_last_visible=false"]
+    propagator, _ = inference_propagator(
+        compose_eval([f"ckpt={ckpt}", "sam2=micro", *rules, "parts_off=[visibility]"])
+    )
+    model = propagator.model
+    assert (model.stms.slots, model.stms.keep_previous, model.stms.order) == (
+        "distance",
+        False,
+        "recency",  # null: as trained
+    )
+    assert model.mgp.sparse.hold_last_visible is False and model.mgp.visibility == "none"
+    with pytest.raises(ValueError, match="is not a MoSAM checkpoint, it has no inference rules"):
+        inference_propagator(compose_eval([f"ckpt={micro_weights}", "sam2=micro", rules[0]]))
+
+
 @pytest.mark.parametrize("pointers", ["kept", "window"])
 def test_mosam_trains_with_frames_left_out_by_recency_and_their_pointers(pointers):
     """The oracle's settings as MoSAM's own selection (model.stms.order / min_confidence /

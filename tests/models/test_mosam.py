@@ -405,6 +405,61 @@ def test_parts_switch_off_in_a_trained_model(micro, record):
     assert model.mgp is None and model.flow_provider is None
 
 
+def test_rules_set_in_a_trained_model_track_as_a_model_built_with_them(micro, record):
+    """eval's rules: each fix reverted in the trained weights (slots by true distance, t-1
+    not always kept, top-k by score, sparse MGP from an empty mask's zeros) and the
+    visibility gate off track exactly as a model built with that setting; a rule set that
+    cannot run is refused as a new model's would be."""
+    stms = {"stride": 2, "candidates": 6, "order": "recency", "min_confidence": 0.4}
+    mgp = {**ALL_ON, "visibility": "learned"}
+    torch.manual_seed(0)
+    trained = MoSAMTracker(micro(), mgp=mgp, stms=stms)
+    with torch.no_grad():  # MGP that pushes, a gate that reads it, a frame head that rates
+        for layer in (
+            trained.mgp.sparse.to_tokens[-1],
+            trained.mgp.sparse.correction[-1],
+            trained.mgp.visibility_head[-1],
+            trained.stms.frame_head.mlp[-1],
+        ):
+            layer.weight.normal_(0, 0.5)
+    weights = trained.state_dict()
+    base, changed = run_engine(trained, record), []
+    for rules, built in (
+        ({"slots": "distance"}, {"stms": {**stms, "slots": "distance"}}),
+        ({"keep_previous": False}, {"stms": {**stms, "keep_previous": False}}),
+        ({"order": "score"}, {"stms": {**stms, "order": "score"}}),
+        ({"hold_last_visible": False}, {"mgp": {**mgp, "hold_last_visible": False}}),
+    ):
+        model = MoSAMTracker(micro(), mgp=mgp, stms=stms)
+        model.load_state_dict(weights)
+        model.set_rules({**rules, "pointers": None})  # null keeps the trained rule
+        reference = MoSAMTracker(micro(), **{"mgp": mgp, "stms": stms, **built})
+        reference.load_state_dict(weights)
+        logits = run_engine(model, record)
+        assert max_diff(logits, run_engine(reference, record)) == 0.0, rules
+        changed += list(rules) if max_diff(logits, base) > 1e-3 else []
+    assert {"keep_previous", "order"} <= set(changed)  # the rules do act here
+    ungated = MoSAMTracker(micro(), mgp={**mgp, "visibility": "none"}, stms=stms)
+    ungated.load_state_dict(weights, strict=False)
+    model = MoSAMTracker(micro(), mgp=mgp, stms=stms)
+    model.load_state_dict(weights)
+    model.switch_off("visibility")
+    assert max_diff(run_engine(model, record), run_engine(ungated, record)) == 0.0
+    with pytest.raises(ValueError, match="'visibility' is not a part"):
+        model.switch_off("visibility")
+    with pytest.raises(ValueError, match=r"model\.stms\.slots=.time.: unknown"):
+        model.set_rules({"slots": "time"})
+    model.switch_off("threshold")  # min_confidence 0: pointers=window still has a threshold
+    model.set_rules({"pointers": "window"})
+    with pytest.raises(ValueError, match="rules: stride unknown"):
+        model.set_rules({"stride": 4})
+    plain = MoSAMTracker(micro(), mgp={"sparse": False, "dense": True})
+    with pytest.raises(ValueError, match=r"trained without\. Fix: leave them null"):
+        plain.set_rules({"slots": "distance"})
+    with pytest.raises(ValueError, match=r"rules\.hold_last_visible sets sparse MGP"):
+        plain.set_rules({"hold_last_visible": False})
+
+
 def test_sparse_forecast_moves_the_prediction_towards_it(micro):
     """Keypoints moving right by 16 px a frame: the forecast (constant velocity) lies right
     of the last mask, and carried by the dense encoder's forecast-box channel it pulls the

@@ -166,6 +166,40 @@ def warn_if_within_window(
     return True
 
 
+def check_rules(
+    frame: bool, slots: str, order: str, min_confidence: float | None, pointers: str
+) -> None:
+    """Refuse a rule set that cannot run: in a new model (`model.stms.*`) and when eval sets
+    a trained model's rules (`MemorySelection.set_rules`)."""
+    for name, value, allowed in (
+        ("slots", slots, SLOT_RULES),
+        ("order", order, ORDERS),
+        ("pointers", pointers, POINTER_RULES),
+    ):
+        if value not in allowed:
+            raise ValueError(
+                f"model.stms.{name}={value!r}: unknown. Fix: one of {', '.join(allowed)}."
+            )
+    if not frame and (order == "recency" or min_confidence is not None):
+        raise ValueError(
+            f"model.stms.order={order} and model.stms.min_confidence={min_confidence} "
+            "read the frame head's scores, but model.stms.frame=false. Fix: "
+            "model.stms.frame=true, or order=score and min_confidence=null."
+        )
+    if pointers == "window" and min_confidence is None:
+        raise ValueError(
+            "model.stms.pointers=window leaves out the pointers of frames the frame head "
+            "rates below model.stms.min_confidence, which is null. Fix: "
+            "model.stms.min_confidence=0.3 (for example), or model.stms.pointers=sam2."
+        )
+    if order == "recency" and min_confidence is None:
+        raise ValueError(
+            "model.stms.order=recency keeps the most recent frames the frame head rates "
+            "good enough, and needs the threshold. Fix: model.stms.min_confidence=0.5 "
+            "(for example), or model.stms.order=score."
+        )
+
+
 class MemorySelection(nn.Module):
     """`frame` / `pixel` switch the two heads; with `frame` off the top-k are the most recent
     candidates, with `pixel` off memory tokens are not filtered.
@@ -197,38 +231,12 @@ class MemorySelection(nn.Module):
         pointer_window: int = SAM2_POINTER_WINDOW,
     ) -> None:
         super().__init__()
-        for name, value, allowed in (
-            ("slots", slots, SLOT_RULES),
-            ("order", order, ORDERS),
-            ("pointers", pointers, POINTER_RULES),
-        ):
-            if value not in allowed:
-                raise ValueError(
-                    f"model.stms.{name}={value!r}: unknown. Fix: one of {', '.join(allowed)}."
-                )
         if min_confidence is not None and not 0.0 < min_confidence < 1.0:
             raise ValueError(
                 f"model.stms.min_confidence={min_confidence}: a probability the frame head "
                 "rates a frame at. Fix: a value between 0 and 1 (e.g. 0.5), or null."
             )
-        if not frame and (order == "recency" or min_confidence is not None):
-            raise ValueError(
-                f"model.stms.order={order} and model.stms.min_confidence={min_confidence} "
-                "read the frame head's scores, but model.stms.frame=false. Fix: "
-                "model.stms.frame=true, or order=score and min_confidence=null."
-            )
-        if pointers == "window" and min_confidence is None:
-            raise ValueError(
-                "model.stms.pointers=window leaves out the pointers of frames the frame head "
-                "rates below model.stms.min_confidence, which is null. Fix: "
-                "model.stms.min_confidence=0.3 (for example), or model.stms.pointers=sam2."
-            )
-        if order == "recency" and min_confidence is None:
-            raise ValueError(
-                "model.stms.order=recency keeps the most recent frames the frame head rates "
-                "good enough, and needs the threshold. Fix: model.stms.min_confidence=0.5 "
-                "(for example), or model.stms.order=score."
-            )
+        check_rules(frame, slots, order, min_confidence, pointers)
         self.order, self.pointers, self.pointer_window = order, pointers, int(pointer_window)
         self.min_confidence = None if min_confidence is None else float(min_confidence)
         self.keep_previous = bool(keep_previous)
@@ -253,6 +261,31 @@ class MemorySelection(nn.Module):
         self.top_k = int(top_k)
         self.frame_head = FrameConfidenceHead(mem_dim, frame_hidden) if frame else None
         self.pixel_head = PixelConfidenceHead(mem_dim, pixel_hidden) if pixel else None
+
+    def set_rules(
+        self,
+        keep_previous: bool | None = None,
+        slots: str | None = None,
+        order: str | None = None,
+        pointers: str | None = None,
+    ) -> None:
+        """Set inference rules of a trained selection (None keeps one): what a rule does in
+        the trained weights, for the method table's rows of reverted fixes."""
+        rules = {
+            "keep_previous": self.keep_previous if keep_previous is None else bool(keep_previous),
+            "slots": slots or self.slots,
+            "order": order or self.order,
+            "pointers": pointers or self.pointers,
+        }
+        check_rules(
+            self.frame_head is not None,
+            rules["slots"],
+            rules["order"],
+            self.min_confidence,
+            rules["pointers"],
+        )
+        for name, value in rules.items():
+            setattr(self, name, value)
 
     def step(self, frame_step: int = 1) -> int:
         """Δ in processed frames for frames `frame_step` engine frames apart."""
