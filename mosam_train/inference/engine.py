@@ -201,6 +201,13 @@ class VideoPropagator:
     def _require_ground_truth(self, frames: FrameSource) -> None:
         """A rule that reads ground truth runs only on a video that has it (checked before
         the first frame)."""
+        if self._model_reads_truth and not getattr(frames, "has_ground_truth", False):
+            name = getattr(frames, "name", None) or "this video"
+            raise ValueError(
+                f"the model's visibility gate reads the ground truth (eval's "
+                f"rules.visibility=truth, an oracle bound), but {name} has none. Fix: run "
+                f"it with eval.py on an annotated split, or without rules.visibility=truth."
+            )
         if self.rule.needs_ground_truth and not getattr(frames, "has_ground_truth", False):
             name = getattr(frames, "name", None) or "this video"
             raise ValueError(
@@ -209,6 +216,11 @@ class VideoPropagator:
                 f"prompts). Fix: run it with eval.py on a split whose videos are annotated "
                 f"(e.g. data.split=val), or choose a rule without ground truth (tracker=sam2)."
             )
+
+    @property
+    def _model_reads_truth(self) -> bool:
+        """A model whose gate reads each frame's true presence (an oracle bound)."""
+        return bool(getattr(self.model, "needs_ground_truth", False))
 
     def _require_causal(self, frames: FrameSource) -> None:
         """A live source sends frame t + 1 only after frame t's answer, so a rule that
@@ -354,7 +366,8 @@ class VideoPropagator:
             raise ValueError("propagate needs at least one prompted object")
         self._require_ground_truth(frames)
         self._require_causal(frames)
-        read_truth = self.rule.needs_ground_truth
+        model_truth = self._model_reads_truth
+        read_truth = self.rule.needs_ground_truth or model_truth
         choosing = self.rule.needs_candidates
         device = next(self.model.parameters()).device
         num_frames = frames.num_frames
@@ -395,11 +408,18 @@ class VideoPropagator:
                         memory_from_low_res=True,
                     )
                 else:
+                    # the true presence of each object (None: frame not annotated), only
+                    # for a model that asks (others need not take `presence=`)
+                    presence = {}
+                    if model_truth:
+                        present = None if truth is None else truth[g_rows].flatten(1).any(1)
+                        presence["presence"] = _rows(present, hyp)
                     out = self.model.track(
                         t,
                         g_feats,
                         memory,
                         num_frames,
+                        **presence,
                         flow=g_flow if self.model.needs_flow else None,
                         frame_step=frame_step,
                         spatial=self.rule.select(g.bank, t, memory),

@@ -33,7 +33,12 @@ from torch import nn
 
 from mosam_train.models.memory.attention import enable_key_bias
 from mosam_train.models.memory.selection import MemorySelection
-from mosam_train.models.motion.prompting import MotionGuidedPrompting, MotionPrompt
+from mosam_train.models.motion.prompting import (
+    TRUTH_GATE,
+    VISIBILITY_GATES,
+    MotionGuidedPrompting,
+    MotionPrompt,
+)
 from mosam_train.models.motion.sparse import KEYPOINTS, mask_keypoints
 from mosam_train.models.video_sam import (
     Candidates,
@@ -46,10 +51,10 @@ from mosam_train.optical_flow import build_flow_provider
 
 MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
 #: what `MoSAMTracker.switch_off` switches off in a trained model (eval's `parts_off`)
-PARTS = ("mgp", "mgp_prompts", "sparse", "dense", "visibility", "pixel", "threshold")
+PARTS = ("mgp", "mgp_prompts", "sparse", "dense", "pixel", "threshold")
 #: inference rules eval may set in a trained model (`MoSAMTracker.set_rules`)
 STMS_RULES = ("keep_previous", "slots", "order", "pointers")
-MGP_RULES = ("hold_last_visible",)
+MGP_RULES = ("hold_last_visible", "visibility")
 
 
 def _soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -92,6 +97,7 @@ class MoSAMTracker(VideoSAM):
             enable_key_bias(sam2.memory_attention)
         self.flow_provider = build_flow_provider(**(flow or {})) if self.needs_flow else None
         self._motion: MotionPrompt | None = None
+        self._presence: torch.Tensor | None = None  # the current frame's, for the truth gate
         self.motion_prompts = True  # False: MGP forecasts (for the frame head), adds nothing
         sam2.sam_prompt_encoder.register_forward_hook(self._add_motion_prompt)
 
@@ -119,15 +125,13 @@ class MoSAMTracker(VideoSAM):
         checkpoint, without training it apart (the method table's rows do that).
         `mgp_prompts`: MGP still forecasts, which the frame head reads, but adds nothing to
         SAM 2's prompts; `mgp`: no MGP at all (the frame head then reads no forecast);
-        `visibility`: MGP's push is not scaled by the visibility gate; `threshold`: no frame
-        is left out for its rating (`min_confidence`)."""
+        `threshold`: no frame is left out for its rating (`min_confidence`)."""
         mgp, stms = self.mgp, self.stms
         needs = {  # what each part needs in this model (None: it has no such part)
             "mgp": mgp,
             "mgp_prompts": mgp,
             "sparse": mgp and mgp.sparse,
             "dense": mgp and mgp.dense,
-            "visibility": mgp and (None if mgp.visibility == "none" else mgp.visibility),
             "pixel": stms and stms.pixel_head,
             "threshold": stms and stms.min_confidence,
         }
@@ -147,8 +151,6 @@ class MoSAMTracker(VideoSAM):
             setattr(mgp, part, None)
             if mgp.dense is None:
                 self.flow_provider = None
-        elif part == "visibility":
-            mgp.visibility, mgp.visibility_head = "none", None
         elif part == "pixel":
             stms.pixel_head = None
         else:  # threshold: every rating passes
@@ -158,7 +160,10 @@ class MoSAMTracker(VideoSAM):
         """Set inference rules of this model as trained (eval's `rules`, null keeps one):
         each fix reverted in the trained weights, where retraining would also measure what
         the other parts learn around it. `STMS_RULES` set memory selection's (see
-        `MemorySelection.set_rules`), `hold_last_visible` sparse MGP's after a loss."""
+        `MemorySelection.set_rules`), `hold_last_visible` sparse MGP's after a loss,
+        `visibility` how MGP's push is scaled: `learned` (a model trained with the gate),
+        `object_score` (SAM 2's belief alone), `none`, or `truth` (each object's true
+        presence: an oracle bound, on annotated videos only)."""
         rules = {k: v for k, v in rules.items() if v is not None}
         unknown = sorted(set(rules) - set(STMS_RULES) - set(MGP_RULES))
         if unknown:
@@ -182,6 +187,30 @@ class MoSAMTracker(VideoSAM):
                     "without. Fix: rules.hold_last_visible=null."
                 )
             self.mgp.sparse.hold_last_visible = bool(rules["hold_last_visible"])
+        if "visibility" in rules:
+            self._set_visibility(str(rules["visibility"]))
+
+    def _set_visibility(self, gate: str) -> None:
+        mgp, gates = self.mgp, (*VISIBILITY_GATES, TRUTH_GATE)
+        if mgp is None:
+            raise ValueError(
+                "rules.visibility sets MGP's gate, and this model was trained without MGP. "
+                "Fix: rules.visibility=null."
+            )
+        if gate not in gates or (gate == "learned" and mgp.visibility_head is None):
+            have = [g for g in gates if g != "learned" or mgp.visibility_head is not None]
+            raise ValueError(
+                f"rules.visibility={gate}: not a gate of this model. Fix: one of {', '.join(have)}."
+            )
+        mgp.visibility = gate
+        if gate not in ("learned", TRUTH_GATE):  # the truth gate still reports the head's
+            mgp.visibility_head = None
+
+    @property
+    def needs_ground_truth(self) -> bool:
+        """Whether tracking reads each frame's true presence (`rules.visibility=truth`): the
+        engine then hands it to `track` as `presence=`."""
+        return self.mgp is not None and self.mgp.visibility == TRUTH_GATE
 
     @property
     def needs_flow(self) -> bool:
@@ -251,8 +280,16 @@ class MoSAMTracker(VideoSAM):
             current_out["visibility_logit"] = motion.visibility
         return current_out, sam_outputs
 
-    def track(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        out = super().track(*args, **kwargs)
+    def track(
+        self, *args: Any, presence: torch.Tensor | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        """VideoSAM.track; `presence` [N] bool: each object's true presence in this frame,
+        for the truth gate only (see `needs_ground_truth`)."""
+        self._presence = presence
+        try:
+            out = super().track(*args, **kwargs)
+        finally:
+            self._presence = None
         if self.mgp is not None and self.mgp.sparse is not None:
             out["keypoints"], out["present"] = mask_keypoints(out["pred_masks"])
         maskmem = out.get("maskmem_features")
@@ -319,7 +356,9 @@ class MoSAMTracker(VideoSAM):
             prev_logits = F.interpolate(
                 prev["pred_masks"].float(), size=size, mode="bilinear", align_corners=False
             )
-        return mgp(traj, present, prev_logits, flow, self.sam2.sam_prompt_encoder, scores)
+        return mgp(
+            traj, present, prev_logits, flow, self.sam2.sam_prompt_encoder, scores, self._presence
+        )
 
     # ------------------------------------------------------------------ memory
     def _selected_memory(

@@ -188,8 +188,8 @@ def test_evaluating_an_official_file_applies_multimask_from_single_too(micro_wei
 def test_eval_sets_a_mosam_checkpoints_rules_and_refuses_them_elsewhere(
     micro_weights, mosam_checkpoint, tmp_path
 ):
-    """`eval.py rules.*` and `parts_off=[visibility]` reach the evaluated model (the method
-    table's rows of reverted fixes); on SAM 2 weights they are refused."""
+    """`eval.py rules.*` reach the evaluated model (the method table's rows of reverted
+    fixes); on SAM 2 weights they are refused."""
     from mosam_train.tasks.inference_model import compose_eval, inference_propagator
 
     ckpt = mosam_checkpoint(
@@ -200,7 +200,7 @@ def test_eval_sets_a_mosam_checkpoints_rules_and_refuses_them_elsewhere(
     )
     rules = ["rules.slots=distance", "rules.keep_previous=false", "rules.hold_last_visible=false"]
     propagator, _ = inference_propagator(
-        compose_eval([f"ckpt={ckpt}", "sam2=micro", *rules, "parts_off=[visibility]"])
+        compose_eval([f"ckpt={ckpt}", "sam2=micro", *rules, "rules.visibility=none"])
     )
     model = propagator.model
     assert (model.stms.slots, model.stms.keep_previous, model.stms.order) == (

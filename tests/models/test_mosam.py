@@ -443,10 +443,10 @@ def test_rules_set_in_a_trained_model_track_as_a_model_built_with_them(micro, re
     ungated.load_state_dict(weights, strict=False)
     model = MoSAMTracker(micro(), mgp=mgp, stms=stms)
     model.load_state_dict(weights)
-    model.switch_off("visibility")
+    model.set_rules({"visibility": "none"})
     assert max_diff(run_engine(model, record), run_engine(ungated, record)) == 0.0
-    with pytest.raises(ValueError, match="'visibility' is not a part"):
-        model.switch_off("visibility")
+    with pytest.raises(ValueError, match=r"visibility=learned: not a gate.*object_score, none"):
+        model.set_rules({"visibility": "learned"})  # its head is gone
     with pytest.raises(ValueError, match=r"model\.stms\.slots=.time.: unknown"):
         model.set_rules({"slots": "time"})
     model.switch_off("threshold")  # min_confidence 0: pointers=window still has a threshold
@@ -458,6 +458,35 @@ def test_rules_set_in_a_trained_model_track_as_a_model_built_with_them(micro, re
         plain.set_rules({"slots": "distance"})
     with pytest.raises(ValueError, match=r"rules\.hold_last_visible sets sparse MGP"):
         plain.set_rules({"hold_last_visible": False})
+
+
+def test_the_truth_gate_reads_each_objects_presence_from_the_engine(micro, record):
+    """rules.visibility=truth: the engine hands the model each tracked frame's true
+    presence (its rows in order), which becomes MGP's gate; a video without ground truth is
+    refused before the first frame."""
+    model = MoSAMTracker(micro(), mgp={**ALL_ON, "visibility": "learned"})
+    assert not model.needs_ground_truth
+    model.set_rules({"visibility": "truth"})
+    assert model.needs_ground_truth
+    gates = []
+    forward = model.mgp.forward
+
+    def spy(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        gates.append(args[6].tolist())  # presence
+        return out
+
+    model.mgp.forward = spy
+    run_engine(model, record)
+    frames = RecordFrames(record, 128)
+    assert set(first_appearance_prompts(record)) == {0}  # one group: a gate per frame
+    ids = list(record.object_ids)
+    truth = [frames.ground_truth(t, ids).any((1, 2)).tolist() for t in range(1, record.num_frames)]
+    assert gates == truth and any(not all(g) for g in gates)  # the record hides one
+    with pytest.raises(ValueError, match=r"gate reads the ground truth.*has none"):
+        engine = VideoPropagator(model.eval())
+        frames.has_ground_truth = False
+        next(iter(engine.propagate(frames, first_appearance_prompts(record))))
 
 
 def test_sparse_forecast_moves_the_prediction_towards_it(micro):

@@ -238,6 +238,27 @@ def test_mgp_stops_pushing_while_the_object_is_hidden(visibility):
     assert (gated.visibility is not None) == (visibility == "learned")
 
 
+def test_the_truth_gate_passes_the_whole_push_where_the_object_is_and_none_elsewhere():
+    """The oracle gate (eval's rules.visibility=truth) reads each object's true presence,
+    whatever SAM 2 believes; where the frame is not annotated it is SAM 2's belief."""
+    mgp, encoder = _mgp("learned"), _PromptEncoder()
+    traj = torch.rand(2, 4, len(KEYPOINTS), 2)
+    present = torch.ones(2, 4, dtype=torch.bool)
+    prev, flow = torch.randn(2, 1, 64, 64), torch.randn(2, 2, 64, 64)
+    scores = torch.tensor([[8.0, 8.0, -30.0, -30.0], [-30.0, -30.0, -30.0, -30.0]])
+    mgp.visibility = "none"
+    ungated = mgp(traj, present, prev, flow, encoder, scores)
+    mgp.visibility = "truth"  # object 0 hidden by SAM 2's belief but present; 1 the reverse
+    truth = mgp(traj, present, prev, flow, encoder, scores, torch.tensor([True, False]))
+    for part in ("sparse", "dense"):
+        g, u = getattr(truth, part), getattr(ungated, part)
+        assert torch.equal(g[0], u[0]) and u[0].abs().max() > 1e-3
+        assert g[1].abs().max() == 0.0
+    mgp.visibility_head = None  # not annotated: SAM 2's belief, as `object_score`
+    belief = mgp(traj, present, prev, flow, encoder, scores, None)
+    assert belief.sparse[0].abs().max() < 1e-9 and belief.sparse[1].abs().max() < 1e-9
+
+
 def test_the_learned_visibility_gate_trains_on_presence():
     mgp, encoder = _mgp("learned"), _PromptEncoder()
     traj = torch.rand(2, 4, len(KEYPOINTS), 2)

@@ -20,6 +20,9 @@ from mosam_train.models.motion.sparse import SparseMotionEncoder, forecast_heatm
 
 # how MGP's push is scaled by the object's visibility (see `MotionGuidedPrompting`)
 VISIBILITY_GATES = ("learned", "object_score", "none")
+#: the oracle gate, eval only (`MoSAMTracker.set_rules`): each object's true presence in the
+#: current frame, the bound a learned gate could reach
+TRUTH_GATE = "truth"
 
 
 @dataclass
@@ -109,12 +112,15 @@ class MotionGuidedPrompting(nn.Module):
         flow: torch.Tensor | None,
         prompt_encoder: nn.Module,
         scores: torch.Tensor | None = None,
+        presence: torch.Tensor | None = None,
     ) -> MotionPrompt:
         """traj [N, L, K, 2], present [N, L]: keypoint history (oldest first; None when the
         sparse branch is off);
         prev_logits [N, 1, S, S]: the previous frame's mask logits; flow [N, 2, S, S]
         current -> previous; scores [N, L]: SAM 2's object-score logits of the last L
-        frames, oldest first (for the visibility gate; None: no gate)."""
+        frames, oldest first (for the visibility gate; None: no gate); presence [N] bool:
+        each object's true presence (the `TRUTH_GATE` only; None where not annotated: SAM
+        2's object score then)."""
         out = MotionPrompt()
         size = self.image_size
         if self.sparse is not None:
@@ -131,6 +137,8 @@ class MotionGuidedPrompting(nn.Module):
                 logit = logit + self.visibility_head(self._gate_inputs(scores, out.forecast))[:, 0]
                 out.visibility = logit
             gate = torch.sigmoid(logit)
+            if self.visibility == TRUTH_GATE and presence is not None:
+                gate = presence.to(gate)
             if out.sparse is not None:
                 out.sparse = out.sparse * gate[:, None, None].to(out.sparse.dtype)
             if out.dense is not None:
