@@ -204,9 +204,9 @@ class VideoPropagator:
         if self._model_reads_truth and not getattr(frames, "has_ground_truth", False):
             name = getattr(frames, "name", None) or "this video"
             raise ValueError(
-                f"the model's visibility gate reads the ground truth (eval's "
-                f"rules.visibility=truth, an oracle bound), but {name} has none. Fix: run "
-                f"it with eval.py on an annotated split, or without rules.visibility=truth."
+                f"the model reads the ground truth (eval's rules.visibility=truth or "
+                f"rules.motion=truth, oracle bounds), but {name} has none. Fix: run it with "
+                f"eval.py on an annotated split, or without those rules."
             )
         if self.rule.needs_ground_truth and not getattr(frames, "has_ground_truth", False):
             name = getattr(frames, "name", None) or "this video"
@@ -219,7 +219,7 @@ class VideoPropagator:
 
     @property
     def _model_reads_truth(self) -> bool:
-        """A model whose gate reads each frame's true presence (an oracle bound)."""
+        """A model that reads each frame's ground truth (an oracle bound)."""
         return bool(getattr(self.model, "needs_ground_truth", False))
 
     def _require_causal(self, frames: FrameSource) -> None:
@@ -408,18 +408,17 @@ class VideoPropagator:
                         memory_from_low_res=True,
                     )
                 else:
-                    # the true presence of each object (None: frame not annotated), only
-                    # for a model that asks (others need not take `presence=`)
-                    presence = {}
+                    # the ground truth (None: frame not annotated), only for a model that
+                    # asks (others need not take `truth=`)
+                    oracle = {}
                     if model_truth:
-                        present = None if truth is None else truth[g_rows].flatten(1).any(1)
-                        presence["presence"] = _rows(present, hyp)
+                        oracle["truth"] = None if truth is None else _rows(truth[g_rows], hyp)
                     out = self.model.track(
                         t,
                         g_feats,
                         memory,
                         num_frames,
-                        **presence,
+                        **oracle,
                         flow=g_flow if self.model.needs_flow else None,
                         frame_step=frame_step,
                         spatial=self.rule.select(g.bank, t, memory),

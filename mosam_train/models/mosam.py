@@ -49,12 +49,15 @@ from mosam_train.models.video_sam import (
 )
 from mosam_train.optical_flow import build_flow_provider
 
-MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits")
+MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits", "motion_masks")
 #: what `MoSAMTracker.switch_off` switches off in a trained model (eval's `parts_off`)
 PARTS = ("mgp", "mgp_prompts", "sparse", "dense", "pixel", "threshold")
 #: inference rules eval may set in a trained model (`MoSAMTracker.set_rules`)
 STMS_RULES = ("keep_previous", "slots", "order", "pointers")
-MGP_RULES = ("hold_last_visible", "visibility")
+MGP_RULES = ("hold_last_visible", "visibility", "motion")
+#: where MGP reads past masks: the model's predictions, or (eval only, an oracle bound) the
+#: ground truth's
+MOTION_SOURCES = ("predictions", "truth")
 
 
 def _soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -98,6 +101,7 @@ class MoSAMTracker(VideoSAM):
         self.flow_provider = build_flow_provider(**(flow or {})) if self.needs_flow else None
         self._motion: MotionPrompt | None = None
         self._presence: torch.Tensor | None = None  # the current frame's, for the truth gate
+        self.motion_from_truth = False  # rules.motion=truth
         self.motion_prompts = True  # False: MGP forecasts (for the frame head), adds nothing
         sam2.sam_prompt_encoder.register_forward_hook(self._add_motion_prompt)
 
@@ -163,7 +167,9 @@ class MoSAMTracker(VideoSAM):
         `MemorySelection.set_rules`), `hold_last_visible` sparse MGP's after a loss,
         `visibility` how MGP's push is scaled: `learned` (a model trained with the gate),
         `object_score` (SAM 2's belief alone), `none`, or `truth` (each object's true
-        presence: an oracle bound, on annotated videos only)."""
+        presence), `motion` where MGP reads past masks: `predictions`, or `truth` (the
+        ground truth's: keypoints and the mask the dense branch warps). The two `truth`
+        settings are oracle bounds, on annotated videos only."""
         rules = {k: v for k, v in rules.items() if v is not None}
         unknown = sorted(set(rules) - set(STMS_RULES) - set(MGP_RULES))
         if unknown:
@@ -189,6 +195,14 @@ class MoSAMTracker(VideoSAM):
             self.mgp.sparse.hold_last_visible = bool(rules["hold_last_visible"])
         if "visibility" in rules:
             self._set_visibility(str(rules["visibility"]))
+        if "motion" in rules:
+            if self.mgp is None or rules["motion"] not in MOTION_SOURCES:
+                raise ValueError(
+                    f"rules.motion={rules['motion']}: "
+                    + ("this model has no MGP. Fix: rules.motion=null." if self.mgp is None
+                       else f"unknown. Fix: one of {', '.join(MOTION_SOURCES)}.")
+                )  # fmt: skip
+            self.motion_from_truth = rules["motion"] == "truth"
 
     def _set_visibility(self, gate: str) -> None:
         mgp, gates = self.mgp, (*VISIBILITY_GATES, TRUTH_GATE)
@@ -208,9 +222,11 @@ class MoSAMTracker(VideoSAM):
 
     @property
     def needs_ground_truth(self) -> bool:
-        """Whether tracking reads each frame's true presence (`rules.visibility=truth`): the
-        engine then hands it to `track` as `presence=`."""
-        return self.mgp is not None and self.mgp.visibility == TRUTH_GATE
+        """Whether tracking reads each frame's ground truth (`rules.visibility=truth`,
+        `rules.motion=truth`): the engine then hands it to `track` as `truth=`."""
+        return self.mgp is not None and (
+            self.mgp.visibility == TRUTH_GATE or self.motion_from_truth
+        )
 
     @property
     def needs_flow(self) -> bool:
@@ -280,18 +296,23 @@ class MoSAMTracker(VideoSAM):
             current_out["visibility_logit"] = motion.visibility
         return current_out, sam_outputs
 
-    def track(
-        self, *args: Any, presence: torch.Tensor | None = None, **kwargs: Any
-    ) -> dict[str, Any]:
-        """VideoSAM.track; `presence` [N] bool: each object's true presence in this frame,
-        for the truth gate only (see `needs_ground_truth`)."""
-        self._presence = presence
+    def track(self, *args: Any, truth: torch.Tensor | None = None, **kwargs: Any) -> dict[str, Any]:
+        """VideoSAM.track; `truth` bool [N, H, W]: each object's ground-truth mask in this
+        frame (None: not annotated), for the oracle settings only (see
+        `needs_ground_truth`)."""
+        self._presence = None if truth is None else truth.flatten(1).any(1)
         try:
             out = super().track(*args, **kwargs)
         finally:
             self._presence = None
+        motion_masks = out["pred_masks"]
+        if self.motion_from_truth and truth is not None:
+            # the ground truth as mask logits at the predictions' size (+-10: SAM 2's scale)
+            size = tuple(motion_masks.shape[-2:])
+            area = F.interpolate(truth[:, None].float(), size=size, mode="area")
+            motion_masks = out["motion_masks"] = torch.where(area >= 0.5, 10.0, -10.0)
         if self.mgp is not None and self.mgp.sparse is not None:
-            out["keypoints"], out["present"] = mask_keypoints(out["pred_masks"])
+            out["keypoints"], out["present"] = mask_keypoints(motion_masks)
         maskmem = out.get("maskmem_features")
         if self.stms is not None and maskmem is not None:
             if self.stms.frame_head is not None:
@@ -353,8 +374,9 @@ class MoSAMTracker(VideoSAM):
         prev = history[-1]
         if mgp.dense is not None and prev is not None and "pred_masks" in prev:
             size = (self.sam2.image_size, self.sam2.image_size)
+            masks = prev.get("motion_masks", prev["pred_masks"])  # the truth's (an oracle)
             prev_logits = F.interpolate(
-                prev["pred_masks"].float(), size=size, mode="bilinear", align_corners=False
+                masks.float(), size=size, mode="bilinear", align_corners=False
             )
         return mgp(
             traj, present, prev_logits, flow, self.sam2.sam_prompt_encoder, scores, self._presence

@@ -66,12 +66,12 @@ SCORES = ("iou", "visible_iou", "recency", "prompt")
 
 
 def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """{"true_iou": [N], "present": [N]} of a frame's low-resolution mask logits [N, 1, h, w]
+    """{"true_iou": [N], "true_present": [N]} of a frame's low-resolution mask logits [N, 1, h, w]
     against its ground truth bool [N, H, W]; NaN where the frame is not annotated (None)."""
     n = pred_masks.shape[0]
     if truth is None:
         unknown = torch.full((n,), float("nan"), device=pred_masks.device)
-        return {"true_iou": unknown, "present": unknown}
+        return {"true_iou": unknown, "true_present": unknown}
     pred = video_logits(pred_masks.float(), tuple(truth.shape[-2:]))[:, 0] > 0
     truth = truth.to(pred.device, torch.bool)
     inter = (pred & truth).flatten(1).sum(1)
@@ -79,7 +79,7 @@ def truth_scores(pred_masks: torch.Tensor, truth: torch.Tensor | None) -> dict[s
     iou = torch.where(
         union > 0, inter / union.clamp(min=1), torch.ones_like(inter, dtype=torch.float)
     )
-    return {"true_iou": iou.float(), "present": truth.flatten(1).any(1).float()}
+    return {"true_iou": iou.float(), "true_present": truth.flatten(1).any(1).float()}
 
 
 class Oracle(TrackerRule):
@@ -154,7 +154,7 @@ class Oracle(TrackerRule):
         """[C, N]: each candidate's true worth per object (higher is kept first)."""
         iou = torch.stack([e["true_iou"] for e in entries])
         if self.score == "visible_iou":
-            iou = iou * torch.stack([e["present"] for e in entries])
+            iou = iou * torch.stack([e["true_present"] for e in entries])
         return iou.nan_to_num(nan=-1.0)  # not annotated: below every annotated frame
 
     def select(self, bank: MemoryBank, frame_idx: int, memory: OutputDict) -> SpatialMemory:

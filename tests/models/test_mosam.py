@@ -11,6 +11,7 @@ from mosam_train.inference.vos import first_appearance_prompts
 from mosam_train.models.memory.attention import key_bias
 from mosam_train.models.memory.selection import MemorySelection
 from mosam_train.models.mosam import MoSAMTracker
+from mosam_train.models.motion.sparse import mask_keypoints
 from mosam_train.models.sam2_builder import build_sam2
 from mosam_train.models.video_sam import VideoSAM, new_output_dict
 from mosam_train.trackers import build_tracker
@@ -460,33 +461,48 @@ def test_rules_set_in_a_trained_model_track_as_a_model_built_with_them(micro, re
         plain.set_rules({"hold_last_visible": False})
 
 
-def test_the_truth_gate_reads_each_objects_presence_from_the_engine(micro, record):
-    """rules.visibility=truth: the engine hands the model each tracked frame's true
-    presence (its rows in order), which becomes MGP's gate; a video without ground truth is
-    refused before the first frame."""
+def test_the_oracle_rules_read_the_ground_truth_from_the_engine(micro, record):
+    """rules.visibility=truth: the engine hands the model each tracked frame's ground truth,
+    whose presence (its rows in order) becomes MGP's gate; rules.motion=truth: MGP's
+    trajectory and warped mask are the ground truth's of past frames, not the predictions'.
+    A video without ground truth is refused before the first frame."""
     model = MoSAMTracker(micro(), mgp={**ALL_ON, "visibility": "learned"})
     assert not model.needs_ground_truth
     model.set_rules({"visibility": "truth"})
     assert model.needs_ground_truth
-    gates = []
+    seen = []
     forward = model.mgp.forward
 
-    def spy(*args, **kwargs):
-        out = forward(*args, **kwargs)
-        gates.append(args[6].tolist())  # presence
-        return out
+    def spy(traj, present, prev_logits, flow, encoder, scores, presence):
+        seen.append((traj[:, -1].clone(), (prev_logits > 0).clone(), presence.tolist()))
+        return forward(traj, present, prev_logits, flow, encoder, scores, presence)
 
     model.mgp.forward = spy
     run_engine(model, record)
     frames = RecordFrames(record, 128)
     assert set(first_appearance_prompts(record)) == {0}  # one group: a gate per frame
     ids = list(record.object_ids)
-    truth = [frames.ground_truth(t, ids).any((1, 2)).tolist() for t in range(1, record.num_frames)]
-    assert gates == truth and any(not all(g) for g in gates)  # the record hides one
-    with pytest.raises(ValueError, match=r"gate reads the ground truth.*has none"):
+    truth = [frames.ground_truth(t, ids) for t in range(record.num_frames)]
+    assert [p for *_, p in seen] == [m.any((1, 2)).tolist() for m in truth[1:]]
+    assert any(not all(p) for *_, p in seen)  # the record hides one
+    by_predictions = seen[:]
+    seen.clear()
+    model.set_rules({"motion": "truth"})
+    run_engine(model, record)
+    for t in range(2, record.num_frames):  # frame t reads frame t - 1's masks
+        low = torch.nn.functional.interpolate(
+            torch.from_numpy(truth[t - 1])[:, None].float(), size=(32, 32), mode="area"
+        )
+        keypoints, _ = mask_keypoints(torch.where(low >= 0.5, 10.0, -10.0))
+        assert torch.equal(seen[t - 1][0], keypoints)
+        assert torch.equal(seen[t - 1][1].any((1, 2, 3)), (low >= 0.5).any((1, 2, 3)))
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(seen, by_predictions, strict=True))
+    with pytest.raises(ValueError, match=r"reads the ground truth.*has none"):
         engine = VideoPropagator(model.eval())
         frames.has_ground_truth = False
         next(iter(engine.propagate(frames, first_appearance_prompts(record))))
+    with pytest.raises(ValueError, match=r"rules\.motion=flow: unknown"):
+        model.set_rules({"motion": "flow"})
 
 
 def test_sparse_forecast_moves_the_prediction_towards_it(micro):

@@ -31,7 +31,7 @@ def bank_of(frames: dict[int, list[tuple[float, float]]]) -> MemoryBank:
         bank.non_cond[t] = {
             "maskmem_features": torch.full((2, 4, 2, 2), float(t)),
             "true_iou": torch.tensor([s[0] for s in scores]),
-            "present": torch.tensor([s[1] for s in scores]),
+            "true_present": torch.tensor([s[1] for s in scores]),
         }
     return bank
 
@@ -153,7 +153,7 @@ def test_window_pointers_are_sam2s_window_without_the_frames_below_min_score():
         entry["obj_ptr"] = torch.full((2, 8), float(t))
     bank.drop_older(*rule.horizon(bank, 18, (18 - 6, 18 - 15)))
     assert set(bank.non_cond) == set(range(3, 18))
-    assert set(bank.non_cond[5]) == {"obj_ptr", "true_iou", "present"}
+    assert set(bank.non_cond[5]) == {"obj_ptr", "true_iou", "true_present"}
     assert "maskmem_features" in bank.non_cond[12]
     streamed = select(rule, bank, 18).pointers
     assert torch.equal(streamed.valid, pointers.valid)
@@ -230,9 +230,9 @@ def test_true_iou_and_presence_from_hand_made_masks():
     logits[2, 0, 4:] = 10.0  # object 3: absent, predicted present
     scores = truth_scores(logits, truth)
     assert scores["true_iou"].tolist() == pytest.approx([1 / 3, 1.0, 0.0])
-    assert scores["present"].tolist() == [1.0, 0.0, 0.0]
+    assert scores["true_present"].tolist() == [1.0, 0.0, 0.0]
     unknown = truth_scores(logits, None)
-    assert unknown["true_iou"].isnan().all() and unknown["present"].isnan().all()
+    assert unknown["true_iou"].isnan().all() and unknown["true_present"].isnan().all()
 
 
 def test_a_ground_truth_oracle_on_a_video_without_ground_truth_is_refused_first(
@@ -347,8 +347,20 @@ def test_ground_truth_oracles_score_each_remembered_frame_against_it(micro, reco
         if "true_iou" not in entry:
             continue  # pointer-only entries
         gt = truth.ground_truth(t, bank.object_ids)
-        assert entry["present"].tolist() == [float(m.any()) for m in gt]
+        assert entry["true_present"].tolist() == [float(m.any()) for m in gt]
         assert ((entry["true_iou"] >= 0) & (entry["true_iou"] <= 1)).all()
+
+
+def test_an_oracle_on_mosam_leaves_its_motion_history_as_it_was(micro, record):
+    """The oracle's memory in place of MoSAM's own selection (the method table's row): its
+    ground-truth entries sit beside MGP's keypoint presence, which stays MoSAM's own."""
+    from mosam_train.models.mosam import MoSAMTracker
+
+    model = MoSAMTracker(micro(), mgp={"sparse": True, "dense": False}, stms={"stride": 1})
+    rule = {"name": "oracle", "score": "iou", "min_score": 0.3, "order": "recency"}
+    _, engine = run(model, build_tracker(rule), record)
+    entries = [e for e in engine.groups[0].bank.non_cond.values() if "true_iou" in e]
+    assert entries and all(e["present"].dtype == torch.bool for e in entries)
 
 
 def test_an_oracle_that_leaves_out_every_past_frame_and_its_pointer_is_cond_only(micro, record):
