@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -40,6 +39,7 @@ from torchmetrics.functional.classification import binary_auroc, binary_roc
 from mosam_train.data.video import VideoRecord
 from mosam_train.inference.sources import RecordFrames
 from mosam_train.inference.vos import Propagator, first_appearance_prompts
+from mosam_train.metrics.jf import jaccard
 from mosam_train.tasks.inference_model import autocast, compose_eval, mask_propagator
 from mosam_train.tasks.vos_evaluation import evaluated_records
 
@@ -62,12 +62,6 @@ class Readouts:
     ious: list[float] = field(default_factory=list)
     visibility: list[tuple[float, bool]] = field(default_factory=list)
     frame: list[tuple[float, float]] = field(default_factory=list)
-
-
-def _iou(logits: torch.Tensor, mask: np.ndarray) -> float:
-    pred, truth = logits > 0, torch.from_numpy(mask).bool()
-    union = int((pred | truth).sum())
-    return 1.0 if union == 0 else int((pred & truth).sum()) / union
 
 
 def presence_scores(propagator: Propagator, record: VideoRecord, image_size: int) -> Readouts:
@@ -97,7 +91,10 @@ def presence_scores(propagator: Propagator, record: VideoRecord, image_size: int
             logits = result.object_scores.tolist()
             for k, oid in enumerate(record.object_ids):
                 if oid in first and t > first[oid]:
-                    present, iou = bool(masks[k].any()), _iou(result.logits[k].cpu(), masks[k])
+                    present, iou = (
+                        bool(masks[k].any()),
+                        jaccard((result.logits[k] > 0).cpu().numpy(), masks[k].astype(bool)),
+                    )
                     found.scores.append(float(logits[k]))
                     found.present.append(present)
                     found.ious.append(iou)

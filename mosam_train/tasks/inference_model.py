@@ -54,33 +54,26 @@ def inference_propagator(cfg: DictConfig) -> tuple[VideoPropagator, int]:
     `eval_device`, under the `tracker=` rule; with the image size its frames are prepared at."""
     module = load_module(cfg).eval().to(eval_device(cfg))
     parts_off = list(cfg.get("parts_off") or [])
-    if parts_off and not isinstance(module.model, MoSAMTracker):
+    min_confidence = cfg.get("min_confidence")
+    rules = {k: v for k, v in (cfg.get("rules") or {}).items() if v is not None}
+    settings = {"parts_off": parts_off, "min_confidence": min_confidence, "rules": rules}
+    asked = {k: v for k, v in settings.items() if v not in (None, [], {})}
+    if asked and not isinstance(module.model, MoSAMTracker):
         raise ValueError(
-            f"parts_off={parts_off}: {cfg.ckpt} is not a MoSAM checkpoint, it has no parts "
-            "to switch off. Fix: parts_off=[] or a MoSAM checkpoint."
+            f"{', '.join(f'{k}={v}' for k, v in asked.items())}: {cfg.ckpt} is not a MoSAM "
+            "checkpoint, it has no parts, frame head or inference rules to set. Fix: leave "
+            "them unset, or a MoSAM checkpoint."
         )
     for part in parts_off:
         module.model.switch_off(part)
-    min_confidence = cfg.get("min_confidence")
     if min_confidence is not None:
         if "threshold" in parts_off:
             raise ValueError(
                 f"min_confidence={min_confidence} with parts_off=[threshold]: the one sets "
                 "the threshold the other switches off. Fix: one of the two."
             )
-        if not isinstance(module.model, MoSAMTracker):
-            raise ValueError(
-                f"min_confidence={min_confidence}: {cfg.ckpt} is not a MoSAM checkpoint, it "
-                "has no frame head. Fix: min_confidence=null or a MoSAM checkpoint."
-            )
         module.model.leave_out_below(float(min_confidence))
-    rules = {k: v for k, v in (cfg.get("rules") or {}).items() if v is not None}
     if rules:
-        if not isinstance(module.model, MoSAMTracker):
-            raise ValueError(
-                f"rules={rules}: {cfg.ckpt} is not a MoSAM checkpoint, it has no inference "
-                "rules to set. Fix: leave rules null, or a MoSAM checkpoint."
-            )
         module.model.set_rules(rules)
     tracker = build_tracker(OmegaConf.to_container(cfg.tracker, resolve=True))
     return module.propagator(tracker), module.model.image_size

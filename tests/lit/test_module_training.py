@@ -209,7 +209,10 @@ def test_eval_sets_a_mosam_checkpoints_rules_and_refuses_them_elsewhere(
         "recency",  # null: as trained
     )
     assert model.mgp.sparse.hold_last_visible is False and model.mgp.visibility == "none"
-    with pytest.raises(ValueError, match="is not a MoSAM checkpoint, it has no inference rules"):
+    with pytest.raises(
+        ValueError,
+        match=r"rules=.*is not a MoSAM checkpoint, it has no parts, frame head or inference rules",
+    ):
         inference_propagator(compose_eval([f"ckpt={micro_weights}", "sam2=micro", rules[0]]))
 
 
