@@ -205,8 +205,8 @@ class VideoPropagator:
             name = getattr(frames, "name", None) or "this video"
             raise ValueError(
                 f"the model reads the ground truth (eval's rules.visibility=truth or "
-                f"rules.motion=truth, oracle bounds), but {name} has none. Fix: run it with "
-                f"eval.py on an annotated split, or without those rules."
+                f"rules.motion=truth|trusted, oracle bounds), but {name} has none. Fix: run "
+                f"it with eval.py on an annotated split, or without those rules."
             )
         if self.rule.needs_ground_truth and not getattr(frames, "has_ground_truth", False):
             name = getattr(frames, "name", None) or "this video"

@@ -31,6 +31,7 @@ from sam2.modeling.sam2_base import SAM2Base
 from sam2.modeling.sam2_utils import select_closest_cond_frames
 from torch import nn
 
+from mosam_train.models.losses import frame_target
 from mosam_train.models.memory.attention import enable_key_bias
 from mosam_train.models.memory.selection import MemorySelection
 from mosam_train.models.motion.prompting import (
@@ -49,15 +50,25 @@ from mosam_train.models.video_sam import (
 )
 from mosam_train.optical_flow import build_flow_provider
 
-MOSAM_ENTRY_KEYS = ("keypoints", "present", "frame_score", "pixel_logits", "motion_masks")
+MOSAM_ENTRY_KEYS = (
+    "keypoints",
+    "present",
+    "frame_score",
+    "pixel_logits",
+    "motion_masks",
+    "motion_trusted",
+)
 #: what `MoSAMTracker.switch_off` switches off in a trained model (eval's `parts_off`)
 PARTS = ("mgp", "mgp_prompts", "sparse", "dense", "pixel", "threshold")
 #: inference rules eval may set in a trained model (`MoSAMTracker.set_rules`)
 STMS_RULES = ("keep_previous", "slots", "order", "pointers")
 MGP_RULES = ("hold_last_visible", "visibility", "motion")
-#: where MGP reads past masks: the model's predictions, or (eval only, an oracle bound) the
-#: ground truth's
-MOTION_SOURCES = ("predictions", "truth")
+#: where MGP reads past masks: the model's predictions; or (eval only, oracle bounds) the
+#: ground truth's, or the predictions only where they are right (`TRUSTED_IOU`)
+MOTION_SOURCES = ("predictions", "truth", "trusted")
+#: rules.motion=trusted: a prediction MGP may forecast from has this true IoU at least (the
+#: threshold at which an object counts as tracked, as in re-detection latency)
+TRUSTED_IOU = 0.5
 
 
 def _soft_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -101,7 +112,7 @@ class MoSAMTracker(VideoSAM):
         self.flow_provider = build_flow_provider(**(flow or {})) if self.needs_flow else None
         self._motion: MotionPrompt | None = None
         self._presence: torch.Tensor | None = None  # the current frame's, for the truth gate
-        self.motion_from_truth = False  # rules.motion=truth
+        self.motion_source = "predictions"  # rules.motion (MOTION_SOURCES)
         self.motion_prompts = True  # False: MGP forecasts (for the frame head), adds nothing
         sam2.sam_prompt_encoder.register_forward_hook(self._add_motion_prompt)
 
@@ -167,9 +178,12 @@ class MoSAMTracker(VideoSAM):
         `MemorySelection.set_rules`), `hold_last_visible` sparse MGP's after a loss,
         `visibility` how MGP's push is scaled: `learned` (a model trained with the gate),
         `object_score` (SAM 2's belief alone), `none`, or `truth` (each object's true
-        presence), `motion` where MGP reads past masks: `predictions`, or `truth` (the
-        ground truth's: keypoints and the mask the dense branch warps). The two `truth`
-        settings are oracle bounds, on annotated videos only."""
+        presence), `motion` where MGP reads past masks: `predictions`, `truth` (the
+        ground truth's: keypoints and the mask the dense branch warps) or `trusted` (the
+        predictions, and MGP off for an object whose previous prediction has a true IoU
+        below `TRUSTED_IOU`: what a perfect reliability gate on MGP's input could reach,
+        against `truth`'s perfect input). `truth` and `trusted` are oracle bounds, on
+        annotated videos only."""
         rules = {k: v for k, v in rules.items() if v is not None}
         unknown = sorted(set(rules) - set(STMS_RULES) - set(MGP_RULES))
         if unknown:
@@ -202,7 +216,7 @@ class MoSAMTracker(VideoSAM):
                     + ("this model has no MGP. Fix: rules.motion=null." if self.mgp is None
                        else f"unknown. Fix: one of {', '.join(MOTION_SOURCES)}.")
                 )  # fmt: skip
-            self.motion_from_truth = rules["motion"] == "truth"
+            self.motion_source = str(rules["motion"])
 
     def _set_visibility(self, gate: str) -> None:
         mgp, gates = self.mgp, (*VISIBILITY_GATES, TRUTH_GATE)
@@ -223,9 +237,9 @@ class MoSAMTracker(VideoSAM):
     @property
     def needs_ground_truth(self) -> bool:
         """Whether tracking reads each frame's ground truth (`rules.visibility=truth`,
-        `rules.motion=truth`): the engine then hands it to `track` as `truth=`."""
+        `rules.motion=truth|trusted`): the engine then hands it to `track` as `truth=`."""
         return self.mgp is not None and (
-            self.mgp.visibility == TRUTH_GATE or self.motion_from_truth
+            self.mgp.visibility == TRUTH_GATE or self.motion_source != "predictions"
         )
 
     @property
@@ -306,11 +320,16 @@ class MoSAMTracker(VideoSAM):
         finally:
             self._presence = None
         motion_masks = out["pred_masks"]
-        if self.motion_from_truth and truth is not None:
-            # the ground truth as mask logits at the predictions' size (+-10: SAM 2's scale)
+        if self.motion_source != "predictions" and truth is not None:
+            # the ground truth at the predictions' size, where MGP reads masks
             size = tuple(motion_masks.shape[-2:])
-            area = F.interpolate(truth[:, None].float(), size=size, mode="area")
-            motion_masks = out["motion_masks"] = torch.where(area >= 0.5, 10.0, -10.0)
+            true = F.interpolate(truth[:, None].float(), size=size, mode="area") >= 0.5
+            if self.motion_source == "truth":  # as mask logits (+-10: SAM 2's scale)
+                motion_masks = out["motion_masks"] = torch.where(true, 10.0, -10.0)
+            else:
+                # IoU 1 where both are empty: a hidden object predicted absent is right
+                iou = frame_target((motion_masks > 0)[:, 0], true[:, 0], "iou")
+                out["motion_trusted"] = iou >= TRUSTED_IOU
         if self.mgp is not None and self.mgp.sparse is not None:
             out["keypoints"], out["present"] = mask_keypoints(motion_masks)
         maskmem = out.get("maskmem_features")
@@ -378,9 +397,17 @@ class MoSAMTracker(VideoSAM):
             prev_logits = F.interpolate(
                 masks.float(), size=size, mode="bilinear", align_corners=False
             )
-        return mgp(
+        motion = mgp(
             traj, present, prev_logits, flow, self.sam2.sam_prompt_encoder, scores, self._presence
         )
+        trusted = None if prev is None else prev.get("motion_trusted")
+        if self.motion_source == "trusted" and trusted is not None:  # no push from a wrong one
+            on = trusted.to(device)
+            if motion.sparse is not None:
+                motion.sparse = motion.sparse * on[:, None, None].to(motion.sparse.dtype)
+            if motion.dense is not None:
+                motion.dense = motion.dense * on[:, None, None, None].to(motion.dense.dtype)
+        return motion
 
     # ------------------------------------------------------------------ memory
     def _selected_memory(

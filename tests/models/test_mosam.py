@@ -505,6 +505,64 @@ def test_the_oracle_rules_read_the_ground_truth_from_the_engine(micro, record):
         model.set_rules({"motion": "flow"})
 
 
+def test_the_trusted_motion_oracle_switches_mgp_off_after_a_wrong_prediction(
+    micro, record, monkeypatch
+):
+    """rules.motion=trusted: MGP reads the predictions, and pushes nothing for an object
+    whose previous prediction has a true IoU below 0.5 (against that frame's ground truth,
+    at the predictions' size); with every prediction trusted it tracks exactly as
+    rules.motion=predictions."""
+    torch.manual_seed(0)
+    model = MoSAMTracker(micro(), mgp={**ALL_ON, "visibility": "none"})
+    with torch.no_grad():  # MGP that pushes
+        for layer in (model.mgp.sparse.to_tokens[-1], model.mgp.sparse.correction[-1]):
+            layer.weight.normal_(0, 0.5)
+    by_predictions = run_engine(model, record)
+    model.set_rules({"motion": "trusted"})
+    assert model.needs_ground_truth
+    frames = RecordFrames(record, 128)
+    ids = list(record.object_ids)
+    motion_prompt, seen = model._motion_prompt, []
+
+    def spy(frame_idx, output_dict, flow):
+        out = output_dict
+        prev = out["non_cond_frame_outputs"].get(frame_idx - 1)
+        prev = prev or out["cond_frame_outputs"][frame_idx - 1]
+        model.motion_source = "predictions"
+        pushed = motion_prompt(frame_idx, output_dict, flow)
+        model.motion_source = "trusted"
+        gated = motion_prompt(frame_idx, output_dict, flow)
+        if frame_idx - 1 in out["cond_frame_outputs"]:  # the prompt: trusted, not rated
+            assert "motion_trusted" not in prev
+            seen.append((torch.ones(len(ids), dtype=torch.bool), pushed, gated))
+            return gated
+        truth = torch.from_numpy(frames.ground_truth(frame_idx - 1, ids))[:, None].float()
+        true = torch.nn.functional.interpolate(truth, size=(32, 32), mode="area") >= 0.5
+        pred = prev["pred_masks"] > 0
+        inter, union = (pred & true).sum((1, 2, 3)), (pred | true).sum((1, 2, 3))
+        iou = torch.where(union > 0, inter / union.clamp(min=1), 1.0)
+        assert torch.equal(prev["motion_trusted"], iou >= 0.5)
+        seen.append((prev["motion_trusted"], pushed, gated))
+        return gated
+
+    model._motion_prompt = spy
+    run_engine(model, record)
+    kinds = set()
+    for trusted, pushed, gated in seen:
+        for n, ok in enumerate(trusted.tolist()):
+            for branch in ("sparse", "dense"):
+                a, b = getattr(pushed, branch)[n], getattr(gated, branch)[n]
+                assert torch.equal(b, a) if ok else not b.any(), (n, branch)
+            assert ok or pushed.sparse[n].any()  # the gate did switch a push off
+            kinds.add(ok)
+    assert kinds == {True, False}  # both happen on this video
+    del model._motion_prompt
+    monkeypatch.setattr("mosam_train.models.mosam.TRUSTED_IOU", 0.0)  # every one trusted
+    assert max_diff(run_engine(model, record), by_predictions) == 0.0
+    with pytest.raises(ValueError, match=r"rules\.motion=flow: unknown.*truth, trusted"):
+        model.set_rules({"motion": "flow"})
+
+
 def test_sparse_forecast_moves_the_prediction_towards_it(micro):
     """Keypoints moving right by 16 px a frame: the forecast (constant velocity) lies right
     of the last mask, and carried by the dense encoder's forecast-box channel it pulls the
